@@ -1,0 +1,734 @@
+"""The stack's settings: read once from the stack config, validated completely, frozen.
+
+`load(raw, stack=..., project_dir=...)` takes the project's config keys (without the
+``flask-stack:`` prefix) and returns `Settings` or raises `SettingsError` listing every problem,
+each naming its key path. Nothing else in the program reads config; defaults live here only.
+
+Where the values come from:
+- under `pulumi up`/`preview`: `from_pulumi()` (the CLI hands the decrypted config over);
+- offline (`python -m stack render`): `from_stack_file()` reads ``Pulumi.<stack>.yaml``; its
+  ``secure:`` values cannot be decrypted there and become unknown `Secret`s.
+"""
+
+from __future__ import annotations
+
+import ast
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stack.reader import Reader, Secret, SettingsError, cidr_item, describe
+
+PROJECT = "flask-stack"
+PLATFORMS = ("digitalocean", "aws", "existing")
+CLOUDS = ("digitalocean", "aws")
+IMAGES = ("debian-12", "ubuntu-24.04", "ubuntu-22.04")
+FRONTS = ("nginx", "haproxy")
+WORKER_CLASSES = ("gthread", "sync", "gevent")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+# Per-platform defaults: the smallest sizes that run the default app well.
+PLATFORM_DEFAULTS: dict[str, dict[str, str]] = {
+    "digitalocean": {"hostSize": "s-1vcpu-1gb", "databaseSize": "db-s-1vcpu-1gb", "sshUser": "root"},
+    "aws": {"hostSize": "t3.small", "databaseSize": "db.t4g.micro", "sshUser": "admin"},
+    "existing": {"hostSize": "", "databaseSize": "", "sshUser": ""},
+}
+# Login user of the cloud images when ssh.user is not set (DigitalOcean always logs in as root).
+IMAGE_USERS = {"debian-12": "admin", "ubuntu-24.04": "ubuntu", "ubuntu-22.04": "ubuntu"}
+
+# Names that would collide with system users, units or paths on the host.
+RESERVED_APP_NAMES = frozenset(
+    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody "
+    "nginx haproxy ssh sshd systemd postgres postgresql admin ubuntu debian deploy cron dbus "
+    "network networking journal".split()
+)
+RESERVED_ENV = frozenset({"DATABASE_URL", "PATH", "HOME", "USER", "PYTHONPATH", "LISTEN_FDS",
+                          "LISTEN_PID", "NOTIFY_SOCKET", "FLASK_STACK_RELEASE"})
+RESERVED_DB_USERS = frozenset({"postgres", "admin", "rdsadmin", "doadmin", "root", "public"})
+
+_NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
+_HOSTNAME = r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+_IDENT = r"[a-z_][a-z0-9_]{0,62}"
+_ENV_KEY = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+# -- the settings ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hosts:
+    count: int
+    size: str
+    image: str
+    addresses: tuple[str, ...]  # platform existing only
+    trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
+
+
+@dataclass(frozen=True)
+class Database:
+    engine_version: str
+    size: str
+    storage_gb: int
+    backup_retention_days: int
+    high_availability: bool
+    name: str
+    user: str
+    url: Secret | None  # platform existing: the database the user already has
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    path: Path
+    entry: str  # module:attr or module:factory(...)
+    env: tuple[tuple[str, str], ...]
+    secret_env: tuple[tuple[str, Secret], ...]
+    workers: int | None  # None: from the host's CPUs
+    worker_class: str
+    threads: int
+    timeout: int
+    graceful_timeout: int
+    keepalive: int
+    max_requests: int
+    listen: str  # "unix" or a loopback host:port
+    static_url: str
+    static_dir: str | None  # relative to the app; None when the app has none
+    max_body_size: str
+    release_command: str | None
+
+    @property
+    def module(self) -> str:
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.entry.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str | None
+    www_redirect: bool
+
+    @property
+    def server_names(self) -> tuple[str, ...]:
+        return (self.name,) if self.name else ()
+
+
+@dataclass(frozen=True)
+class Tls:
+    enabled: bool  # the hosts terminate TLS themselves (single-host mode or existing servers)
+    email: str | None
+    acme_directory: str
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    enabled: bool
+    requests_per_second: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class Deploy:
+    batch_size: int
+    health_path: str
+    health_timeout: int
+    releases_kept: int
+
+
+@dataclass(frozen=True)
+class Bastion:
+    host: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Ssh:
+    user: str
+    port: int
+    public_key: str | None
+    private_key: Secret | None
+    admin_cidrs: tuple[str, ...]
+    host_key: str | None
+    bastion: Bastion | None
+
+
+@dataclass(frozen=True)
+class Network:
+    vpc_cidr: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    platform: str
+    region: str | None
+    load_balancer: bool
+    hosts: Hosts
+    database: Database
+    app: App
+    domain: Domain
+    tls: Tls
+    front: str
+    rate_limit: RateLimit
+    deploy: Deploy
+    ssh: Ssh
+    network: Network
+    ephemeral: bool
+    deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """Networks whose X-Forwarded-* headers the front believes: the cloud load balancer's
+        VPC, or the proxies the user named for existing servers; empty when the front faces the
+        internet itself."""
+        if self.platform in CLOUDS:
+            return (self.network.vpc_cidr,) if self.load_balancer else ()
+        return self.hosts.trusted_proxies
+
+
+# -- loading --------------------------------------------------------------------------------
+def load(
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    project_dir: Path,
+    secret_keys: frozenset[str] = frozenset(),
+    offline: bool = False,
+) -> Settings:
+    """Validate the whole config; raise SettingsError with every problem found.
+
+    Offline (a render with no deploy), values that only a deploy needs (the SSH private key,
+    the admin CIDRs) may be missing: they are listed in `Settings.deferred` instead."""
+    errors: list[str] = []
+    deferred: list[str] | None = [] if offline else None
+    top = Reader(raw, f"{PROJECT}:", errors, deferred=deferred)
+
+    def section(name: str) -> Reader:
+        reader = top.section(name)
+        reader.secret = name in secret_keys
+        return reader
+
+    platform = top.choice("platform", PLATFORMS)
+    cloud = platform in CLOUDS
+    defaults = PLATFORM_DEFAULTS.get(platform or "existing", PLATFORM_DEFAULTS["existing"])
+
+    region = _region(top, platform)
+    load_balancer = top.boolean("loadBalancer", cloud)
+    if platform == "existing" and load_balancer:
+        top.error("loadBalancer", "must be false on platform existing (the program creates no "
+                                  "load balancer there; list yours in hosts.trustedProxies)")
+        load_balancer = False
+
+    hosts = _hosts(section("hosts"), platform, defaults, errors)
+    if cloud and not load_balancer and hosts.count != 1:
+        errors.append(f"{PROJECT}:hosts.count: must be 1 when loadBalancer is false (single-host "
+                      f"mode), got {hosts.count}; set loadBalancer: true to spread traffic over hosts")
+    database = _database(section("database"), platform, defaults)
+    app = _app(section("app"), project_dir, errors)
+    domain = _domain(section("domain"))
+    tls = _tls(section("tls"), domain, cloud, load_balancer)
+    front = top.choice("front", FRONTS, "nginx")
+    rate_limit = _rate_limit(section("rateLimit"))
+    deploy = _deploy(section("deploy"), app)
+    ssh = _ssh(section("ssh"), platform, hosts.image, defaults, errors)
+    network = _network(section("network"), errors)
+    ephemeral = _ephemeral(top, stack)
+    top.finish()
+
+    if errors:
+        raise SettingsError(errors)
+    return Settings(
+        project=PROJECT, stack=stack, platform=platform, region=region,
+        load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
+        tls=tls, front=front, rate_limit=rate_limit, deploy=deploy, ssh=ssh, network=network,
+        ephemeral=ephemeral, deferred=tuple(deferred or ()),
+    )
+
+
+def _region(top: Reader, platform: str | None) -> str | None:
+    if platform == "digitalocean":
+        return top.string("region", pattern=r"[a-z]{3}[0-9]", expect='a DigitalOcean region like "nyc3"')
+    if platform == "aws":
+        return top.string("region", pattern=r"[a-z]{2}(-gov)?-[a-z]+-[0-9]",
+                          expect='an AWS region like "eu-west-1"')
+    if top.has("region") and platform == "existing":
+        top.error("region", "has no meaning on platform existing; remove it")
+    top.raw("region")
+    return None
+
+
+def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: list[str]) -> Hosts:
+    cloud = platform in CLOUDS
+    addresses: tuple[str, ...] = ()
+    if platform == "existing":
+        addresses = r.string_list("addresses", _address_item(errors))
+        if not addresses and not any(e.startswith(r.key("addresses")) for e in errors):
+            r.error("addresses", 'is required on platform existing: list the servers, e.g. '
+                                 '["203.0.113.10", "app2.example.com"]')
+        if len(set(addresses)) != len(addresses):
+            r.error("addresses", "lists the same server twice")
+        if r.has("count") and addresses and r.raw("count") != len(addresses):
+            r.error("count", "is taken from hosts.addresses on platform existing; remove it")
+        count = len(addresses) or 1
+        r.raw("count")
+    else:
+        count = r.integer("count", 2, 1, 100)
+    size = ""
+    if cloud:
+        if platform == "aws":
+            size = r.string("size", defaults["hostSize"], pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                            expect='an EC2 instance type like "t3.small"')
+        else:
+            size = r.string("size", defaults["hostSize"], pattern=r"[a-z0-9]+(-[a-z0-9]+)+",
+                            expect='a droplet size slug like "s-1vcpu-1gb"')
+    elif r.has("size"):
+        r.error("size", "has no meaning on platform existing; remove it")
+    image = r.choice("image", IMAGES, "debian-12")
+    proxies: tuple[str, ...] = ()
+    if r.has("trustedProxies"):
+        if cloud:
+            r.error("trustedProxies", "is only for platform existing; on a cloud platform the load "
+                                      "balancer's network is trusted automatically")
+            r.raw("trustedProxies")
+        else:
+            proxies = r.string_list("trustedProxies", cidr_item(errors, allow_world=False))
+    r.finish()
+    return Hosts(count=count, size=size, image=image, addresses=addresses, trusted_proxies=proxies)
+
+
+def _address_item(errors: list[str]):
+    def check(path: str, value: Any) -> str | None:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            try:
+                return str(ipaddress.ip_address(text))
+            except ValueError:
+                if re.fullmatch(_HOSTNAME, text):
+                    return text
+        errors.append(f'{path}: expected an IP address or host name like "203.0.113.10", '
+                      f"got {describe(value)}")
+        return None
+
+    return check
+
+
+def _database(r: Reader, platform: str | None, defaults: dict[str, str]) -> Database:
+    url: Secret | None = None
+    size, storage = "", 0
+    if platform == "existing":
+        url = r.secret_string(
+            "url", required=False,
+            how="pulumi config set --secret --path database.url 'postgresql://user:pass@host/db'")
+        if url is not None and url.known and not re.match(r"postgres(ql)?://", url.value or ""):
+            r.error("url", "must start with postgresql:// (the secret's value is not shown)")
+    elif platform in CLOUDS:
+        if r.has("url"):
+            r.error("url", "is made by the program on a cloud platform; remove it")
+            r.raw("url")
+        if platform == "aws":
+            size = r.string("size", defaults["databaseSize"], pattern=r"db\.[a-z0-9]+\.[a-z0-9]+",
+                            expect='an RDS instance class like "db.t4g.micro"')
+            storage = r.integer("storageGb", 20, 20, 65536, unit="GB")
+        else:
+            size = r.string("size", defaults["databaseSize"], pattern=r"db-[a-z0-9]+(-[a-z0-9]+)*",
+                            expect='a database size slug like "db-s-1vcpu-1gb"')
+            if r.has("storageGb"):
+                r.error("storageGb", "is set by database.size on DigitalOcean; remove it")
+                r.raw("storageGb")
+    version = r.string("engineVersion", "16", pattern=r"1[3-7]",
+                       expect='a PostgreSQL major version from "13" to "17"')
+    backups = r.integer("backupRetentionDays", 7, 1, 35, unit="days")
+    ha = r.boolean("highAvailability", False)
+    name = r.string("name", "app", pattern=_IDENT, expect='a database name like "app"')
+    user = r.string("user", "app", pattern=_IDENT, expect='a database user name like "app"')
+    if user in RESERVED_DB_USERS:
+        r.error("user", f'"{user}" is reserved by the database service; pick another name')
+    r.finish()
+    return Database(engine_version=version, size=size, storage_gb=storage,
+                    backup_retention_days=backups, high_availability=ha, name=name, user=user,
+                    url=url)
+
+
+def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
+    name = r.string("name", "app", pattern=_NAME,
+                    expect='a short lower-case name like "myapp" (letters, digits, dashes)')
+    if name in RESERVED_APP_NAMES:
+        r.error("name", f'"{name}" is a system name on the hosts; pick another, e.g. "{name}-app"')
+    path_text = r.string("path", "app", expect="the app's directory, relative to Pulumi.yaml")
+    path = (project_dir / path_text).resolve() if path_text else project_dir
+    entry = r.string("entry", "rocket:app", check=_check_entry,
+                     expect='a WSGI entry like "rocket:app" or "myapp:create_app()"')
+    if path_text and entry:
+        _check_app_dir(r, path, path_text, entry)
+
+    env = _env(r, "env", errors)
+    secret_env = _secret_env(r, errors)
+    clash = sorted(set(dict(env)) & set(dict(secret_env)))
+    if clash:
+        r.error("secretEnv", f"{', '.join(clash)} also set in app.env; keep each name in one place")
+
+    workers: int | None = None
+    if r.raw("workers") not in (None, "auto"):
+        workers = r.integer("workers", None, 1, 64)
+    worker_class = r.choice("workerClass", WORKER_CLASSES, "gthread")
+    threads_set = r.has("threads")
+    threads = r.integer("threads", 4 if worker_class == "gthread" else 1, 1, 64)
+    if threads_set and worker_class != "gthread" and threads != 1:
+        r.error("threads", f"only applies to workerClass gthread (it is {worker_class}); "
+                           "remove threads or set workerClass: gthread")
+    timeout = r.integer("timeout", 30, 1, 3600, unit="seconds")
+    graceful = r.integer("gracefulTimeout", 30, 1, 3600, unit="seconds")
+    keepalive = r.integer("keepalive", 20, 0, 3600, unit="seconds")
+    max_requests = r.integer("maxRequests", 0, 0, 1_000_000)
+    listen = r.string("listen", "unix", check=_check_listen,
+                      expect='"unix" or a loopback address like "127.0.0.1:8000"')
+    static_url = r.string("staticUrl", "/static", pattern=r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*",
+                          expect='a URL path like "/static" (no trailing slash)')
+    static_dir = r.string("staticDir", "static", pattern=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
+                          expect='a directory inside the app like "static"',
+                          check=lambda v: 'must stay inside the app (no "..")' if ".." in v.split("/") else None)
+    explicit_static = r.has("staticDir")
+    if static_dir and not (path / static_dir).is_dir():
+        if explicit_static and path.is_dir():
+            r.error("staticDir", f"{path_text}/{static_dir} is not a directory in the app")
+        static_dir = None
+    body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
+                    expect='a size like "10m", "512k" or "1g"')
+    if body and _size_bytes(body) > 4 * 1024**3:
+        r.error("maxBodySize", f"must be at most 4g, got {describe(body)}")
+    release_command = r.string("releaseCommand", None, check=_check_one_line,
+                               expect='a command like "flask db upgrade"')
+    r.finish()
+    return App(name=name, path=path, entry=entry, env=env, secret_env=secret_env, workers=workers,
+               worker_class=worker_class, threads=threads, timeout=timeout,
+               graceful_timeout=graceful, keepalive=keepalive, max_requests=max_requests,
+               listen=listen, static_url=static_url, static_dir=static_dir, max_body_size=body,
+               release_command=release_command)
+
+
+def _check_entry(text: str) -> str | None:
+    how = 'expected "module:attribute" or "module:factory()", e.g. "rocket:app"'
+    module, sep, expr = text.partition(":")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
+        return f"{how}, got {describe(text)}"
+    try:
+        node = ast.parse(expr.strip(), mode="eval").body
+    except SyntaxError:
+        return f"{how}, got {describe(text)}"
+    if isinstance(node, ast.Call):
+        try:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                ast.literal_eval(arg)
+        except ValueError:
+            return f"factory arguments must be literals (strings, numbers), got {describe(text)}"
+        if any(k.arg is None for k in node.keywords):
+            return f"factory arguments must be literals (strings, numbers), got {describe(text)}"
+        node = node.func
+    while isinstance(node, ast.Attribute):
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return f"{how}, got {describe(text)}"
+    return None
+
+
+def _check_app_dir(r: Reader, path: Path, path_text: str, entry: str) -> None:
+    if not path.is_dir():
+        r.error("path", f"{path_text} is not a directory (looked at {path}); point it at your "
+                        "Flask app's folder")
+        return
+    module = entry.split(":", 1)[0].split(".")
+    as_file = path.joinpath(*module[:-1], module[-1] + ".py")
+    as_pkg = path.joinpath(*module, "__init__.py")
+    if not as_file.is_file() and not as_pkg.is_file():
+        r.errors.append(f"{r.key('entry')}: module {'.'.join(module)!r} not found in {path_text} "
+                        f"(looked for {as_file.relative_to(path)} and {as_pkg.relative_to(path)})")
+    if not (path / "requirements.txt").is_file() and not (path / "pyproject.toml").is_file():
+        r.error("path", f"{path_text} has no requirements.txt or pyproject.toml; the hosts install "
+                        "the app's dependencies from one of them")
+
+
+def _env(r: Reader, name: str, errors: list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, value in sorted(r.mapping(name).items(), key=lambda kv: str(kv[0])):
+        path = f"{r.key(name)}.{key}"
+        if not _env_key_ok(path, key, errors):
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if isinstance(value, Secret) or not isinstance(value, str | int | float):
+            errors.append(f"{path}: expected a string, got {describe(value)}"
+                          + ("; secrets go in app.secretEnv" if isinstance(value, Secret) else ""))
+            continue
+        value = str(value)
+        problem = _check_one_line(value)
+        if problem:
+            errors.append(f"{path}: {problem}")
+            continue
+        out.append((key, value))
+    return tuple(out)
+
+
+def _secret_env(r: Reader, errors: list[str]) -> tuple[tuple[str, Secret], ...]:
+    out = []
+    for key, value in sorted(r.mapping("secretEnv").items(), key=lambda kv: str(kv[0])):
+        path = f"{r.key('secretEnv')}.{key}"
+        if not _env_key_ok(path, key, errors):
+            continue
+        if isinstance(value, str) and r.secret:
+            value = Secret(value)
+        if not isinstance(value, Secret):
+            errors.append(f"{path}: is stored in plain text; it must be a secret: "
+                          f"pulumi config set --secret --path app.secretEnv.{key} VALUE")
+            continue
+        if value.known and "\n" in (value.value or ""):
+            errors.append(f"{path}: must be one line (the secret's value is not shown)")
+            continue
+        out.append((key, value))
+    return tuple(out)
+
+
+def _env_key_ok(path: str, key: Any, errors: list[str]) -> bool:
+    if not isinstance(key, str) or not re.fullmatch(_ENV_KEY, key):
+        errors.append(f"{path}: is not a valid environment variable name (letters, digits, _)")
+        return False
+    if key in RESERVED_ENV:
+        errors.append(f"{path}: {key} is set by the program itself; pick another name")
+        return False
+    return True
+
+
+def _check_one_line(text: str) -> str | None:
+    if "\n" in text or "\r" in text or "\0" in text:
+        return "must be one line"
+    return None
+
+
+def _check_listen(text: str) -> str | None:
+    if text == "unix":
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isdigit() or not 1024 <= int(port) <= 65535:
+        return f'expected "unix" or a loopback address like "127.0.0.1:8000", got {describe(text)}'
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return f'expected "unix" or a loopback address like "127.0.0.1:8000", got {describe(text)}'
+    if not addr.is_loopback:
+        return (f"Gunicorn must listen on loopback only (it is not built to face the network), "
+                f'got {describe(text)}; use "127.0.0.1:{port}" or "unix"')
+    return None
+
+
+def _size_bytes(text: str) -> int:
+    unit = {"k": 1024, "m": 1024**2, "g": 1024**3}.get(text[-1].lower(), 1)
+    return int(text.rstrip("kKmMgG")) * unit
+
+
+def _domain(r: Reader) -> Domain:
+    name = r.string("name", None, pattern=_HOSTNAME, expect='a domain name like "example.com"')
+    www = r.boolean("wwwRedirect", True)
+    if name and name.startswith("www.") and www:
+        r.error("name", f'give the bare domain ("{name[4:]}"); www.{name[4:]} is redirected to it '
+                        "(or set wwwRedirect: false)")
+    r.finish()
+    return Domain(name=name, www_redirect=www)
+
+
+def _tls(r: Reader, domain: Domain, cloud: bool, load_balancer: bool) -> Tls:
+    enabled = r.boolean("enabled", False)
+    email = r.string("email", None, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
+                     expect='an email address like "ops@example.com"')
+    directory = r.string("acmeDirectory", LETS_ENCRYPT, pattern=r"https://[^\s]+",
+                         expect="an https:// ACME directory URL")
+    if enabled:
+        if not domain.name:
+            r.error("enabled", "needs domain.name: certificates are issued for a domain")
+        if cloud and load_balancer:
+            r.error("enabled", "hosts terminate TLS only in single-host mode (loadBalancer: false); "
+                               "behind the load balancer, domain.name gives the balancer a certificate")
+        if not email:
+            r.error("email", "is required when tls.enabled is true (the ACME account's contact)")
+    r.finish()
+    return Tls(enabled=enabled, email=email, acme_directory=directory)
+
+
+def _rate_limit(r: Reader) -> RateLimit:
+    enabled = r.boolean("enabled", False)
+    rps = r.integer("requestsPerSecond", 10, 1, 100_000)
+    burst = r.integer("burst", 20, 0, 1_000_000)
+    r.finish()
+    return RateLimit(enabled=enabled, requests_per_second=rps, burst=burst)
+
+
+def _deploy(r: Reader, app: App) -> Deploy:
+    batch = r.integer("batchSize", 1, 1, 100)
+    health = r.string("healthPath", "/healthz", pattern=r"/[A-Za-z0-9._~/-]*",
+                      expect='a URL path like "/healthz"')
+    if health and app.static_url and (health + "/").startswith(app.static_url + "/"):
+        r.error("healthPath", f"is under app.staticUrl ({app.static_url}), so the front would serve "
+                              "it from disk and never ask the app")
+    timeout = r.integer("healthTimeout", 60, 5, 900, unit="seconds")
+    kept = r.integer("releasesKept", 5, 2, 50)
+    r.finish()
+    return Deploy(batch_size=batch, health_path=health, health_timeout=timeout, releases_kept=kept)
+
+
+def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
+         errors: list[str]) -> Ssh:
+    cloud = platform in CLOUDS
+    default_user = defaults["sshUser"]
+    if platform == "aws":
+        default_user = IMAGE_USERS.get(image, "admin")
+    user_pattern = r"[a-z_][a-z0-9_-]{0,31}"
+    user = r.string("user", default_user or None, pattern=user_pattern,
+                    expect='a login name like "deploy"')
+    port = r.integer("port", 22, 1, 65535)
+    public_key = r.string("publicKey", None, check=_check_public_key,
+                          expect='an OpenSSH public key like "ssh-ed25519 AAAA... you@laptop"')
+    if cloud and public_key is None and not r.has("publicKey"):
+        r.needed_to_deploy("publicKey", "is required to create the hosts' login key: "
+                                        'pulumi config set --path ssh.publicKey "$(cat ~/.ssh/id_ed25519.pub)"')
+    private_key = r.secret_string(
+        "privateKey", required=True,
+        how="pulumi config set --secret --path ssh.privateKey < ~/.ssh/id_ed25519")
+    if private_key is not None and private_key.known:
+        text = (private_key.value or "").strip()
+        if not (text.startswith("-----BEGIN ") and text.endswith("PRIVATE KEY-----")):
+            r.error("privateKey", "is not a PEM/OpenSSH private key (expected -----BEGIN ... "
+                                  "PRIVATE KEY-----); the secret's value is not shown")
+    bastion = None
+    if r.has("bastion"):
+        b = r.section("bastion")
+        host = b.string("host", pattern=_HOSTNAME + r"|[0-9a-f.:]+", expect="the bastion's address")
+        b_user = b.string("user", user or "root", pattern=user_pattern, expect="a login name")
+        b_port = b.integer("port", 22, 1, 65535)
+        b.finish()
+        bastion = Bastion(host=host or "", user=b_user or "", port=b_port)
+    cidrs = r.string_list("adminCidrs", cidr_item(errors))
+    if cloud and not cidrs and bastion is None and not any(e.startswith(r.key("adminCidrs")) for e in errors):
+        r.needed_to_deploy("adminCidrs", "is empty, so nothing could reach the hosts over SSH to deploy them; "
+                              'add the address you run pulumi from, e.g. ["203.0.113.7/32"], or set '
+                              "ssh.bastion")
+    host_key = r.string("hostKey", None, check=_check_public_key,
+                        expect='the host\'s public key like "ssh-ed25519 AAAA..."')
+    r.finish()
+    return Ssh(user=user or "", port=port, public_key=public_key or None, private_key=private_key,
+               admin_cidrs=cidrs, host_key=host_key, bastion=bastion)
+
+
+_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+              "ecdsa-sha2-nistp521")
+
+
+def _check_public_key(text: str) -> str | None:
+    import base64
+    import binascii
+
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in _KEY_TYPES:
+        return (f'expected an OpenSSH public key ("{_KEY_TYPES[0]} AAAA..."), got {describe(text)}; '
+                "use the contents of the .pub file")
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return f"the key's base64 part is damaged, got {describe(text)}"
+    if not blob[4:].startswith(parts[0].encode()):
+        return f"the key's type does not match its data, got {describe(text)}"
+    return None
+
+
+def _network(r: Reader, errors: list[str]) -> Network:
+    cidr = r.string("vpcCidr", "10.20.0.0/16", expect='a private CIDR like "10.20.0.0/16"')
+    if cidr:
+        try:
+            net = ipaddress.ip_network(cidr, strict=True)
+            if not net.is_private or net.version != 4 or not 16 <= net.prefixlen <= 24:
+                r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 (10.x, 172.16-31.x "
+                                   f"or 192.168.x), got {describe(cidr)}")
+        except ValueError as exc:
+            r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
+    r.finish()
+    return Network(vpc_cidr=cidr or "10.20.0.0/16")
+
+
+def _ephemeral(top: Reader, stack: str) -> bool:
+    review = re.fullmatch(r"pr-[0-9]+", stack) is not None
+    ephemeral = top.boolean("ephemeral", review)
+    if ephemeral and stack == "prod":
+        top.error("ephemeral", "can never be true on the prod stack: it would turn off deletion "
+                               "protection and final snapshots")
+    return ephemeral
+
+
+# -- sources --------------------------------------------------------------------------------
+def project_dir() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def from_stack_file(stack: str, directory: Path | None = None) -> Settings:
+    """Settings from Pulumi.<stack>.yaml, offline: `secure:` values become unknown secrets."""
+    import yaml
+
+    directory = directory or project_dir()
+    path = directory / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
+        raise SettingsError([f"{path.name}: no such stack file in {directory}; stacks here: "
+                             + (", ".join(known) or "none")])
+    try:
+        document = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError([f"{path.name}: not valid YAML: {exc}"]) from None
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise SettingsError([f"{path.name}: config: must be a mapping of keys to values"])
+    raw = {}
+    prefix = PROJECT + ":"
+    for key, value in config.items():
+        if isinstance(key, str) and key.startswith(prefix):
+            raw[key[len(prefix):]] = _unwrap_secure(value)
+    return load(raw, stack=stack, project_dir=directory, offline=True)
+
+
+def _unwrap_secure(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {"secure"}:
+            return Secret(None)
+        return {k: _unwrap_secure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secure(v) for v in value]
+    return value
+
+
+def from_pulumi() -> Settings:
+    """Settings from the running Pulumi program's config (decrypted by the CLI)."""
+    import json
+
+    import pulumi
+    from pulumi.runtime import config as runtime_config
+
+    prefix = PROJECT + ":"
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env())
+    raw: dict[str, Any] = {}
+    secret_keys = set()
+    for full_key, text in values.items():
+        if not full_key.startswith(prefix):
+            continue
+        key = full_key[len(prefix):]
+        raw[key] = text
+        if isinstance(text, str) and text[:1] in "[{":
+            try:
+                raw[key] = json.loads(text)
+            except ValueError:
+                pass
+        if full_key in secret or runtime_config.is_config_secret(full_key):
+            secret_keys.add(key)
+    return load(raw, stack=pulumi.get_stack(), project_dir=project_dir(),
+                secret_keys=frozenset(secret_keys))
