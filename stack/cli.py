@@ -1,0 +1,57 @@
+"""`python -m stack render <stack> [--out DIR]`: every file each host of a stack would receive,
+rendered offline from Pulumi.<stack>.yaml (no Pulumi CLI, no credentials).
+
+Without --out the files are printed, each under a `==> host:path <==` line; with --out they are
+written to DIR/<host>/<remote path>. A bad config exits 2 with every settings error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stack import render, settings
+from stack.reader import SettingsError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p_render = commands.add_parser("render", help="render every host file of a stack, offline")
+    p_render.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    p_render.add_argument("--out", type=Path, help="write the files under this directory")
+    p_render.add_argument("--dir", type=Path, default=None,
+                          help="project directory holding Pulumi.<stack>.yaml (default: this project)")
+    args = parser.parse_args(argv)
+    return cmd_render(args.stack, args.out, args.dir)
+
+
+def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
+    try:
+        config = settings.from_stack_file(stack, directory)
+    except SettingsError as exc:
+        print(exc.report(stack), file=sys.stderr)
+        return 2
+    files = render.render_all(config)
+    if out is None:
+        for host, host_files in files.items():
+            for path, content in host_files.items():
+                print(f"==> {host}:{path} <==")
+                sys.stdout.write(content)
+                print()
+    else:
+        for host, host_files in files.items():
+            for path, content in host_files.items():
+                target = render.local_path(out / host, path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+        count = sum(len(f) for f in files.values())
+        print(f"{stack}: wrote {count} files for {len(files)} host(s) under {out}")
+    for note in config.deferred:
+        print(f"note: a deploy still needs {note}", file=sys.stderr)
+    if config.app.secret_env:
+        names = ", ".join(k for k, _ in config.app.secret_env)
+        print(f"note: secret environment ({names}) goes to {render.Paths(config.app.name).secret_env_file} "
+              "at deploy time and is not rendered here", file=sys.stderr)
+    return 0

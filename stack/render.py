@@ -1,0 +1,263 @@
+"""Every file a host receives, rendered from the settings: pure functions, no I/O but reading
+the templates, deterministic output (no timestamps, sorted keys).
+
+`render_host(settings, host)` returns {remote path: content} for one host. Secrets are never in
+it: the secret environment file is built by the host step from Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+from stack.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+HEADER = "# Rendered by flask-stack for {app}. Do not edit here: the next deploy replaces it."
+
+# Mozilla's "intermediate" TLS profile (TLS 1.2 ciphers; TLS 1.3 suites are fixed by OpenSSL).
+INTERMEDIATE_CIPHERS = ":".join([
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+])
+WSGI_MODULE = "flaskstack_wsgi"
+FRONT_USERS = {"nginx": "www-data", "haproxy": "haproxy"}
+ACME_PORT = 8402
+
+
+@dataclass(frozen=True)
+class Host:
+    """What rendering needs to know of one host."""
+
+    name: str  # e.g. "web-0"
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything lives on a host; one place for every path the scripts use too."""
+
+    app: str
+
+    @property
+    def root(self) -> str:
+        return f"/srv/{self.app}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def etc(self) -> str:
+        return f"/etc/{self.app}"
+
+    @property
+    def state(self) -> str:
+        return f"/var/lib/{self.app}"
+
+    @property
+    def gunicorn_conf(self) -> str:
+        return f"{self.etc}/gunicorn.conf.py"
+
+    @property
+    def wsgi(self) -> str:
+        return f"{self.etc}/{WSGI_MODULE}.py"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.etc}/app.env"
+
+    @property
+    def secret_env_file(self) -> str:
+        return f"{self.etc}/secrets.env"
+
+    @property
+    def socket(self) -> str:
+        return f"/run/{self.app}/gunicorn.sock"
+
+    @property
+    def acme_webroot(self) -> str:
+        return "/var/www/acme"
+
+    @property
+    def service_unit(self) -> str:
+        return f"/etc/systemd/system/{self.app}.service"
+
+    @property
+    def socket_unit(self) -> str:
+        return f"/etc/systemd/system/{self.app}.socket"
+
+    @property
+    def nginx_conf(self) -> str:
+        return "/etc/nginx/nginx.conf"
+
+    @property
+    def nginx_site(self) -> str:
+        return f"/etc/nginx/sites-available/{self.app}.conf"
+
+    @property
+    def haproxy_cfg(self) -> str:
+        return "/etc/haproxy/haproxy.cfg"
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def env_file_line(key: str, value: str) -> str:
+    """One systemd EnvironmentFile line; the value double-quoted so spaces, quotes, # and $
+    reach the app unchanged."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    return f'{key}="{escaped}"'
+
+
+def parse_entry(entry: str) -> dict:
+    """Split a Gunicorn-style entry ("pkg.mod:app", "mod:create_app('x')") for the WSGI module."""
+    module, expr = entry.split(":", 1)
+    node = ast.parse(expr.strip(), mode="eval").body
+    call = isinstance(node, ast.Call)
+    args: list = []
+    kwargs: dict = {}
+    if call:
+        args = [ast.literal_eval(a) for a in node.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        node = node.func
+    attributes = []
+    while isinstance(node, ast.Attribute):
+        attributes.append(node.attr)
+        node = node.value
+    attributes.append(node.id)
+    return {"module_name": module, "attributes": attributes[::-1], "call": call, "args": args,
+            "kwargs": dict(sorted(kwargs.items()))}
+
+
+def context(settings: Settings, host: Host) -> dict:
+    app = settings.app
+    paths = Paths(app.name)
+    tls = settings.tls
+    behind_proxy = bool(settings.trusted_proxies)
+    unix = app.listen == "unix"
+    listen = paths.socket if unix else app.listen
+    front_user = FRONT_USERS[settings.front]
+    static = None
+    if app.static_dir:
+        static = {"url": app.static_url, "root": f"{paths.current}/{app.static_dir}",
+                  "expires": "7d"}
+    app_listens = ["listen 80" + ("" if settings.domain.name else " default_server"),
+                   "listen [::]:80" + ("" if settings.domain.name else " default_server")]
+    if tls.enabled:
+        app_listens = ["listen 443 ssl http2", "listen [::]:443 ssl http2"]
+    return {
+        "header": HEADER.format(app=app.name),
+        "host": host,
+        "app": app,
+        "domain": settings.domain,
+        "deploy": settings.deploy,
+        "rate_limit": settings.rate_limit,
+        "paths": paths,
+        "front_user": front_user,
+        "trusted_proxies": list(settings.trusted_proxies),
+        "proxy_note": (
+            f"It sits behind a load balancer: forwarded headers are trusted only from "
+            f"{', '.join(settings.trusted_proxies)}." if behind_proxy else
+            "It faces the internet itself: every forwarded header a client sends is replaced."),
+        "upstream_address": f"unix:{listen}" if unix else listen,
+        "static": static,
+        "env_lines": [env_file_line(k, v) for k, v in app.env],
+        "tls": {
+            "enabled": tls.enabled,
+            "ciphers": INTERMEDIATE_CIPHERS,
+            "certificate": f"/etc/letsencrypt/live/{settings.domain.name}/fullchain.pem",
+            "certificate_key": f"/etc/letsencrypt/live/{settings.domain.name}/privkey.pem",
+            "haproxy_pem": f"/etc/haproxy/certs/{settings.domain.name}.pem",
+        },
+        "nginx": {
+            "upstream": f"{app.name.replace('-', '_')}_gunicorn",
+            "var": app.name.replace("-", "_"),
+            "worker_connections": 4096,
+            "rlimit_nofile": 16384,
+            # Behind a cloud balancer (idle timeout 60 s) Nginx must keep connections longer.
+            "keepalive_timeout": 75 if behind_proxy else 30,
+            # Nginx drops idle upstream connections before Gunicorn would (app.keepalive).
+            "upstream_keepalive_timeout": max(1, app.keepalive - 5) if app.keepalive else 1,
+            "proxy_read_timeout": app.timeout + 5,
+            "listens": (["listen 443 ssl http2", "listen [::]:443 ssl http2"] if tls.enabled
+                        else ["listen 80", "listen [::]:80"]),
+            "app_listens": app_listens,
+        },
+        "haproxy": {
+            "maxconn": 20000,
+            "server_timeout": app.timeout + 5,
+            "server_address": listen if unix else app.listen,
+            "rate_limit_per_10s": settings.rate_limit.requests_per_second * 10 + settings.rate_limit.burst,
+            "acme_port": ACME_PORT,
+        },
+        "gunicorn": {
+            "bind": f"unix:{listen}" if unix else listen,
+            "max_requests_jitter": max(1, app.max_requests // 10),
+        },
+        "wsgi": {"module": WSGI_MODULE, "trusted_hops": 1, **parse_entry(app.entry)},
+        "socket": {"listen": listen, "unix": unix},
+        "units": {"service": f"{app.name}.service", "socket": f"{app.name}.socket"},
+        "systemd": {"stop_timeout": app.graceful_timeout + 10},
+    }
+
+
+def render_host(settings: Settings, host: Host) -> dict[str, str]:
+    """{remote path: content} of every file this host receives, sorted by path."""
+    env = environment()
+    ctx = context(settings, host)
+    paths: Paths = ctx["paths"]
+    files = {
+        paths.gunicorn_conf: "gunicorn/gunicorn.conf.py.j2",
+        paths.wsgi: "gunicorn/wsgi.py.j2",
+        paths.service_unit: "systemd/app.service.j2",
+        paths.socket_unit: "systemd/app.socket.j2",
+        paths.env_file: "systemd/app.env.j2",
+    }
+    if settings.front == "nginx":
+        files[paths.nginx_conf] = "nginx/nginx.conf.j2"
+        files[paths.nginx_site] = "nginx/site.conf.j2"
+    else:
+        files[paths.haproxy_cfg] = "haproxy/haproxy.cfg.j2"
+    return {path: env.get_template(template).render(ctx) for path, template in sorted(files.items())}
+
+
+def hosts_of(settings: Settings) -> list[Host]:
+    if settings.platform == "existing":
+        return [Host(name=f"web-{i}", address=a) for i, a in enumerate(settings.hosts.addresses)]
+    return [Host(name=f"web-{i}") for i in range(settings.hosts.count)]
+
+
+def render_all(settings: Settings) -> dict[str, dict[str, str]]:
+    """{host name: {remote path: content}} for every host of the stack."""
+    return {host.name: render_host(settings, host) for host in hosts_of(settings)}
+
+
+def content_hash(files: dict[str, str]) -> str:
+    """A stable hash of a set of files, for the triggers of the steps that install them."""
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def local_path(root: Path, remote: str) -> Path:
+    """Where a remote path lands under a local output directory."""
+    return root.joinpath(*PurePosixPath(remote).parts[1:])
