@@ -1,5 +1,6 @@
 """`python -m stack render <stack> [--out DIR]`: every file each host of a stack would receive,
 rendered offline from Pulumi.<stack>.yaml (no Pulumi CLI, no credentials).
+`python -m stack check <stack>`: is the config complete enough to deploy (bin/deploy asks first).
 
 Without --out the files are printed, each under a `==> host:path <==` line; with --out they are
 written to DIR/<host>/<remote path>. A bad config exits 2 with every settings error.
@@ -23,8 +24,32 @@ def main(argv: list[str] | None = None) -> int:
     p_render.add_argument("--out", type=Path, help="write the files under this directory")
     p_render.add_argument("--dir", type=Path, default=None,
                           help="project directory holding Pulumi.<stack>.yaml (default: this project)")
+    p_check = commands.add_parser(
+        "check", help="check a stack's config is complete for a deploy; prints its platform")
+    p_check.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    p_check.add_argument("--dir", type=Path, default=None, help="project directory")
     args = parser.parse_args(argv)
+    if args.command == "check":
+        return cmd_check(args.stack, args.dir)
     return cmd_render(args.stack, args.out, args.dir)
+
+
+def cmd_check(stack: str, directory: Path | None) -> int:
+    """Exit 0 and print the platform when a deploy has everything it needs from the config."""
+    try:
+        config = settings.from_stack_file(stack, directory)
+    except SettingsError as exc:
+        print(exc.report(stack), file=sys.stderr)
+        return 2
+    if config.deferred:
+        count = len(config.deferred)
+        print(f"stack {stack!r}: {count} setting{'s' if count != 1 else ''} still to set before a deploy:",
+              file=sys.stderr)
+        for note in config.deferred:
+            print(f"  - {note}", file=sys.stderr)
+        return 2
+    print(config.platform)
+    return 0
 
 
 def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:

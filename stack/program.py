@@ -1,0 +1,32 @@
+"""What `pulumi up` runs, as a function so tests can run it under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import pulumi
+
+from stack import render, settings
+from stack.reader import SettingsError
+
+# Platforms whose cloud side and rollout are built; the others stop with a clear message.
+BUILT_PLATFORMS: frozenset[str] = frozenset()
+
+
+def load_settings() -> settings.Settings:
+    """The stack's settings, or a clean error (no traceback) listing every config problem."""
+    try:
+        return settings.from_pulumi()
+    except SettingsError as exc:
+        raise pulumi.RunError(exc.report(pulumi.get_stack())) from None
+
+
+def run() -> dict[str, object]:
+    config = load_settings()
+    files = render.render_all(config)
+    if config.platform not in BUILT_PLATFORMS:
+        raise pulumi.RunError(
+            f"stack {config.stack!r}: the config is valid and every host file renders "
+            f"({sum(len(f) for f in files.values())} files for {len(files)} host(s); see them with "
+            f"`python -m stack render {config.stack}`), but deploying to platform "
+            f"{config.platform!r} is not built into this version of flask-stack yet. "
+            "Nothing was created.")
+    return {}  # pragma: no cover - replaced as the platforms land

@@ -1,0 +1,80 @@
+"""The real program (stack/program.py, run by __main__.py) under Pulumi's mocks."""
+
+from __future__ import annotations
+
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from tests.support.mocks import RecordingMonitor, StrictMocks, run_program, set_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAtest\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def good_config() -> dict:
+    return {
+        "platform": "existing",
+        "hosts": {"addresses": ["203.0.113.10", "203.0.113.11"]},
+        "ssh": {"user": "deploy", "privateKey": PRIVATE_KEY},
+        "database": {"url": "postgresql://app:pw@db.internal/app"},
+    }
+
+
+def test_config_errors_stop_the_program_cleanly_and_name_every_key():
+    config = good_config()
+    config["hosts"] = {"addresses": ["203.0.113.10"], "count": "two", "imag": "debian-12"}
+    config["app"] = {"listen": "0.0.0.0:8000"}
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(config, secret_keys=("ssh", "database"))
+    message = str(caught.value)
+    assert "flask-stack:hosts.imag: unknown key" in message
+    assert "flask-stack:app.listen: Gunicorn must listen on loopback only" in message
+    assert "Traceback" not in message
+
+
+def test_secrets_given_in_plain_text_are_refused_without_showing_them():
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(good_config(), secret_keys=())  # ssh and database not marked secret
+    message = str(caught.value)
+    assert "flask-stack:ssh.privateKey: is stored in plain text" in message
+    assert "flask-stack:database.url: is stored in plain text" in message
+    assert "AAAAtest" not in message and "pw@db" not in message
+
+
+def test_a_valid_config_renders_and_then_says_plainly_what_is_not_built():
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(good_config(), secret_keys=("ssh", "database"))
+    message = str(caught.value)
+    assert "the config is valid" in message and "Nothing was created" in message
+    assert "for 2 host(s)" in message
+
+
+def test_main_module_runs_the_program():
+    monitor = RecordingMonitor(StrictMocks())
+    pulumi.runtime.set_mocks(monitor.mocks, project="flask-stack", stack="test", preview=False,
+                             monitor=monitor)
+    set_config({"platform": "bogus"})
+    with pytest.raises(pulumi.RunError, match="flask-stack:platform: must be one of"):
+        runpy.run_path(str(ROOT / "__main__.py"))
+
+
+def test_pulumi_aws_is_not_imported_for_other_platforms():
+    code = (
+        "import sys\n"
+        "from tests.support.mocks import run_program\n"
+        "import pulumi\n"
+        "try:\n"
+        "    run_program({'platform': 'existing', 'hosts': {'addresses': ['203.0.113.10']},"
+        " 'ssh': {'user': 'deploy', 'privateKey': %r}}, secret_keys=('ssh',))\n"
+        "except pulumi.RunError:\n"
+        "    pass\n"
+        "print('pulumi_aws' in sys.modules)\n" % PRIVATE_KEY
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False"
