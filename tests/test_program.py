@@ -64,16 +64,16 @@ def test_main_module_runs_the_program():
 
 
 def test_pulumi_aws_is_not_imported_for_other_platforms():
+    config = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]},
+              "ssh": {"user": "deploy", "privateKey": PRIVATE_KEY}}
     code = (
-        "import sys\n"
+        "import sys, pulumi\n"
         "from tests.support.mocks import run_program\n"
-        "import pulumi\n"
         "try:\n"
-        "    run_program({'platform': 'existing', 'hosts': {'addresses': ['203.0.113.10']},"
-        " 'ssh': {'user': 'deploy', 'privateKey': %r}}, secret_keys=('ssh',))\n"
+        f"    run_program({config!r}, secret_keys=('ssh',))\n"
         "except pulumi.RunError:\n"
         "    pass\n"
-        "print('pulumi_aws' in sys.modules)\n" % PRIVATE_KEY
+        "print('pulumi_aws' in sys.modules)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             check=True)

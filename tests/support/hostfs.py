@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from pathlib import Path
+import subprocess
+from pathlib import Path, PurePosixPath
 
 from stack import render
 
@@ -97,3 +98,52 @@ def gunicorn_prefix(
         chdir.parent.mkdir(parents=True, exist_ok=True)
         chdir.symlink_to(release)
     return render.local_path(root, conf_path)
+
+
+def haproxy_prefix(files: dict[str, str], root: Path) -> Path:
+    """Lay the rendered haproxy.cfg out under `root`; returns the file to pass to `haproxy -c -f`.
+
+    Its certificates (/etc/haproxy/certs) and the stats socket's directory (/run/haproxy) move
+    under `root`; /dev/log stays (nothing is logged by a check)."""
+    path = render.Paths("").haproxy_cfg
+    content = relocate(files[path], root, ("/etc/haproxy", "/run/haproxy"))
+    write_tree({path: content}, root)
+    render.local_path(root, "/run/haproxy").mkdir(parents=True, exist_ok=True)
+    return render.local_path(root, path)
+
+
+def systemd_prefix(files: dict[str, str], root: Path) -> list[Path]:
+    """Lay the rendered systemd units out under `root/etc/systemd/system`; returns their paths, to
+    pass to `systemd-analyze verify` / `security --offline=true`.
+
+    The release (/srv/) and the app's config directory (/etc/<app>/) move under `root`, and each
+    Exec*= program that lands there is created as an executable stub: `verify` refuses a unit
+    whose program does not exist. The plain environment file is written where the unit reads it."""
+    units = {p: c for p, c in files.items() if p.startswith("/etc/systemd/system/")}
+    service = next(p for p in units if p.endswith(".service"))
+    etc = render.Paths(PurePosixPath(service).stem).etc
+    prefixes = ("/srv/", etc + "/")
+    out = {p: relocate(c, root, prefixes) for p, c in units.items()}
+    out.update({p: c for p, c in files.items() if p.startswith(etc + "/") and p.endswith(".env")})
+    write_tree(out, root)
+    for content in out.values():
+        for program in re.findall(r"^Exec\w+=[-@:+!|]*(\S+)", content, flags=re.M):
+            if program.startswith(str(root) + "/"):
+                stub = Path(program)
+                stub.parent.mkdir(parents=True, exist_ok=True)
+                stub.write_text("#!/bin/sh\nexit 0\n")
+                stub.chmod(0o755)
+    return [render.local_path(root, p) for p in sorted(units)]
+
+
+def self_signed(cert: Path, key: Path, domain: str) -> None:
+    """A throwaway certificate for `domain` (and www.`domain`), so `nginx -t`/`haproxy -c` can
+    load the paths a host gets from Let's Encrypt."""
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={domain}",
+         "-addext", f"subjectAltName=DNS:{domain},DNS:www.{domain}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60)
