@@ -74,7 +74,15 @@ def describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return str(value)
+    return _text(value) or "a number too large to show"
+
+
+def _text(value: Any) -> str | None:
+    """str(value), or None for an int past Python's int-to-str digit limit."""
+    try:
+        return str(value)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -89,6 +97,12 @@ class Reader:
     # -- plumbing -------------------------------------------------------------------------
     def key(self, name: str) -> str:
         return f"{self.path}.{name}" if not self.path.endswith(":") else f"{self.path}{name}"
+
+    def show(self, value: Any) -> str:
+        """`describe(value)`, except that a value under a key marked secret is never shown."""
+        if self.secret and not isinstance(value, Mapping | list | tuple | bool | None):
+            return "a value that is not shown (the key is secret)"
+        return describe(value)
 
     def error(self, name: str, message: str) -> None:
         self.errors.append(f"{self.key(name)}: {message}")
@@ -114,14 +128,18 @@ class Reader:
             self.error(str(name), f"unknown key; {fix}")
 
     # -- typed getters --------------------------------------------------------------------
-    def section(self, name: str) -> Reader:
+    def section(self, name: str, *, secret: bool = False) -> Reader:
+        """The object under `name`; `secret`: the key was stored as a secret (its values are
+        then never shown in an error)."""
+        secret = secret or self.secret
         value = self.raw(name)
         if value is _MISSING or value is None:
             value = {}
         if not isinstance(value, Mapping):
-            self.error(name, f"must be an object with keys below it, got {describe(value)}")
+            shown = "a value that is not shown (the key is secret)" if secret else self.show(value)
+            self.error(name, f"must be an object with keys below it, got {shown}")
             value = {}
-        return Reader(value, self.key(name), self.errors, secret=self.secret, deferred=self.deferred)
+        return Reader(value, self.key(name), self.errors, secret=secret, deferred=self.deferred)
 
     def string(
         self,
@@ -139,12 +157,12 @@ class Reader:
                 self.error(name, f"is required: set it to {expect}{required_hint}")
                 return None
             return default
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            self.error(name, f"expected {expect}, got {describe(value)}")
+        text = None if isinstance(value, bool) or not isinstance(value, str | int | float) else _text(value)
+        if text is None:
+            self.error(name, f"expected {expect}, got {self.show(value)}")
             return None if default is _MISSING else default
-        text = str(value)
         if pattern is not None and not re.fullmatch(pattern, text):
-            self.error(name, f"expected {expect}, got {describe(value)}")
+            self.error(name, f"expected {expect}, got {self.show(value)}")
             return None if default is _MISSING else default
         if check is not None:
             problem = check(text)
@@ -162,8 +180,8 @@ class Reader:
                 return None
             return default
         if not isinstance(value, str) or value not in choices:
-            self.error(name, f"must be {expect}, got {describe(value)}")
-            return choices[0] if default is _MISSING else default
+            self.error(name, f"must be {expect}, got {self.show(value)}")
+            return None if default is _MISSING else default
         return value
 
     def integer(self, name: str, default: Any, lo: int, hi: int, *, unit: str = "") -> Any:
@@ -173,7 +191,7 @@ class Reader:
         number = _as_int(value)
         suffix = f" {unit}" if unit else ""
         if number is None or not lo <= number <= hi:
-            self.error(name, f"must be a whole number from {lo} to {hi}{suffix}, got {describe(value)}")
+            self.error(name, f"must be a whole number from {lo} to {hi}{suffix}, got {self.show(value)}")
             return default
         return number
 
@@ -185,7 +203,7 @@ class Reader:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        self.error(name, f"must be true or false, got {describe(value)}")
+        self.error(name, f"must be true or false, got {self.show(value)}")
         return default
 
     def string_list(
@@ -199,7 +217,7 @@ class Reader:
         if isinstance(value, str):  # `pulumi config set` without --path stores a JSON string
             value = _maybe_json(value, list)
         if not isinstance(value, list):
-            self.error(name, f"must be a list, got {describe(value)}")
+            self.error(name, f"must be a list, got {self.show(value)}")
             return default
         out = []
         for i, entry in enumerate(value):
@@ -215,7 +233,7 @@ class Reader:
         if isinstance(value, str):
             value = _maybe_json(value, dict)
         if not isinstance(value, Mapping):
-            self.error(name, f"must be an object of NAME: value pairs, got {describe(value)}")
+            self.error(name, f"must be an object of NAME: value pairs, got {self.show(value)}")
             return {}
         return value
 
@@ -251,13 +269,19 @@ def _maybe_json(text: str, kind: type) -> Any:
 
     try:
         parsed = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text
     return parsed if isinstance(parsed, kind) else text
 
 
 # -- item checkers shared by several sections -------------------------------------------------
-def cidr_item(errors: list[str], *, allow_world: bool = False) -> Callable[[str, Any], str | None]:
+def cidr_item(
+    errors: list[str],
+    *,
+    allow_world: bool = False,
+    world: str = 'opens SSH to the whole internet; give your own address (e.g. "203.0.113.7/32") '
+                 "or use ssh.bastion",
+) -> Callable[[str, Any], str | None]:
     def check(path: str, value: Any) -> str | None:
         if not isinstance(value, str):
             errors.append(f'{path}: expected a CIDR like "203.0.113.7/32", got {describe(value)}')
@@ -268,10 +292,7 @@ def cidr_item(errors: list[str], *, allow_world: bool = False) -> Callable[[str,
             errors.append(f'{path}: expected a CIDR like "203.0.113.7/32", got {describe(value)} ({exc})')
             return None
         if net.prefixlen == 0 and not allow_world:
-            errors.append(
-                f"{path}: {value} opens SSH to the whole internet; give your own address "
-                f'(e.g. "203.0.113.7/32") or use ssh.bastion'
-            )
+            errors.append(f"{path}: {value} {world}")
             return None
         return str(net)
 

@@ -13,6 +13,7 @@ Where the values come from:
 from __future__ import annotations
 
 import ast
+import contextlib
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stack.reader import Reader, Secret, SettingsError, cidr_item, describe
+from stack.reader import Reader, Secret, SettingsError, _as_int, _text, cidr_item, describe
 
 PROJECT = "flask-stack"
 PLATFORMS = ("digitalocean", "aws", "existing")
@@ -40,11 +41,12 @@ PLATFORM_DEFAULTS: dict[str, dict[str, str]] = {
 IMAGE_USERS = {"debian-12": "admin", "ubuntu-24.04": "ubuntu", "ubuntu-22.04": "ubuntu"}
 
 # Names that would collide with system users, units or paths on the host.
-RESERVED_APP_NAMES = frozenset(
-    "root daemon bin sys sync games man lp mail news uucp proxy www-data backup list irc nobody "
-    "nginx haproxy ssh sshd systemd postgres postgresql admin ubuntu debian deploy cron dbus "
-    "network networking journal".split()
-)
+RESERVED_APP_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "nobody", "nginx", "haproxy", "ssh", "sshd", "systemd",
+    "postgres", "postgresql", "admin", "ubuntu", "debian", "deploy", "cron", "dbus", "network",
+    "networking", "journal",
+})
 RESERVED_ENV = frozenset({"DATABASE_URL", "PATH", "HOME", "USER", "PYTHONPATH", "LISTEN_FDS",
                           "LISTEN_PID", "NOTIFY_SOCKET", "FLASK_STACK_RELEASE"})
 RESERVED_DB_USERS = frozenset({"postgres", "admin", "rdsadmin", "doadmin", "root", "public"})
@@ -209,9 +211,7 @@ def load(
     top = Reader(raw, f"{PROJECT}:", errors, deferred=deferred)
 
     def section(name: str) -> Reader:
-        reader = top.section(name)
-        reader.secret = name in secret_keys
-        return reader
+        return top.section(name, secret=name in secret_keys)
 
     platform = top.choice("platform", PLATFORMS)
     cloud = platform in CLOUDS
@@ -272,12 +272,14 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
                                  '["203.0.113.10", "app2.example.com"]')
         if len(set(addresses)) != len(addresses):
             r.error("addresses", "lists the same server twice")
-        if r.has("count") and addresses and r.raw("count") != len(addresses):
+        if r.has("count") and addresses and _as_int(r.raw("count")) != len(addresses):
             r.error("count", "is taken from hosts.addresses on platform existing; remove it")
         count = len(addresses) or 1
         r.raw("count")
     else:
         count = r.integer("count", 2, 1, 100)
+        if platform is None:  # missing or unknown: already reported, judge nothing that depends on it
+            r.raw("addresses")
     size = ""
     if cloud:
         if platform == "aws":
@@ -286,17 +288,21 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
         else:
             size = r.string("size", defaults["hostSize"], pattern=r"[a-z0-9]+(-[a-z0-9]+)+",
                             expect='a droplet size slug like "s-1vcpu-1gb"')
-    elif r.has("size"):
+    elif r.has("size") and platform == "existing":
         r.error("size", "has no meaning on platform existing; remove it")
+    r.raw("size")
     image = r.choice("image", IMAGES, "debian-12")
     proxies: tuple[str, ...] = ()
+    r.raw("trustedProxies")
     if r.has("trustedProxies"):
         if cloud:
             r.error("trustedProxies", "is only for platform existing; on a cloud platform the load "
                                       "balancer's network is trusted automatically")
             r.raw("trustedProxies")
         else:
-            proxies = r.string_list("trustedProxies", cidr_item(errors, allow_world=False))
+            proxies = r.string_list("trustedProxies", cidr_item(
+                errors, world="would let any client forge X-Forwarded-For; list only your load "
+                              "balancer's addresses"))
     r.finish()
     return Hosts(count=count, size=size, image=image, addresses=addresses, trusted_proxies=proxies)
 
@@ -340,6 +346,9 @@ def _database(r: Reader, platform: str | None, defaults: dict[str, str]) -> Data
             if r.has("storageGb"):
                 r.error("storageGb", "is set by database.size on DigitalOcean; remove it")
                 r.raw("storageGb")
+    else:  # missing or unknown platform: already reported
+        for key in ("url", "size", "storageGb"):
+            r.raw(key)
     version = r.string("engineVersion", "16", pattern=r"1[3-7]",
                        expect='a PostgreSQL major version from "13" to "17"')
     backups = r.integer("backupRetentionDays", 7, 1, 35, unit="days")
@@ -359,11 +368,12 @@ def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
                     expect='a short lower-case name like "myapp" (letters, digits, dashes)')
     if name in RESERVED_APP_NAMES:
         r.error("name", f'"{name}" is a system name on the hosts; pick another, e.g. "{name}-app"')
-    path_text = r.string("path", "app", expect="the app's directory, relative to Pulumi.yaml")
-    path = (project_dir / path_text).resolve() if path_text else project_dir
+    path_text = r.string("path", "app", expect="the app's directory, relative to Pulumi.yaml",
+                         check=_check_one_line)
+    path = (project_dir / path_text).resolve() if path_text is not None else project_dir
     entry = r.string("entry", "rocket:app", check=_check_entry,
                      expect='a WSGI entry like "rocket:app" or "myapp:create_app()"')
-    if path_text and entry:
+    if path_text is not None and entry:  # "" is the project's own directory, checked like any other
         _check_app_dir(r, path, path_text, entry)
 
     env = _env(r, "env", errors)
@@ -391,10 +401,10 @@ def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
                           expect='a URL path like "/static" (no trailing slash)')
     static_dir = r.string("staticDir", "static", pattern=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
                           expect='a directory inside the app like "static"',
-                          check=lambda v: 'must stay inside the app (no "..")' if ".." in v.split("/") else None)
+                          check=_check_inside)
     explicit_static = r.has("staticDir")
-    if static_dir and not (path / static_dir).is_dir():
-        if explicit_static and path.is_dir():
+    if static_dir and not _is_dir(path / static_dir):
+        if explicit_static and _is_dir(path):
             r.error("staticDir", f"{path_text}/{static_dir} is not a directory in the app")
         static_dir = None
     body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
@@ -411,6 +421,10 @@ def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
                release_command=release_command)
 
 
+def _check_inside(text: str) -> str | None:
+    return 'must stay inside the app (no "..")' if ".." in text.split("/") else None
+
+
 def _check_entry(text: str) -> str | None:
     how = 'expected "module:attribute" or "module:factory()", e.g. "rocket:app"'
     module, sep, expr = text.partition(":")
@@ -418,13 +432,13 @@ def _check_entry(text: str) -> str | None:
         return f"{how}, got {describe(text)}"
     try:
         node = ast.parse(expr.strip(), mode="eval").body
-    except SyntaxError:
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
         return f"{how}, got {describe(text)}"
     if isinstance(node, ast.Call):
         try:
             for arg in [*node.args, *(k.value for k in node.keywords)]:
                 ast.literal_eval(arg)
-        except ValueError:
+        except (ValueError, TypeError, MemoryError, RecursionError):
             return f"factory arguments must be literals (strings, numbers), got {describe(text)}"
         if any(k.arg is None for k in node.keywords):
             return f"factory arguments must be literals (strings, numbers), got {describe(text)}"
@@ -436,18 +450,32 @@ def _check_entry(text: str) -> str | None:
     return None
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):  # name too long, NUL byte, ...
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def _check_app_dir(r: Reader, path: Path, path_text: str, entry: str) -> None:
-    if not path.is_dir():
+    if not _is_dir(path):
         r.error("path", f"{path_text} is not a directory (looked at {path}); point it at your "
                         "Flask app's folder")
         return
     module = entry.split(":", 1)[0].split(".")
     as_file = path.joinpath(*module[:-1], module[-1] + ".py")
     as_pkg = path.joinpath(*module, "__init__.py")
-    if not as_file.is_file() and not as_pkg.is_file():
+    if not _is_file(as_file) and not _is_file(as_pkg):
         r.errors.append(f"{r.key('entry')}: module {'.'.join(module)!r} not found in {path_text} "
                         f"(looked for {as_file.relative_to(path)} and {as_pkg.relative_to(path)})")
-    if not (path / "requirements.txt").is_file() and not (path / "pyproject.toml").is_file():
+    if not _is_file(path / "requirements.txt") and not _is_file(path / "pyproject.toml"):
         r.error("path", f"{path_text} has no requirements.txt or pyproject.toml; the hosts install "
                         "the app's dependencies from one of them")
 
@@ -460,11 +488,12 @@ def _env(r: Reader, name: str, errors: list[str]) -> tuple[tuple[str, str], ...]
             continue
         if isinstance(value, bool):
             value = "true" if value else "false"
-        if isinstance(value, Secret) or not isinstance(value, str | int | float):
+        text = _text(value) if isinstance(value, str | int | float) else None
+        if text is None:  # a secret, an object, a list, nothing, or a number too long to write
             errors.append(f"{path}: expected a string, got {describe(value)}"
                           + ("; secrets go in app.secretEnv" if isinstance(value, Secret) else ""))
             continue
-        value = str(value)
+        value = text
         problem = _check_one_line(value)
         if problem:
             errors.append(f"{path}: {problem}")
@@ -511,14 +540,17 @@ def _check_one_line(text: str) -> str | None:
 def _check_listen(text: str) -> str | None:
     if text == "unix":
         return None
+    how = f'expected "unix" or a loopback address like "127.0.0.1:8000" or "[::1]:8000", got {describe(text)}'
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not port.isdigit() or not 1024 <= int(port) <= 65535:
-        return f'expected "unix" or a loopback address like "127.0.0.1:8000", got {describe(text)}'
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or not 1024 <= int(port) <= 65535:
+        return how
+    bracketed = host.startswith("[") and host.endswith("]")
     try:
-        addr = ipaddress.ip_address(host)
+        addr = ipaddress.ip_address(host[1:-1] if bracketed else host)
     except ValueError:
-        return f'expected "unix" or a loopback address like "127.0.0.1:8000", got {describe(text)}'
+        return how
+    if (addr.version == 6) != bracketed:  # Gunicorn reads "::1:8000" as host "::1:8000", no port
+        return how
     if not addr.is_loopback:
         return (f"Gunicorn must listen on loopback only (it is not built to face the network), "
                 f'got {describe(text)}; use "127.0.0.1:{port}" or "unix"')
@@ -588,12 +620,16 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
     user_pattern = r"[a-z_][a-z0-9_-]{0,31}"
     user = r.string("user", default_user or None, pattern=user_pattern,
                     expect='a login name like "deploy"')
+    if platform == "existing" and r.data.get("user") is None:
+        r.needed_to_deploy("user", 'is required on platform existing: the login name with sudo rights '
+                                   'on your servers, e.g. "deploy"')
     port = r.integer("port", 22, 1, 65535)
     public_key = r.string("publicKey", None, check=_check_public_key,
                           expect='an OpenSSH public key like "ssh-ed25519 AAAA... you@laptop"')
-    if cloud and public_key is None and not r.has("publicKey"):
-        r.needed_to_deploy("publicKey", "is required to create the hosts' login key: "
-                                        'pulumi config set --path ssh.publicKey "$(cat ~/.ssh/id_ed25519.pub)"')
+    public_key = public_key.strip() if public_key else None
+    if cloud and public_key is None and r.data.get("publicKey") is None:
+        r.needed_to_deploy("publicKey", "is required to create the hosts' login key: pulumi config "
+                                        'set --path ssh.publicKey "$(cat ~/.ssh/id_ed25519.pub)"')
     private_key = r.secret_string(
         "privateKey", required=True,
         how="pulumi config set --secret --path ssh.privateKey < ~/.ssh/id_ed25519")
@@ -605,18 +641,21 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
     bastion = None
     if r.has("bastion"):
         b = r.section("bastion")
-        host = b.string("host", pattern=_HOSTNAME + r"|[0-9a-f.:]+", expect="the bastion's address")
+        host = b.string("host", check=_check_address,
+                        expect='the bastion\'s address like "203.0.113.5" or "bastion.example.com"')
         b_user = b.string("user", user or "root", pattern=user_pattern, expect="a login name")
         b_port = b.integer("port", 22, 1, 65535)
         b.finish()
-        bastion = Bastion(host=host or "", user=b_user or "", port=b_port)
+        bastion = Bastion(host=(host or "").strip().lower(), user=b_user or "", port=b_port)
     cidrs = r.string_list("adminCidrs", cidr_item(errors))
-    if cloud and not cidrs and bastion is None and not any(e.startswith(r.key("adminCidrs")) for e in errors):
-        r.needed_to_deploy("adminCidrs", "is empty, so nothing could reach the hosts over SSH to deploy them; "
-                              'add the address you run pulumi from, e.g. ["203.0.113.7/32"], or set '
-                              "ssh.bastion")
+    cidrs_bad = any(e.startswith(r.key("adminCidrs")) for e in errors)
+    if cloud and not cidrs and bastion is None and not cidrs_bad:
+        r.needed_to_deploy("adminCidrs", "is empty, so nothing could reach the hosts over SSH to deploy "
+                                         'them; add the address you run pulumi from, e.g. '
+                                         '["203.0.113.7/32"], or set ssh.bastion')
     host_key = r.string("hostKey", None, check=_check_public_key,
                         expect='the host\'s public key like "ssh-ed25519 AAAA..."')
+    host_key = host_key.strip() if host_key else None
     r.finish()
     return Ssh(user=user or "", port=port, public_key=public_key or None, private_key=private_key,
                admin_cidrs=cidrs, host_key=host_key, bastion=bastion)
@@ -626,10 +665,26 @@ _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp
               "ecdsa-sha2-nistp521")
 
 
+def _check_address(text: str) -> str | None:
+    value = text.strip().lower()
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        if re.fullmatch(_HOSTNAME, value):
+            return None
+    return f'expected an IP address or host name like "203.0.113.5", got {describe(text)}'
+
+
 def _check_public_key(text: str) -> str | None:
     import base64
     import binascii
 
+    if "PRIVATE KEY" in text:  # never echo a private key pasted into the wrong place
+        return ("is a private key (not shown); give the public key, the contents of the .pub file, "
+                "and keep the private key in ssh.privateKey as a secret")
+    if "\n" in text.strip() or "\r" in text or "\0" in text:
+        return "must be one line: a single OpenSSH public key"
     parts = text.split()
     if len(parts) < 2 or parts[0] not in _KEY_TYPES:
         return (f'expected an OpenSSH public key ("{_KEY_TYPES[0]} AAAA..."), got {describe(text)}; '
@@ -673,18 +728,26 @@ def project_dir() -> Path:
 
 def from_stack_file(stack: str, directory: Path | None = None) -> Settings:
     """Settings from Pulumi.<stack>.yaml, offline: `secure:` values become unknown secrets."""
-    import yaml
-
     directory = directory or project_dir()
     path = directory / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in directory.glob("Pulumi.*.yaml"))
         raise SettingsError([f"{path.name}: no such stack file in {directory}; stacks here: "
                              + (", ".join(known) or "none")])
+    return load(read_stack_file(path), stack=stack, project_dir=directory, offline=True)
+
+
+def read_stack_file(path: Path) -> dict[str, Any]:
+    """The project's keys (prefix removed) from a Pulumi stack file, as `load` takes them;
+    `secure:` values become unknown secrets."""
+    import yaml
+
     try:
         document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, an int too long, ...
         raise SettingsError([f"{path.name}: not valid YAML: {exc}"]) from None
+    if not isinstance(document, Mapping):
+        raise SettingsError([f"{path.name}: must be a mapping with a config: key"])
     config = document.get("config") or {}
     if not isinstance(config, Mapping):
         raise SettingsError([f"{path.name}: config: must be a mapping of keys to values"])
@@ -693,7 +756,7 @@ def from_stack_file(stack: str, directory: Path | None = None) -> Settings:
     for key, value in config.items():
         if isinstance(key, str) and key.startswith(prefix):
             raw[key[len(prefix):]] = _unwrap_secure(value)
-    return load(raw, stack=stack, project_dir=directory, offline=True)
+    return raw
 
 
 def _unwrap_secure(value: Any) -> Any:
@@ -724,10 +787,8 @@ def from_pulumi() -> Settings:
         key = full_key[len(prefix):]
         raw[key] = text
         if isinstance(text, str) and text[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError, RecursionError):
                 raw[key] = json.loads(text)
-            except ValueError:
-                pass
         if full_key in secret or runtime_config.is_config_secret(full_key):
             secret_keys.add(key)
     return load(raw, stack=pulumi.get_stack(), project_dir=project_dir(),
