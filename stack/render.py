@@ -124,8 +124,11 @@ def environment() -> jinja2.Environment:
 
 def env_file_line(key: str, value: str) -> str:
     """One systemd EnvironmentFile line; the value double-quoted so spaces, quotes, # and $
-    reach the app unchanged."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+    reach the app unchanged. Backslash, double quote, $ and backtick are escaped: systemd
+    unescapes exactly these inside double quotes, and so does a shell that sources the file
+    (which would otherwise run a `command` in a value)."""
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
+               .replace("`", "\\`"))
     return f'{key}="{escaped}"'
 
 
@@ -145,8 +148,24 @@ def parse_entry(entry: str) -> dict:
         attributes.append(node.attr)
         node = node.value
     attributes.append(node.id)
+    kwargs = dict(sorted(kwargs.items()))
+    arguments = [py_literal(a) for a in args] + [f"{k}={py_literal(v)}" for k, v in kwargs.items()]
     return {"module_name": module, "attributes": attributes[::-1], "call": call, "args": args,
-            "kwargs": dict(sorted(kwargs.items()))}
+            "kwargs": kwargs, "arguments": ", ".join(arguments)}
+
+
+def py_literal(value) -> str:
+    """Python source for a literal from the entry (JSON would turn False/None into false/null);
+    set members sorted, so the output does not depend on the hash seed."""
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(py_literal(v) for v in value)) + "}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
 
 
 def context(settings: Settings, host: Host) -> dict:
@@ -204,7 +223,7 @@ def context(settings: Settings, host: Host) -> dict:
             "app_listens": app_listens,
         },
         "haproxy": {
-            "maxconn": 20000,
+            "maxconn": 8000,
             "server_timeout": app.timeout + 5,
             "server_address": listen if unix else app.listen,
             "rate_limit_per_10s": settings.rate_limit.requests_per_second * 10 + settings.rate_limit.burst,

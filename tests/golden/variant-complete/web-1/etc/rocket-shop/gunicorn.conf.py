@@ -1,0 +1,40 @@
+# Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
+# Gunicorn for rocket-shop. systemd hands it the listening socket (rocket-shop.socket), so
+# the address below is only what Gunicorn would bind if started by hand; it is never public.
+import sys
+
+wsgi_app = "flaskstack_wsgi:application"
+# The `current` symlink, not a release path: a HUP after a release switch loads the new code.
+chdir = "/srv/rocket-shop/current"
+pythonpath = "/etc/rocket-shop"
+# `gunicorn --check-config` (the deploy's check before a config goes live) imports the app
+# before Gunicorn applies pythonpath, so the config puts the WSGI entry's directory there itself.
+if pythonpath not in sys.path:
+    sys.path.insert(0, pythonpath)
+bind = ["unix:/run/rocket-shop/gunicorn.sock"]
+workers = 4
+worker_class = "gthread"
+threads = 2
+timeout = 60
+graceful_timeout = 20
+keepalive = 10
+max_requests = 5000
+max_requests_jitter = 500
+# New workers import the app afresh, so a HUP picks up a new release.
+preload_app = False
+worker_tmp_dir = "/dev/shm"
+proc_name = "rocket-shop"
+
+# Only the front talks to Gunicorn, and it always sets X-Forwarded-Proto itself: trust that
+# header alone, and only from this host.
+forwarded_allow_ips = "127.0.0.1,::1"
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+
+# No control socket: Gunicorn's default one (~/.gunicorn/gunicorn.ctl) is shared by every
+# instance run by the same user. systemd's HUP and TERM are the controls.
+control_socket_disable = True
+
+# Both logs to stdout/stderr, which systemd sends to the journal.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"
