@@ -71,26 +71,34 @@ def read_tree(root: Path) -> dict[str, dict[str, str]]:
 # -- pinned output ---------------------------------------------------------------------------
 @pytest.mark.parametrize("case", golden_cases(), ids=ids(golden_cases()))
 def test_golden(case):
-    files = rendered(case)
+    """The first host's files, pinned (every host gets the same files: see the next test)."""
+    files = first_host(case)
     directory = GOLDEN / golden_name(case)
     if UPDATE:
         shutil.rmtree(directory, ignore_errors=True)
-        for host, host_files in files.items():
-            for path, content in host_files.items():
-                target = render.local_path(directory / host, path)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(content.encode())
+        for path, content in files.items():
+            target = render.local_path(directory, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode())
         pytest.fail(f"UPDATE_GOLDEN is set: rewrote {directory.relative_to(GOLDEN.parent.parent)}; "
                     "review `git diff tests/golden`, then run again without UPDATE_GOLDEN")
     if not directory.is_dir():
         pytest.fail(f"no golden files for {case.id} in {directory}; create them with "
                     "UPDATE_GOLDEN=1 python -m pytest tests/test_render.py -k golden")
-    pinned = read_tree(directory)
-    assert sorted(pinned) == sorted(files), "hosts differ from the pinned ones"
-    for host, host_files in files.items():
-        assert sorted(pinned[host]) == sorted(host_files), f"{host}: the set of files changed"
-        for path, content in host_files.items():
-            assert content == pinned[host][path], f"{host}:{path} differs from {directory}"
+    pinned = {"/" + f.relative_to(directory).as_posix(): f.read_bytes().decode()
+              for f in sorted(directory.rglob("*")) if f.is_file()}
+    assert sorted(pinned) == sorted(files), "the set of files changed"
+    for path, content in files.items():
+        assert content == pinned[path], f"{path} differs from {directory}"
+
+
+@pytest.mark.parametrize("case", golden_cases(), ids=ids(golden_cases()))
+def test_every_host_gets_the_same_files(case):
+    hosts = rendered(case)
+    first = next(iter(hosts.values()))
+    assert len(hosts) == len(render.hosts_of(case.load()))
+    for host, files in hosts.items():
+        assert files == first, f"{host} differs from the first host"
 
 
 # -- determinism -----------------------------------------------------------------------------
