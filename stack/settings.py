@@ -27,6 +27,7 @@ PROJECT = "flask-stack"
 PLATFORMS = ("digitalocean", "aws", "existing")
 CLOUDS = ("digitalocean", "aws")
 IMAGES = ("debian-12", "ubuntu-24.04", "ubuntu-22.04")
+ARCHES = ("x86_64", "aarch64")
 FRONTS = ("nginx", "haproxy")
 WORKER_CLASSES = ("gthread", "sync", "gevent")
 LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -63,6 +64,7 @@ class Hosts:
     count: int
     size: str
     image: str
+    arch: str  # x86_64 | aarch64: what the release's wheels are built for
     addresses: tuple[str, ...]  # platform existing only
     trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
 
@@ -292,6 +294,14 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
         r.error("size", "has no meaning on platform existing; remove it")
     r.raw("size")
     image = r.choice("image", IMAGES, "debian-12")
+    # AWS Graviton families carry a "g" after the generation digit (t4g, m7g, c7gn, r6gd).
+    graviton = platform == "aws" and bool(size) and re.match(r"[a-z]+[0-9]+[a-z]*g[a-z]*\.", size)
+    arch = r.choice("arch", ARCHES, "aarch64" if graviton else "x86_64")
+    if platform == "digitalocean" and arch == "aarch64":
+        r.error("arch", "DigitalOcean droplets are x86_64 only; remove it")
+    elif platform == "aws" and arch and size and (arch == "aarch64") != bool(graviton):
+        r.error("arch", f"{arch} does not match the instance type {size} "
+                        f"({'Graviton, aarch64' if graviton else 'x86_64'}); remove hosts.arch")
     proxies: tuple[str, ...] = ()
     r.raw("trustedProxies")
     if r.has("trustedProxies"):
@@ -304,7 +314,8 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
                 errors, world="would let any client forge X-Forwarded-For; list only your load "
                               "balancer's addresses"))
     r.finish()
-    return Hosts(count=count, size=size, image=image, addresses=addresses, trusted_proxies=proxies)
+    return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", addresses=addresses,
+                 trusted_proxies=proxies)
 
 
 def _address_item(errors: list[str]):
