@@ -1,0 +1,471 @@
+"""The shell scripts the remote steps run, built as data.
+
+Every command is an argv list joined with `shlex.join` (the one quoting point); file contents
+travel in quoted heredocs whose delimiter cannot occur in them; secrets never appear here (they
+reach a host on the env step's stdin). Each script starts with `set -euo pipefail` and a trap
+that names the step and the host when a command fails, and is safe to run again: a second run
+changes nothing that is already right.
+
+Host state kept by the steps (root only), so the health gate can roll back:
+  /var/lib/flask-stack/<app>/rollback-release   the release that served before this rollout
+  /var/lib/flask-stack/<app>/rollback-config/   the config files this rollout replaced
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from stack.release import Release
+from stack.render import Paths
+from stack.settings import Settings
+
+SHELL_PRELUDE = """set -euo pipefail
+export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+fail() {{ echo "flask-stack: {step} on host {host}: $*" >&2; exit 1; }}
+trap 'rc=$?; echo "flask-stack: {step} on host {host} failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+"""
+
+# Shell functions shared by the steps that reload services.
+FUNCTIONS = r"""
+children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | sort; }
+# Reload a service whose main process forks workers, then wait until new workers run.
+reload_and_wait() {
+  local unit=$1 timeout=$2 main old new deadline
+  main=$(systemctl show -p MainPID --value "$unit")
+  old=$(children "$main")
+  systemctl reload "$unit"
+  deadline=$((SECONDS + timeout))
+  while [ $SECONDS -lt $deadline ]; do
+    main=$(systemctl show -p MainPID --value "$unit")
+    [ "$main" != 0 ] || break
+    new=$(children "$main")
+    if [ -n "$new" ] && [ -z "$(comm -12 <(echo "$old") <(echo "$new"))" ]; then return 0; fi
+    sleep 0.2
+  done
+}
+"""
+
+
+def q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def cmd(*argv: str) -> str:
+    return shlex.join(argv)
+
+
+def heredoc(path: str, content: str, *, under: str = "") -> str:
+    """`cat > path` with the content in a quoted heredoc (no expansion). `under`: shell text
+    (a variable of the script's own, never a user value) put before the quoted path."""
+    delimiter = "FLASKSTACK_" + hashlib.sha256(content.encode()).hexdigest()[:16].upper()
+    body = content if content.endswith("\n") else content + "\n"
+    return f"cat > {under}{q(path)} <<'{delimiter}'\n{body}{delimiter}\n"
+
+
+@dataclass
+class Script:
+    step: str
+    host: str
+    lines: list[str] = field(default_factory=list)
+
+    def run(self, *argv: str) -> Script:
+        self.lines.append(cmd(*argv))
+        return self
+
+    def raw(self, text: str) -> Script:
+        """Shell text written here, never from user values (those go through cmd or q)."""
+        self.lines.append(text.strip("\n"))
+        return self
+
+    def text(self) -> str:
+        prelude = SHELL_PRELUDE.format(step=self.step, host=self.host.replace("'", ""))
+        return prelude + "\n".join(self.lines) + "\n"
+
+
+def as_root(settings: Settings, script: Script) -> str:
+    """The command line a remote step runs: the script under bash, through sudo unless the
+    login user is root."""
+    line = cmd("bash", "-c", script.text())
+    return line if settings.ssh.user == "root" else "sudo -n " + line
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path the scripts use, from the one place paths are defined."""
+
+    settings: Settings
+
+    @property
+    def paths(self) -> Paths:
+        return Paths(self.settings.app.name)
+
+    @property
+    def app(self) -> str:
+        return self.settings.app.name
+
+    @property
+    def state(self) -> str:
+        return f"/var/lib/flask-stack/{self.app}"
+
+    @property
+    def service(self) -> str:
+        return f"{self.app}.service"
+
+    @property
+    def socket(self) -> str:
+        return f"{self.app}.socket"
+
+    def archive(self, release: Release) -> str:
+        return f"/var/tmp/{self.app}-release-{release.id}.tar.gz"
+
+    def release_dir(self, release: Release) -> str:
+        return f"{self.paths.releases}/{release.id}"
+
+
+# -- bootstrap ------------------------------------------------------------------------------
+def packages(settings: Settings) -> list[str]:
+    front = "nginx" if settings.front == "nginx" else "haproxy"
+    return sorted({front, "python3-venv", "unattended-upgrades", "curl", "ca-certificates"})
+
+
+def bootstrap(settings: Settings, host: str) -> Script:
+    lay = Layout(settings)
+    app, p = lay.app, lay.paths
+    s = Script("bootstrap", host)
+    s.raw("""
+# A new cloud host may still be running cloud-init and its first apt run.
+if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
+""")
+    s.raw(f"wanted=({' '.join(q(x) for x in packages(settings))})")
+    s.raw("""
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get -o DPkg::Lock::Timeout=600 update -qq || fail "apt-get update failed"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \\
+    || fail "could not install ${missing[*]}"
+fi
+""")
+    s.raw("# Security updates from the distribution keep arriving on their own.")
+    s.raw(heredoc("/etc/apt/apt.conf.d/20auto-upgrades",
+                  'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'))
+    s.raw("systemctl enable --quiet unattended-upgrades.service 2>/dev/null || true")
+    s.raw("# The app's own unprivileged system user.")
+    s.raw(f"getent group {q(app)} >/dev/null || " + cmd("groupadd", "--system", app))
+    s.raw(f"id -u {q(app)} >/dev/null 2>&1 || " + cmd(
+        "useradd", "--system", "--gid", app, "--home-dir", p.state, "--no-create-home",
+        "--shell", "/usr/sbin/nologin", app))
+    s.run("install", "-d", "-m", "0755", "-o", "root", "-g", "root", p.root, p.releases)
+    s.run("install", "-d", "-m", "0750", "-o", "root", "-g", app, p.etc)
+    s.run("install", "-d", "-m", "0750", "-o", app, "-g", app, p.state, f"{p.state}/instance")
+    s.run("install", "-d", "-m", "0700", "-o", "root", "-g", "root", "/var/lib/flask-stack", lay.state)
+    s.run("install", "-d", "-m", "0755", f"{p.acme_webroot}/.well-known/acme-challenge")
+    if settings.front == "nginx":
+        s.raw("# Debian's welcome page would answer for every unknown name.")
+        s.run("rm", "-f", "/etc/nginx/sites-enabled/default")
+    return s
+
+
+# -- env ------------------------------------------------------------------------------------
+def env(settings: Settings, host: str, app_env: str) -> Script:
+    """Writes the plain env file (in the script) and the secret one (from stdin), restarting
+    the app when either changed (a reload would keep the old environment)."""
+    lay = Layout(settings)
+    p = lay.paths
+    s = Script("env", host)
+    s.raw("umask 077")
+    s.run("install", "-d", "-m", "0750", "-o", "root", "-g", lay.app, p.etc)
+    s.raw(heredoc(f"{p.env_file}.new", app_env))
+    s.raw(f"cat > {q(p.secret_env_file + '.new')}")
+    s.raw(f"""
+changed=0
+for f in {q(p.env_file)} {q(p.secret_env_file)}; do
+  if [ -f "$f" ] && cmp -s "$f.new" "$f"; then rm -f "$f.new"; continue; fi
+  chown root:root "$f.new"
+  chmod 0600 "$f.new"
+  mv -f "$f.new" "$f"
+  changed=1
+done
+if [ $changed = 1 ] && systemctl is-active --quiet {q(lay.service)}; then
+  # The socket stays open, so requests wait in its backlog while Gunicorn restarts.
+  systemctl restart {q(lay.service)}
+fi
+""")
+    return s
+
+
+def env_file_content(lines: Iterable[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+# -- release --------------------------------------------------------------------------------
+def release(settings: Settings, host: str, rel: Release, *, release_command: bool) -> Script:
+    """Unpack the release with its own venv (once), run the release command if asked, switch
+    `current` atomically and reload Gunicorn so new workers load the new code."""
+    lay = Layout(settings)
+    app, p = lay.app, lay.paths
+    target = lay.release_dir(rel)
+    archive = lay.archive(rel)
+    s = Script("release", host)
+    s.raw(FUNCTIONS)
+    s.raw(f"rel={q(target)}; archive={q(archive)}; current={q(p.current)}; state={q(lay.state)}")
+    install = ["\"$rel/venv/bin/python\"", "-m", "pip", "install", "--quiet", "--no-index",
+               "--disable-pip-version-check", "--no-warn-script-location",
+               "--find-links", "\"$rel/.flaskstack/wheelhouse\"",
+               "-r", "\"$rel/.flaskstack/requirements.txt\""]
+    s.raw(f"""
+if [ ! -f "$rel/.flaskstack/complete" ]; then
+  [ -f "$archive" ] || fail "the release archive $archive is missing; run pulumi up again to copy it"
+  echo {q(rel.sha256)}"  $archive" | sha256sum --check --quiet - \\
+    || fail "the release archive $archive is damaged (checksum mismatch); run pulumi up again"
+  rm -rf "$rel"
+  install -d -m 0751 -o root -g {q(app)} "$rel"
+  tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
+  python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
+  {' '.join(install)} || fail "installing the app's requirements from its wheelhouse failed"
+  if compgen -G "$rel/.flaskstack/project/*.whl" >/dev/null; then
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check \\
+      --find-links "$rel/.flaskstack/wheelhouse" "$rel"/.flaskstack/project/*.whl \\
+      || fail "installing the app's own package failed"
+  fi
+  rm -rf "$rel/.flaskstack/wheelhouse"
+  # Flask keeps its instance folder beside the app: point it at the writable state directory.
+  [ -e "$rel/instance" ] || ln -s {q(p.state + '/instance')} "$rel/instance"
+  chown -R root:{q(app)} "$rel"
+  chmod -R u+rwX,g+rX,g-w,o-rwx "$rel"
+  chmod 0751 "$rel"
+""")
+    if settings.app.static_dir:
+        static = f"{target}/{settings.app.static_dir}"
+        s.raw(f"""
+  if [ -d {q(static)} ]; then
+    # The front serves these files itself, pre-compressed where it pays.
+    find {q(static)} -type f \\( -name '*.css' -o -name '*.js' -o -name '*.svg' -o -name '*.json' \\
+      -o -name '*.txt' -o -name '*.html' -o -name '*.xml' -o -name '*.map' \\) -size +1k \\
+      -exec gzip -9 -n -k -f {{}} +
+    chmod -R o+rX {q(static)}
+  fi
+""")
+    s.raw("""
+  touch "$rel/.flaskstack/complete"
+fi
+rm -f "$archive"
+""")
+    if release_command and settings.app.release_command:
+        s.raw("# The release command runs once per rollout, here, before any traffic switches.")
+        s.raw(cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+                  f"--uid={app}", f"--gid={app}", f"--working-directory={target}",
+                  f"--property=EnvironmentFile=-{p.env_file}",
+                  f"--property=EnvironmentFile=-{p.secret_env_file}",
+                  f"--setenv=PATH={target}/venv/bin:/usr/local/bin:/usr/bin:/bin",
+                  "/bin/sh", "-c", settings.app.release_command)
+              + " </dev/null || fail " + q("the release command failed (above); every host keeps "
+                                            "the release it had"))
+    s.raw(f"""
+previous=$(readlink "$current" 2>/dev/null || true)
+if [ "$previous" != "$rel" ]; then
+  if [ -n "$previous" ] && [ ! -f "$state/rollback-release" ]; then
+    echo "$previous" > "$state/rollback-release"
+  fi
+  ln -sfn "$rel" "$current.new"
+  mv -Tf "$current.new" "$current"
+  if systemctl is-active --quiet {q(lay.service)}; then
+    reload_and_wait {q(lay.service)} {settings.app.graceful_timeout + 10}
+  fi
+fi
+echo "release {rel.id} is current on {host}"
+""")
+    return s
+
+
+# -- configure ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    mode: str
+    group: str
+    kind: str  # what must happen when it changes: front | units | socket | gunicorn
+
+
+def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
+    """The rendered files the configure step installs (the env files go with the env step)."""
+    p = Paths(settings.app.name)
+    app = settings.app.name
+    kinds = {p.nginx_conf: ("0644", "root", "front"), p.nginx_site: ("0644", "root", "front"),
+             p.haproxy_cfg: ("0644", "root", "front"), p.service_unit: ("0644", "root", "units"),
+             p.socket_unit: ("0644", "root", "socket"), p.gunicorn_conf: ("0640", app, "gunicorn"),
+             p.wsgi: ("0640", app, "gunicorn")}
+    return [ConfigFile(path, *kinds[path]) for path in sorted(files) if path in kinds]
+
+
+def configure(settings: Settings, host: str, files: dict[str, str]) -> Script:
+    """Stage the rendered files, validate them with their own tools, install the changed ones
+    (keeping the replaced ones for rollback) and reload what they belong to."""
+    lay = Layout(settings)
+    app, p = lay.app, lay.paths
+    nginx = settings.front == "nginx"
+    wanted = config_files(settings, files)
+    s = Script("configure", host)
+    s.raw(FUNCTIONS)
+    s.raw(f"state={q(lay.state)}; rb=\"$state/rollback-config\"")
+    s.raw(f"stage=$(mktemp -d {q(p.etc + '/.stage.XXXXXX')})")
+    s.raw("trap 'rm -rf \"$stage\"' EXIT")
+    s.raw(f"chgrp {q(app)} \"$stage\"; chmod 0750 \"$stage\"")
+    for f in wanted:
+        s.raw(f"mkdir -p \"$stage/files\"{q(f.path.rsplit('/', 1)[0])}")
+        s.raw(heredoc(f.path, files[f.path], under='"$stage/files"'))
+    s.raw(f"chgrp -R {q(app)} \"$stage/files\"; chmod -R g+rX \"$stage/files\"")
+    # -- validate: nothing is installed unless every file passes its own tool
+    if nginx:
+        site = p.nginx_site.rsplit("/", 1)[1]
+        s.raw(f"""
+cp -a /etc/nginx "$stage/nginx"
+cp "$stage/files{p.nginx_conf}" "$stage/nginx/nginx.conf"
+cp "$stage/files{p.nginx_site}" "$stage/nginx/sites-available/{site}"
+rm -f "$stage/nginx/sites-enabled/default"
+ln -sfn ../sites-available/{site} "$stage/nginx/sites-enabled/{site}"
+nginx -t -q -c "$stage/nginx/nginx.conf" || fail "the new Nginx config is invalid (see above); nothing was installed, the old config keeps serving"
+""")
+    else:
+        s.raw(f"""
+haproxy -c -q -f "$stage/files{p.haproxy_cfg}" || fail "the new HAProxy config is invalid (see above); nothing was installed, the old config keeps serving"
+""")
+    check = cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+                f"--uid={app}", f"--gid={app}", f"--working-directory={p.current}",
+                f"--property=EnvironmentFile=-{p.env_file}",
+                f"--property=EnvironmentFile=-{p.secret_env_file}",
+                f"{p.current}/venv/bin/python", "-m", "gunicorn", "--check-config", "-c")
+    check += f" \"$stage/files\"{q(p.gunicorn_conf)}"
+    s.raw(f"{check} </dev/null || fail \"Gunicorn's --check-config failed with the new config (see above); "
+          "nothing was installed\"")
+    s.raw(f"""
+out=$(systemd-analyze verify "$stage/files{p.socket_unit}" "$stage/files{p.service_unit}" 2>&1) \\
+  || {{ echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }}
+if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
+""")
+    # -- install what changed, saving what it replaces
+    s.raw("""
+changed=" "
+put() {  # put STAGED TARGET MODE GROUP KIND
+  local src=$1 dst=$2 mode=$3 group=$4 kind=$5
+  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return 0; fi
+  mkdir -p "$rb/files$(dirname "$dst")"
+  if [ -f "$dst" ]; then
+    [ -e "$rb/files$dst" ] || cp -a "$dst" "$rb/files$dst"
+  else
+    grep -qxF "$dst" "$rb/created" 2>/dev/null || echo "$dst" >> "$rb/created"
+  fi
+  install -m "$mode" -o root -g "$group" "$src" "$dst.flaskstack-new"
+  mv -f "$dst.flaskstack-new" "$dst"
+  changed="$changed$kind "
+}
+""")
+    for f in wanted:
+        s.raw(f"put \"$stage/files\"{q(f.path)} {q(f.path)} {f.mode} {q(f.group)} {f.kind}")
+    svc, sock = q(lay.service), q(lay.socket)
+    s.raw(f"""
+case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
+systemctl enable --quiet {sock} {svc}
+if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet {sock}; then
+  # A new listening address: the only change that briefly refuses connections.
+  systemctl stop {svc} {sock}
+fi
+systemctl start {sock}
+if systemctl is-active --quiet {svc}; then
+  if [[ "$changed" == *" units "* || "$changed" == *" socket "* ]]; then
+    systemctl restart {svc}
+  elif [[ "$changed" == *" gunicorn "* ]]; then
+    reload_and_wait {svc} {settings.app.graceful_timeout + 10}
+  fi
+else
+  systemctl reset-failed {svc} 2>/dev/null || true
+  systemctl start {svc} || {{ journalctl -u {svc} -n 40 --no-pager >&2 || true; fail "the app did not start (its journal is above)"; }}
+fi
+""")
+    front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
+    if nginx:
+        site = p.nginx_site.rsplit("/", 1)[1]
+        s.raw(f"ln -sfn ../sites-available/{site} /etc/nginx/sites-enabled/{site}")
+    s.raw(f"""
+# One public front: the other one, if a previous config used it, steps aside.
+if systemctl is-active --quiet {other} 2>/dev/null; then systemctl disable --now --quiet {other}; fi
+systemctl enable --quiet {front}
+if ! systemctl is-active --quiet {front}; then
+  systemctl start {front}
+elif [[ "$changed" == *" front "* ]]; then
+  reload_and_wait {front} 30
+fi
+echo "configured {host}:$changed"
+""")
+    return s
+
+
+# -- health gate ----------------------------------------------------------------------------
+def gate(settings: Settings, host: str, address: str) -> Script:
+    """Ask the health path through the host's front until 200; on failure put back the release
+    and config this rollout replaced, and fail with the app's journal."""
+    lay = Layout(settings)
+    p = lay.paths
+    nginx = settings.front == "nginx"
+    front = "nginx" if nginx else "haproxy"
+    svc = q(lay.service)
+    health = settings.deploy.health_path
+    keep = settings.deploy.releases_kept
+    probe = cmd("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                "-H", "Host: localhost", f"http://127.0.0.1{health}")
+    s = Script("health gate", host)
+    s.raw(FUNCTIONS)
+    s.raw(f"state={q(lay.state)}; rb=\"$state/rollback-config\"; current={q(p.current)}")
+    s.raw(f"""
+probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
+deadline=$((SECONDS + {settings.deploy.health_timeout}))
+code=000
+until probe; do
+  if [ $SECONDS -ge $deadline ]; then break; fi
+  sleep 1
+done
+if [ "$code" != 200 ]; then
+  last=$code
+  undone=""
+  if [ -f "$state/rollback-release" ]; then
+    previous=$(cat "$state/rollback-release")
+    if [ -d "$previous" ]; then
+      ln -sfn "$previous" "$current.new"; mv -Tf "$current.new" "$current"
+      undone="release $(basename "$previous")"
+    fi
+  fi
+  if [ -d "$rb" ]; then
+    if [ -d "$rb/files" ]; then cp -a "$rb/files/." /; fi
+    if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
+    undone="${{undone:+$undone, }}config"
+  fi
+  rm -rf "$state/rollback-release" "$rb"
+  systemctl daemon-reload
+  if [ -n "$undone" ]; then
+    systemctl reset-failed {svc} 2>/dev/null || true
+    systemctl restart {svc} || true
+    systemctl reload-or-restart {front} || true
+    deadline=$((SECONDS + {settings.deploy.health_timeout}))
+    until probe || [ $SECONDS -ge $deadline ]; do sleep 1; done
+    after="the previous version answers $code"
+  else
+    undone="nothing (no earlier release on this host)"
+    after="nothing older to go back to"
+  fi
+  journal=$(journalctl -u {svc} -n 30 --no-pager 2>&1 || true)
+  fail "{health} did not answer 200 within {settings.deploy.health_timeout} s (last status $last) on host {host} ({address}). Rolled back: $undone; $after. Last lines of the app's journal:
+$journal"
+fi
+rm -rf "$state/rollback-release" "$rb"
+# Keep the newest {keep} releases (and always the current one).
+cd {q(p.releases)}
+live=$(basename "$(readlink "$current")")
+ls -1t | grep -vxF "$live" | grep -v '^\\.' | tail -n +{keep} | xargs -r rm -rf --
+echo "{host} answers 200 on {health}"
+""")
+    return s
