@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pulumi
 
-from stack import render, settings
+from stack import release, render, settings, site
 from stack.reader import SettingsError
 
 # Platforms whose cloud side and rollout are built; the others stop with a clear message.
-BUILT_PLATFORMS: frozenset[str] = frozenset()
+BUILT_PLATFORMS: frozenset[str] = frozenset({"existing"})
 
 
 def load_settings() -> settings.Settings:
@@ -29,4 +29,17 @@ def run() -> dict[str, object]:
             f"`python -m stack render {config.stack}`), but deploying to platform "
             f"{config.platform!r} is not built into this version of flask-stack yet. "
             "Nothing was created.")
-    return {}  # pragma: no cover - replaced as the platforms land
+    from stack.rollout import Rollout
+
+    try:
+        built = release.build(config, settings.project_dir() / ".cache")
+    except release.ReleaseError as exc:
+        raise pulumi.RunError(f"stack {config.stack!r}: {exc}") from None
+    the_site = site.existing(config)
+    rollout = Rollout("app", config, the_site, built)
+    return {
+        "url": the_site.url,
+        "hosts": [address for _, address in the_site.hosts],
+        "release": built.id,
+        "gates": [h.gate.stdout for h in rollout.hosts],
+    }

@@ -17,8 +17,44 @@ from pulumi.runtime import mocks as pulumi_mocks
 PROJECT = "flask-stack"
 
 
+SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
+
+
+class Secret:
+    """A secret input as the program sent it (to tell secret from plain in assertions)."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Secret(...)"
+
+
+def unwrap(value: Any) -> Any:
+    """Secrets become Secret(value); everything else as sent."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return Secret(unwrap(value.get("value")))
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def plain(value: Any) -> Any:
+    """The value with every secret opened."""
+    if isinstance(value, Secret):
+        return plain(value.value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
 @dataclass
 class Registered:
+    urn: str
     type: str
     name: str
     parent: str
@@ -33,10 +69,19 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def RegisterResource(self, request):  # noqa: N802 - the gRPC method's name
         if request.type != "pulumi:pulumi:Stack":
-            inputs = pulumi.runtime.rpc.deserialize_properties(request.object)
-            self.registered.append(Registered(request.type, request.name, request.parent,
-                                              list(request.dependencies), dict(inputs)))
+            inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
+            urn = self.make_urn(request.parent, request.type, request.name)
+            self.registered.append(Registered(urn, request.type, request.name, request.parent,
+                                              list(request.dependencies), unwrap(dict(inputs))))
         return super().RegisterResource(request)
+
+    def by_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.registered if r.type == type_]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.registered if r.name == name]
+        assert len(found) == 1, f"{len(found)} resources named {name}"
+        return found[0]
 
 
 class StrictMocks(pulumi_mocks.Mocks):
@@ -77,5 +122,11 @@ def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tup
     set_config(config, secret_keys)
     from stack import program
 
-    outputs = program.run()
-    return Run(monitor=monitor, outputs=outputs)
+    run = Run(monitor=monitor)
+
+    def program_body():
+        run.outputs = program.run()
+        return pulumi.Output.from_input(None)
+
+    pulumi_mocks.test(program_body)()
+    return run

@@ -1,0 +1,110 @@
+"""AppHost: one host's steps, bootstrap → env → release → configure → health gate.
+
+Every step is a pulumi-command `remote.Command` (the release archive a `CopyToRemote`) whose
+inputs are the script itself and a content hash, so an unchanged `pulumi up` runs nothing, and
+a change runs exactly the steps whose content changed. Each step also has `update` set to its
+script: pulumi-command then re-runs it in place when its inputs change, never replaces it, so
+no step has a delete action and destroying a stack never needs the hosts to be reachable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi_command import remote
+
+from stack import render, scripts
+from stack.release import Release
+from stack.settings import Settings
+
+# A host that is still booting refuses SSH for a while: keep dialling (60 x 10 s).
+DIAL_ERROR_LIMIT = 60
+PER_DIAL_TIMEOUT = 10
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class AppHostArgs:
+    settings: Settings
+    host: render.Host
+    address: pulumi.Input[str]
+    release: Release
+    files: dict[str, str]  # the rendered host files (render.render_host)
+    secret_env: pulumi.Output[str]  # EnvironmentFile lines of the secrets (DATABASE_URL, ...)
+    run_release_command: bool = False  # the first host of a rollout runs app.releaseCommand
+    after: list[pulumi.Resource] = field(default_factory=list)  # steps that must finish first
+
+
+def connection(settings: Settings, address: pulumi.Input[str]) -> remote.ConnectionArgs:
+    ssh = settings.ssh
+    key = ssh.private_key.value if ssh.private_key and ssh.private_key.known else None
+    proxy = None
+    if ssh.bastion:
+        proxy = remote.ProxyConnectionArgs(
+            host=ssh.bastion.host, user=ssh.bastion.user, port=ssh.bastion.port,
+            private_key=pulumi.Output.secret(key) if key else None,
+            dial_error_limit=DIAL_ERROR_LIMIT, per_dial_timeout=PER_DIAL_TIMEOUT)
+    return remote.ConnectionArgs(
+        host=address, user=ssh.user, port=ssh.port,
+        private_key=pulumi.Output.secret(key) if key else None,
+        host_key=ssh.host_key, proxy=proxy,
+        dial_error_limit=DIAL_ERROR_LIMIT, per_dial_timeout=PER_DIAL_TIMEOUT)
+
+
+class AppHost(pulumi.ComponentResource):
+    """The app rolled onto one host. `gate` is the step later batches wait for."""
+
+    gate: remote.Command
+    release: remote.Command
+
+    def __init__(self, name: str, args: AppHostArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("flask-stack:hosts:AppHost", name, None, opts)
+        s, host = args.settings, args.host.name
+        conn = connection(s, args.address)
+        paths = render.Paths(s.app.name)
+        lay = scripts.Layout(s)
+
+        def step(suffix: str, script: scripts.Script, depends: list[pulumi.Resource],
+                 triggers: list[Any], stdin: pulumi.Input[str] | None = None) -> remote.Command:
+            line = scripts.as_root(s, script)
+            return remote.Command(
+                f"{name}-{suffix}", connection=conn, create=line, update=line, stdin=stdin,
+                triggers=triggers, logging="stdoutAndStderr",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
+
+        bootstrap_script = scripts.bootstrap(s, host)
+        # Bootstrap and upload touch nothing that serves, so every host does them at once;
+        # the steps that change what a host serves wait for the previous batch (args.after).
+        bootstrap = step("bootstrap", bootstrap_script, [], [sha(bootstrap_script.text())])
+
+        app_env = args.files[paths.env_file]
+        env_script = scripts.env(s, host, app_env)
+        env = step("env", env_script, [bootstrap, *args.after],
+                   [sha(env_script.text()), args.secret_env.apply(sha)], stdin=args.secret_env)
+
+        upload = remote.CopyToRemote(
+            f"{name}-upload", connection=conn, source=pulumi.FileAsset(str(args.release.archive)),
+            remote_path=lay.archive(args.release), triggers=[args.release.sha256],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
+
+        release_script = scripts.release(s, host, args.release,
+                                         release_command=args.run_release_command)
+        release = step("release", release_script, [upload, env, *args.after], [args.release.sha256])
+        self.release = release
+
+        config_files = {f.path: args.files[f.path] for f in scripts.config_files(s, args.files)}
+        config_hash = render.content_hash(config_files)
+        configure = step("configure", scripts.configure(s, host, args.files),
+                         [release, env, *args.after], [config_hash])
+
+        gate_script = scripts.gate(s, host, str(args.host.address or host))
+        self.gate = step("gate", gate_script, [configure, release, env],
+                         [args.release.sha256, config_hash, env.triggers])
+        self.release_id = args.release.id
+        self.register_outputs({"release": args.release.id, "config": config_hash})

@@ -1,0 +1,27 @@
+"""The shape every platform returns, so the rollout and __main__ do not care which they got."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from stack import render
+from stack.settings import Settings
+
+
+@dataclass
+class Site:
+    hosts: list[tuple[render.Host, pulumi.Input[str]]]  # (host, its SSH address)
+    database_url: pulumi.Input[str] | None  # secret
+    url: pulumi.Input[str]
+
+
+def existing(settings: Settings) -> Site:
+    """Servers the user already has: nothing to create, only their addresses."""
+    hosts = [(host, host.address or "") for host in render.hosts_of(settings)]
+    url_secret = settings.database.url
+    database_url = pulumi.Output.secret(url_secret.value) if url_secret and url_secret.known else None
+    scheme = "https" if settings.tls.enabled else "http"
+    url = f"{scheme}://{settings.domain.name or hosts[0][1]}/"
+    return Site(hosts=hosts, database_url=database_url, url=url)
