@@ -77,7 +77,7 @@ def gunicorn_prefix(
     """Lay the rendered Gunicorn config and WSGI entry out under `root`; returns the
     gunicorn.conf.py to pass to -c.
 
-    Its chdir (the release's `current` link), pythonpath (where the WSGI entry is) and unix
+    Its chdir (the release's `current` link) and unix
     bind address move under `root`. app_dir: copied in as a release that `current` points to,
     as a deploy leaves it (the same place the relocated Nginx serves static files from);
     socket: the bind address to use instead of the relocated one."""

@@ -1,14 +1,16 @@
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 # Gunicorn for rocket. systemd hands it the listening socket (rocket.socket), so
 # the address below is only what Gunicorn would bind if started by hand; it is never public.
+import os
 import sys
 
 wsgi_app = "flaskstack_wsgi:application"
 # The `current` symlink, not a release path: a HUP after a release switch loads the new code.
 chdir = "/srv/rocket/current"
-pythonpath = "/etc/rocket"
-# `gunicorn --check-config` (the deploy's check before a config goes live) imports the app
-# before Gunicorn applies pythonpath, so the config puts the WSGI entry's directory there itself.
+# The WSGI entry lives beside this file (/etc/rocket); a staged copy checked with
+# `gunicorn --check-config` before it goes live thus loads the staged entry. That check imports
+# the app before Gunicorn applies pythonpath, so the config puts the directory there itself.
+pythonpath = os.path.dirname(os.path.abspath(__file__))
 if pythonpath not in sys.path:
     sys.path.insert(0, pythonpath)
 bind = ["unix:/run/rocket/gunicorn.sock"]
