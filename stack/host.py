@@ -67,6 +67,7 @@ class AppHost(pulumi.ComponentResource):
         super().__init__("flask-stack:hosts:AppHost", name, None, opts)
         s, host = args.settings, args.host.name
         conn = connection(s, args.address)
+        where = str(args.host.address or "")
         paths = render.Paths(s.app.name)
         lay = scripts.Layout(s)
 
@@ -84,7 +85,7 @@ class AppHost(pulumi.ComponentResource):
         bootstrap = step("bootstrap", bootstrap_script, [], [sha(bootstrap_script.text())])
 
         app_env = args.files[paths.env_file]
-        env_script = scripts.env(s, host, app_env)
+        env_script = scripts.env(s, host, app_env, where)
         env = step("env", env_script, [bootstrap, *args.after],
                    [sha(env_script.text()), args.secret_env.apply(sha)], stdin=args.secret_env)
 
@@ -94,16 +95,16 @@ class AppHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
 
         release_script = scripts.release(s, host, args.release,
-                                         release_command=args.run_release_command)
+                                         release_command=args.run_release_command, address=where)
         release = step("release", release_script, [upload, env, *args.after], [args.release.sha256])
         self.release = release
 
         config_files = {f.path: args.files[f.path] for f in scripts.config_files(s, args.files)}
         config_hash = render.content_hash(config_files)
-        configure = step("configure", scripts.configure(s, host, args.files),
+        configure = step("configure", scripts.configure(s, host, args.files, where),
                          [release, env, *args.after], [config_hash])
 
-        gate_script = scripts.gate(s, host, str(args.host.address or host))
+        gate_script = scripts.gate(s, host, where)
         self.gate = step("gate", gate_script, [configure, release, env],
                          [args.release.sha256, config_hash, env.triggers])
         self.release_id = args.release.id

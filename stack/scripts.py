@@ -6,9 +6,10 @@ reach a host on the env step's stdin). Each script starts with `set -euo pipefai
 that names the step and the host when a command fails, and is safe to run again: a second run
 changes nothing that is already right.
 
-Host state kept by the steps (root only), so the health gate can roll back:
-  /var/lib/flask-stack/<app>/rollback-release   the release that served before this rollout
-  /var/lib/flask-stack/<app>/rollback-config/   the config files this rollout replaced
+Every step that changes what a host serves (env, release, configure) asks the health path
+through the front afterwards and, if it does not answer 200 in time, puts back what it replaced
+and fails. A failed step thus leaves the host as it was and, since pulumi-command records only
+steps that succeeded, the stack's state as it was too: the next `pulumi up` tries it again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from stack.release import Release
 from stack.render import Paths
 from stack.settings import Settings
 
-SHELL_PRELUDE = """set -euo pipefail
+SHELL_PRELUDE = """set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() {{ echo "flask-stack: {step} on host {host}: $*" >&2; exit 1; }}
 trap 'rc=$?; echo "flask-stack: {step} on host {host} failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
@@ -30,7 +31,24 @@ trap 'rc=$?; echo "flask-stack: {step} on host {host} failed (exit $rc) running:
 
 # Shell functions shared by the steps that reload services.
 FUNCTIONS = r"""
-children() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' | sort; }
+children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
+# True when every worker of a service runs in directory $1 (Gunicorn's workers take their
+# working directory, the resolved `current` link, from the master at each reload).
+workers_in() {
+  local main pids pid
+  main=$(systemctl show -p MainPID --value "$2")
+  [ "$main" != 0 ] || return 1
+  pids=$(children "$main")
+  [ -n "$pids" ] || return 1
+  for pid in $pids; do [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1" ] || return 1; done
+}
+wait_workers_in() {
+  local deadline=$((SECONDS + $3))
+  until workers_in "$1" "$2"; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.2
+  done
+}
 # Reload a service whose main process forks workers, then wait until new workers run.
 reload_and_wait() {
   local unit=$1 timeout=$2 main old new deadline
@@ -46,6 +64,40 @@ reload_and_wait() {
     sleep 0.2
   done
 }
+"""
+
+
+def health_functions(settings: Settings, host: str, address: str) -> str:
+    """probe, healthy_within SECONDS, and unhealthy WHAT-WAS-UNDONE (fails with the journal)."""
+    health = settings.deploy.health_path
+    timeout = settings.deploy.health_timeout
+    service = q(f"{settings.app.name}.service")
+    probe = cmd("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                "-H", "Host: localhost", f"http://127.0.0.1{health}")
+    where = f"on host {host}" + (f" ({address})" if address and address != host else "")
+    return f"""
+# The app's latest messages (its access log left out), taken before any undo.
+capture_journal() {{
+  journal=$(journalctl -u {service} -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{{3}} ' | tail -n 40 || true)
+}}
+probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
+healthy_within() {{
+  local deadline=$((SECONDS + $1))
+  code=000
+  until probe; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.5
+  done
+}}
+unhealthy() {{
+  local last=$code after
+  [ -n "${{journal:-}}" ] || capture_journal
+  if healthy_within {timeout}; then after="the previous version answers 200 again"
+  else after="the previous version does not answer either (status $code)"; fi
+  fail "{health} did not answer 200 within {timeout} s (last status $last) {where}. $1; $after. Last lines of the app's journal:
+$journal"
+}}
 """
 
 
@@ -107,10 +159,6 @@ class Layout:
         return self.settings.app.name
 
     @property
-    def state(self) -> str:
-        return f"/var/lib/flask-stack/{self.app}"
-
-    @property
     def service(self) -> str:
         return f"{self.app}.service"
 
@@ -163,7 +211,6 @@ fi
     s.run("install", "-d", "-m", "0755", "-o", "root", "-g", "root", p.root, p.releases)
     s.run("install", "-d", "-m", "0750", "-o", "root", "-g", app, p.etc)
     s.run("install", "-d", "-m", "0750", "-o", app, "-g", app, p.state, f"{p.state}/instance")
-    s.run("install", "-d", "-m", "0700", "-o", "root", "-g", "root", "/var/lib/flask-stack", lay.state)
     s.run("install", "-d", "-m", "0755", f"{p.acme_webroot}/.well-known/acme-challenge")
     if settings.front == "nginx":
         s.raw("# Debian's welcome page would answer for every unknown name.")
@@ -172,28 +219,40 @@ fi
 
 
 # -- env ------------------------------------------------------------------------------------
-def env(settings: Settings, host: str, app_env: str) -> Script:
+def env(settings: Settings, host: str, app_env: str, address: str = "") -> Script:
     """Writes the plain env file (in the script) and the secret one (from stdin), restarting
-    the app when either changed (a reload would keep the old environment)."""
+    the app when either changed (a reload would keep the old environment); if the app does not
+    come back healthy, the previous files are put back."""
     lay = Layout(settings)
     p = lay.paths
+    svc = q(lay.service)
     s = Script("env", host)
+    s.raw(health_functions(settings, host, address))
     s.raw("umask 077")
     s.run("install", "-d", "-m", "0750", "-o", "root", "-g", lay.app, p.etc)
+    s.raw("old=$(mktemp -d); trap 'rm -rf \"$old\"' EXIT")
     s.raw(heredoc(f"{p.env_file}.new", app_env))
     s.raw(f"cat > {q(p.secret_env_file + '.new')}")
     s.raw(f"""
 changed=0
 for f in {q(p.env_file)} {q(p.secret_env_file)}; do
   if [ -f "$f" ] && cmp -s "$f.new" "$f"; then rm -f "$f.new"; continue; fi
+  if [ -f "$f" ]; then cp -a "$f" "$old/"; fi
   chown root:root "$f.new"
   chmod 0600 "$f.new"
   mv -f "$f.new" "$f"
   changed=1
 done
-if [ $changed = 1 ] && systemctl is-active --quiet {q(lay.service)}; then
+if [ $changed = 1 ] && systemctl is-active --quiet {svc}; then
   # The socket stays open, so requests wait in its backlog while Gunicorn restarts.
-  systemctl restart {q(lay.service)}
+  systemctl restart {svc} || true
+  if ! healthy_within {settings.deploy.health_timeout}; then
+    capture_journal
+    cp -a "$old"/. {q(p.etc)}/
+    systemctl reset-failed {svc} 2>/dev/null || true
+    systemctl restart {svc} || true
+    unhealthy "Put back the previous environment"
+  fi
 fi
 """)
     return s
@@ -204,16 +263,20 @@ def env_file_content(lines: Iterable[str]) -> str:
 
 
 # -- release --------------------------------------------------------------------------------
-def release(settings: Settings, host: str, rel: Release, *, release_command: bool) -> Script:
+def release(settings: Settings, host: str, rel: Release, *, release_command: bool,
+            address: str = "") -> Script:
     """Unpack the release with its own venv (once), run the release command if asked, switch
-    `current` atomically and reload Gunicorn so new workers load the new code."""
+    `current` atomically and reload Gunicorn so new workers load the new code; if the app does
+    not answer healthy, switch back to the release that served before."""
     lay = Layout(settings)
     app, p = lay.app, lay.paths
     target = lay.release_dir(rel)
     archive = lay.archive(rel)
+    svc = q(lay.service)
     s = Script("release", host)
     s.raw(FUNCTIONS)
-    s.raw(f"rel={q(target)}; archive={q(archive)}; current={q(p.current)}; state={q(lay.state)}")
+    s.raw(health_functions(settings, host, address))
+    s.raw(f"rel={q(target)}; archive={q(archive)}; current={q(p.current)}")
     install = ["\"$rel/venv/bin/python\"", "-m", "pip", "install", "--quiet", "--no-index",
                "--disable-pip-version-check", "--no-warn-script-location",
                "--find-links", "\"$rel/.flaskstack/wheelhouse\"",
@@ -268,14 +331,34 @@ rm -f "$archive"
                                             "the release it had"))
     s.raw(f"""
 previous=$(readlink "$current" 2>/dev/null || true)
+switched=0
+# Whatever makes this step fail after the switch, the previous release is put back first.
+undo_release() {{
+  [ $switched = 1 ] && [ -n "$previous" ] || return 0
+  switched=0
+  ln -sfn "$previous" "$current.new"
+  mv -Tf "$current.new" "$current"
+  systemctl reset-failed {svc} 2>/dev/null || true
+  systemctl restart {svc} || true
+}}
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_release; fi' EXIT
 if [ "$previous" != "$rel" ]; then
-  if [ -n "$previous" ] && [ ! -f "$state/rollback-release" ]; then
-    echo "$previous" > "$state/rollback-release"
-  fi
   ln -sfn "$rel" "$current.new"
   mv -Tf "$current.new" "$current"
-  if systemctl is-active --quiet {q(lay.service)}; then
-    reload_and_wait {q(lay.service)} {settings.app.graceful_timeout + 10}
+  if systemctl is-active --quiet {svc}; then
+    switched=1
+    reload_and_wait {svc} {settings.app.graceful_timeout + 10} || true
+    # Healthy means: every worker runs the new release, and the front gets 200 from it.
+    if ! wait_workers_in "$rel" {svc} {settings.deploy.health_timeout} \
+        || ! healthy_within {settings.deploy.health_timeout}; then
+      capture_journal
+      if [ -n "$previous" ]; then
+        undo_release
+        unhealthy "Rolled back to release $(basename "$previous")"
+      fi
+      unhealthy "Nothing older to go back to"
+    fi
+    switched=0
   fi
 fi
 echo "release {rel.id} is current on {host}"
@@ -303,18 +386,33 @@ def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
     return [ConfigFile(path, *kinds[path]) for path in sorted(files) if path in kinds]
 
 
-def configure(settings: Settings, host: str, files: dict[str, str]) -> Script:
+def configure(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
     """Stage the rendered files, validate them with their own tools, install the changed ones
-    (keeping the replaced ones for rollback) and reload what they belong to."""
+    and reload what they belong to; if the app then does not answer healthy, put the replaced
+    files back."""
     lay = Layout(settings)
     app, p = lay.app, lay.paths
     nginx = settings.front == "nginx"
     wanted = config_files(settings, files)
     s = Script("configure", host)
     s.raw(FUNCTIONS)
-    s.raw(f"state={q(lay.state)}; rb=\"$state/rollback-config\"")
-    s.raw(f"stage=$(mktemp -d {q(p.etc + '/.stage.XXXXXX')})")
-    s.raw("trap 'rm -rf \"$stage\"' EXIT")
+    s.raw(health_functions(settings, host, address))
+    s.raw(f"stage=$(mktemp -d {q(p.etc + '/.stage.XXXXXX')}); rb=\"$stage/replaced\"; installing=0")
+    front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
+    s.raw(f"""
+# Whatever makes this step fail once files are being replaced, the replaced ones go back first.
+undo_config() {{
+  [ $installing = 1 ] && [ -d "$rb/files" ] || return 0
+  installing=0
+  cp -a "$rb/files/." /
+  if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
+  systemctl daemon-reload
+  systemctl reset-failed {q(lay.service)} 2>/dev/null || true
+  systemctl restart {q(lay.service)} || true
+  systemctl reload-or-restart {front} || true
+}}
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
+""")
     s.raw(f"chgrp {q(app)} \"$stage\"; chmod 0750 \"$stage\"")
     for f in wanted:
         s.raw(f"mkdir -p \"$stage/files\"{q(f.path.rsplit('/', 1)[0])}")
@@ -351,6 +449,7 @@ if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found probl
     # -- install what changed, saving what it replaces
     s.raw("""
 changed=" "
+installing=1
 put() {  # put STAGED TARGET MODE GROUP KIND
   local src=$1 dst=$2 mode=$3 group=$4 kind=$5
   if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return 0; fi
@@ -387,7 +486,6 @@ else
   systemctl start {svc} || {{ journalctl -u {svc} -n 40 --no-pager >&2 || true; fail "the app did not start (its journal is above)"; }}
 fi
 """)
-    front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
     if nginx:
         site = p.nginx_site.rsplit("/", 1)[1]
         s.raw(f"ln -sfn ../sites-available/{site} /etc/nginx/sites-enabled/{site}")
@@ -400,6 +498,15 @@ if ! systemctl is-active --quiet {front}; then
 elif [[ "$changed" == *" front "* ]]; then
   reload_and_wait {front} 30
 fi
+if [ "$changed" != " " ] && ! healthy_within {settings.deploy.health_timeout}; then
+  capture_journal
+  if [ -d "$rb/files" ]; then
+    undo_config
+    unhealthy "Put back the previous config"
+  fi
+  unhealthy "Nothing older to go back to (the first config of this host)"
+fi
+installing=0
 echo "configured {host}:$changed"
 """)
     return s
@@ -407,65 +514,31 @@ echo "configured {host}:$changed"
 
 # -- health gate ----------------------------------------------------------------------------
 def gate(settings: Settings, host: str, address: str) -> Script:
-    """Ask the health path through the host's front until 200; on failure put back the release
-    and config this rollout replaced, and fail with the app's journal."""
+    """The barrier between batches: the host answers the health path through its front (each
+    changing step has already checked, and undone itself on failure), then old releases are
+    pruned."""
     lay = Layout(settings)
     p = lay.paths
-    nginx = settings.front == "nginx"
-    front = "nginx" if nginx else "haproxy"
-    svc = q(lay.service)
     health = settings.deploy.health_path
     keep = settings.deploy.releases_kept
-    probe = cmd("curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
-                "-H", "Host: localhost", f"http://127.0.0.1{health}")
     s = Script("health gate", host)
-    s.raw(FUNCTIONS)
-    s.raw(f"state={q(lay.state)}; rb=\"$state/rollback-config\"; current={q(p.current)}")
+    s.raw(health_functions(settings, host, address))
     s.raw(f"""
-probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
-deadline=$((SECONDS + {settings.deploy.health_timeout}))
-code=000
-until probe; do
-  if [ $SECONDS -ge $deadline ]; then break; fi
-  sleep 1
-done
-if [ "$code" != 200 ]; then
-  last=$code
-  undone=""
-  if [ -f "$state/rollback-release" ]; then
-    previous=$(cat "$state/rollback-release")
-    if [ -d "$previous" ]; then
-      ln -sfn "$previous" "$current.new"; mv -Tf "$current.new" "$current"
-      undone="release $(basename "$previous")"
-    fi
-  fi
-  if [ -d "$rb" ]; then
-    if [ -d "$rb/files" ]; then cp -a "$rb/files/." /; fi
-    if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
-    undone="${{undone:+$undone, }}config"
-  fi
-  rm -rf "$state/rollback-release" "$rb"
-  systemctl daemon-reload
-  if [ -n "$undone" ]; then
-    systemctl reset-failed {svc} 2>/dev/null || true
-    systemctl restart {svc} || true
-    systemctl reload-or-restart {front} || true
-    deadline=$((SECONDS + {settings.deploy.health_timeout}))
-    until probe || [ $SECONDS -ge $deadline ]; do sleep 1; done
-    after="the previous version answers $code"
-  else
-    undone="nothing (no earlier release on this host)"
-    after="nothing older to go back to"
-  fi
-  journal=$(journalctl -u {svc} -n 30 --no-pager 2>&1 || true)
-  fail "{health} did not answer 200 within {settings.deploy.health_timeout} s (last status $last) on host {host} ({address}). Rolled back: $undone; $after. Last lines of the app's journal:
+if ! healthy_within {settings.deploy.health_timeout}; then
+  capture_journal
+  fail "{health} did not answer 200 within {settings.deploy.health_timeout} s (last status $code) on host {host} ({address}); nothing was changed by this step. Last lines of the app's journal:
 $journal"
 fi
-rm -rf "$state/rollback-release" "$rb"
-# Keep the newest {keep} releases (and always the current one).
+# Keep the newest {keep} releases (the current one among them).
+current={q(p.current)}
 cd {q(p.releases)}
 live=$(basename "$(readlink "$current")")
-ls -1t | grep -vxF "$live" | grep -v '^\\.' | tail -n +{keep} | xargs -r rm -rf --
+older=0
+for release in $(ls -1t); do
+  case "$release" in "$live"|.*) continue ;; esac
+  older=$((older + 1))
+  if [ $older -ge {keep} ]; then rm -rf -- "$release"; fi
+done
 echo "{host} answers 200 on {health}"
 """)
     return s

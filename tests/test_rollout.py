@@ -115,7 +115,7 @@ def test_every_script_is_valid_bash(graph):
         argv = shlex.split(step.inputs["create"])
         assert argv[:4] == ["sudo", "-n", "bash", "-c"], step.urn
         script = argv[4]
-        assert script.startswith("set -euo pipefail\n"), step.urn
+        assert script.startswith("set -Eeuo pipefail\n"), step.urn
         checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
         assert checked.returncode == 0, f"{step.urn}: {checked.stderr}"
 

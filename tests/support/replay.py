@@ -30,7 +30,7 @@ class StepFailed(Exception):
     def __init__(self, step: str, result: subprocess.CompletedProcess):
         self.step = step
         self.result = result
-        super().__init__(f"{step} failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+        super().__init__(f"{step} failed (exit {result.returncode}):\n{result.stderr[-20000:]}")
 
 
 @dataclass

@@ -1,0 +1,326 @@
+"""The program's remote steps, replayed over real SSH onto real booted Debian hosts.
+
+One stack of two hosts (deploy.batchSize 1, so each host is a batch) lives through the module:
+a first deploy from a fresh image, an unchanged replay, a config change and an app change under
+load, then faults. Everything a host runs is exactly what the program declared under the mocks.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from stack import render
+from tests.support.mocks import run_program
+from tests.support.replay import Replayer, workdir
+
+pytestmark = pytest.mark.hosts
+ROOT = Path(__file__).resolve().parents[2]
+APP_SECRET = "s3cret-value-for-the-app"
+
+
+@dataclass
+class Stack:
+    testbed: object
+    hosts: list
+    app: Path
+    database_url: str
+    replayer: Replayer
+    extra: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        cfg = {
+            "platform": "existing",
+            "hosts": {"addresses": [h.address for h in self.hosts]},
+            "ssh": {"user": "deploy", "privateKey": self.testbed.private_key},
+            "database": {"url": self.database_url},
+            "app": {"path": str(self.app), "secretEnv": {"SECRET_KEY": APP_SECRET},
+                    "env": {"GREETING": "hello"}},
+            "deploy": {"batchSize": 1, "healthTimeout": 20},
+        }
+        for key, value in self.extra.items():
+            cfg[key] = {**cfg.get(key, {}), **value}
+        return cfg
+
+    def deploy_changed_config(self, change: dict, **kwargs):
+        for key, value in change.items():
+            self.extra[key] = {**self.extra.get(key, {}), **value}
+        return self.deploy(**kwargs)
+
+    def deploy(self, *, expect_failure: bool = False):
+        run = run_program(self.config(), stack="hosts", secret_keys=("ssh", "database", "app"))
+        outcome = self.replayer.replay(run)
+        if expect_failure:
+            assert outcome.failed is not None, f"the deploy should have failed; ran {outcome.ran}"
+        else:
+            assert outcome.failed is None, str(outcome.failed)
+        return outcome
+
+
+def get(host, path: str = "/", headers: dict | None = None, timeout: float = 5) -> tuple[int, str]:
+    conn = http.client.HTTPConnection(host.address, 80, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except OSError:
+            value = None
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+        time.sleep(interval)
+
+
+@contextmanager
+def load(hosts, path: str = "/") -> Iterator[dict]:
+    """Non-keep-alive requests to every host until the block ends; counts what failed."""
+    stats = {"ok": 0, "failed": 0, "errors": []}
+    stop = threading.Event()
+
+    def worker(host):
+        while not stop.is_set():
+            try:
+                status, _ = get(host, path, headers={"Connection": "close"}, timeout=10)
+                if status == 200:
+                    stats["ok"] += 1
+                else:
+                    stats["failed"] += 1
+                    stats["errors"].append(f"{host.name}: HTTP {status}")
+            except OSError as exc:
+                stats["failed"] += 1
+                stats["errors"].append(f"{host.name}: {exc!r}")
+            time.sleep(0.02)
+
+    threads = [threading.Thread(target=worker, args=(h,), daemon=True) for h in hosts for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=15)
+
+
+def host_state(host, app: str = "app") -> dict:
+    """What a replay must leave alone: file checksums, service PIDs, the current release."""
+    out = host.ssh(
+        f"sudo -n sh -c 'sha256sum /etc/{app}/* /etc/nginx/nginx.conf /etc/nginx/sites-available/{app}.conf "
+        f"/etc/systemd/system/{app}.service /etc/systemd/system/{app}.socket 2>/dev/null; "
+        f"systemctl show -p MainPID --value {app}.service; systemctl show -p MainPID --value nginx.service; "
+        f"readlink /srv/{app}/current'").stdout
+    return {"raw": out}
+
+
+@pytest.fixture(scope="module")
+def stack(testbed, tmp_path_factory):
+    hosts = testbed.boot(2, prefix="d")
+    app = tmp_path_factory.mktemp("deploy") / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    the_stack = Stack(testbed=testbed, hosts=hosts, app=app, database_url=testbed.postgres(),
+                      replayer=Replayer(workdir()))
+    yield the_stack
+    for host in hosts:
+        testbed.destroy(host)
+
+
+def test_first_deploy_serves_the_app_through_nginx_on_every_host(stack):
+    started = time.monotonic()
+    outcome = stack.deploy()
+    print(f"\nfresh hosts to serving: {time.monotonic() - started:.1f} s; steps: {outcome.seconds}")
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello World!"), host.name
+        assert get(host, "/healthz")[0] == 200
+        status, body = get(host, "/db")
+        assert status == 200 and json.loads(body)["database"] == "ok", f"{host.name}: {body}"
+        status, body = get(host, "/static/site.css")
+        assert status == 200 and "font-family" in body
+
+
+def test_the_app_sees_the_real_client_and_spoofed_headers_change_nothing(stack, testbed):
+    for host in stack.hosts:
+        _, body = get(host, "/whoami", headers={"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
+                                                 "X-Forwarded-Proto": "https"})
+        seen = json.loads(body)
+        assert seen["remote_addr"] == testbed.bridge_address, seen
+        assert seen["scheme"] == "http", seen
+
+
+def test_gunicorn_listens_on_no_tcp_port(stack):
+    for host in stack.hosts:
+        listening = host.ssh("sudo -n ss -ltnpH").stdout
+        assert "gunicorn" not in listening and "python" not in listening, listening
+        sockets = host.ssh("sudo -n ss -lxpH").stdout
+        assert "/run/app/gunicorn.sock" in sockets
+
+
+def test_secrets_are_root_only_and_reach_the_app(stack):
+    for host in stack.hosts:
+        mode = host.ssh("sudo -n stat -c '%a %U' /etc/app/secrets.env").stdout.split()
+        assert mode == ["600", "root"]
+        env = host.ssh("sudo -n sh -c 'cat /proc/$(systemctl show -p MainPID --value app.service)/environ'"
+                       ).stdout.split("\0")
+        assert f"SECRET_KEY={APP_SECRET}" in env and "GREETING=hello" in env
+        assert any(e.startswith("DATABASE_URL=postgresql://") for e in env)
+
+
+def test_installed_units_verify_and_are_hardened_on_the_host(stack):
+    host = stack.hosts[0]
+    verify = host.ssh("sudo -n systemd-analyze verify /etc/systemd/system/app.socket "
+                      "/etc/systemd/system/app.service", check=False)
+    assert verify.returncode == 0 and "app." not in verify.stderr, verify.stderr
+    security = host.ssh("sudo -n systemd-analyze security --no-pager app.service").stdout
+    score = float(security.rsplit("Overall exposure level for app.service:", 1)[1].split()[0])
+    assert score <= 2.0, security[-400:]
+
+
+def test_an_unchanged_replay_runs_nothing(stack):
+    before = [host_state(h) for h in stack.hosts]
+    outcome = stack.deploy()
+    assert outcome.ran == []
+    assert [host_state(h) for h in stack.hosts] == before
+
+
+def test_running_every_step_again_changes_nothing(stack):
+    """The scripts themselves are idempotent: forget the state and run them all again."""
+    before = [host_state(h) for h in stack.hosts]
+    stack.replayer.state.clear()
+    outcome = stack.deploy()
+    assert len(outcome.ran) == 12
+    assert [host_state(h) for h in stack.hosts] == before
+
+
+def test_a_config_change_runs_only_configure_and_reaches_hosts_without_a_failed_request(stack):
+    stack.extra = {"app": {"timeout": 40}}
+    with load(stack.hosts) as stats:
+        time.sleep(1)
+        outcome = stack.deploy()
+        time.sleep(1)
+    assert sorted({n.split("-", 3)[3] for n in outcome.ran}) == ["configure", "gate"]
+    assert stats["failed"] == 0 and stats["ok"] > 20, stats["errors"][:5]
+    for host in stack.hosts:
+        conf = host.ssh("sudo -n cat /etc/app/gunicorn.conf.py").stdout
+        assert "timeout = 40" in conf
+
+
+def test_an_app_change_runs_only_release_steps_and_reaches_hosts_without_a_failed_request(stack):
+    rocket = stack.app / "rocket.py"
+    rocket.write_text(rocket.read_text().replace('return "Hello World!"', 'return "Hello again!"'))
+    with load(stack.hosts, "/healthz") as stats:
+        time.sleep(1)
+        outcome = stack.deploy()
+        time.sleep(1)
+    assert sorted({n.split("-", 3)[3] for n in outcome.ran}) == ["gate", "release", "upload"]
+    assert stats["failed"] == 0 and stats["ok"] > 20, stats["errors"][:5]
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello again!")
+
+
+def test_an_app_that_fails_to_import_stops_at_the_first_batch_and_is_rolled_back(stack):
+    good = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    rocket = stack.app / "rocket.py"
+    working = rocket.read_text()
+    rocket.write_text(working + "\nimport a_module_that_does_not_exist\n")
+    try:
+        outcome = stack.deploy(expect_failure=True)
+    finally:
+        rocket.write_text(working)
+    message = str(outcome.failed)
+    assert outcome.failed.step == "app-web-0-release"
+    assert "on host web-0" in message and "Rolled back to release" in message
+    assert "the previous version answers 200 again" in message
+    assert "a_module_that_does_not_exist" in message  # the journal's last lines
+    assert not any(name.startswith("app-web-1-") and name.endswith(("release", "configure", "gate"))
+                   for name in outcome.ran), outcome.ran
+    after = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    assert after == good
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello again!")
+
+
+def test_after_a_failed_release_the_stack_state_still_matches_the_hosts(stack):
+    """The failed step was not recorded, so with the app fixed there is nothing left to do
+    but copy the archive back (the failed release step deleted it)."""
+    outcome = stack.deploy()
+    assert [n for n in outcome.ran if not n.endswith("-upload")] == [], outcome.ran
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello again!")
+
+
+def test_a_failed_release_is_tried_again_by_the_next_deploy(stack):
+    rocket = stack.app / "rocket.py"
+    working = rocket.read_text()
+    rocket.write_text(working + "\nimport a_module_that_does_not_exist\n")
+    try:
+        first = stack.deploy(expect_failure=True)
+        again = stack.deploy(expect_failure=True)
+    finally:
+        rocket.write_text(working)
+    assert first.failed.step == again.failed.step == "app-web-0-release"
+    assert "app-web-0-release" in again.ran
+    stack.deploy()
+
+
+def test_an_invalid_nginx_template_is_never_installed(stack, monkeypatch, tmp_path):
+    templates = tmp_path / "templates"
+    shutil.copytree(render.TEMPLATES, templates)
+    site = templates / "nginx" / "site.conf.j2"
+    site.write_text(site.read_text() + "\nan_unknown_directive on;\n")
+    monkeypatch.setattr(render, "TEMPLATES", templates)
+    live = stack.hosts[0].ssh("sudo -n sha256sum /etc/nginx/sites-available/app.conf").stdout
+    outcome = stack.deploy(expect_failure=True)
+    assert outcome.failed.step == "app-web-0-configure"
+    assert "the new Nginx config is invalid" in str(outcome.failed)
+    assert stack.hosts[0].ssh("sudo -n sha256sum /etc/nginx/sites-available/app.conf").stdout == live
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello again!")
+
+
+def test_an_unreachable_host_fails_with_its_name_and_the_others_keep_serving(stack):
+    down = stack.hosts[1]
+    down.stop()
+    try:
+        outcome = stack.deploy_changed_config({"app": {"timeout": 41}}, expect_failure=True)
+    finally:
+        down.start()
+    assert outcome.failed.step.startswith("app-web-1-")
+    assert down.address in str(outcome.failed)
+    assert get(stack.hosts[0], "/") == (200, "Hello again!")
+    stack.deploy()  # back up: the pending change reaches it
+    assert "timeout = 41" in down.ssh("sudo -n cat /etc/app/gunicorn.conf.py").stdout
+
+
+def test_systemd_brings_gunicorn_back_when_its_master_is_killed(stack):
+    host = stack.hosts[0]
+    def main_pid() -> str:
+        return host.ssh("systemctl show -p MainPID --value app.service").stdout.strip()
+
+    pid = main_pid()
+    host.ssh(f"sudo -n kill -9 {pid}")
+    wait_for(lambda: main_pid() not in ("0", pid))
+    assert wait_for(lambda: get(host, "/")[0] == 200)
+
+
+def test_a_rebooted_host_serves_again(stack):
+    host = stack.hosts[1]
+    host.reboot()
+    assert wait_for(lambda: get(host, "/") == (200, "Hello again!"), timeout=60)
