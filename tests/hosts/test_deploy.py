@@ -183,6 +183,14 @@ def test_secrets_are_root_only_and_reach_the_app(stack):
         assert any(e.startswith("DATABASE_URL=postgresql://") for e in env)
 
 
+def test_bootstrap_turned_on_unattended_security_upgrades(stack):
+    for host in stack.hosts:
+        conf = host.ssh("cat /etc/apt/apt.conf.d/20auto-upgrades").stdout
+        assert 'APT::Periodic::Unattended-Upgrade "1";' in conf
+        assert host.ssh("dpkg-query -W -f='${Status}' unattended-upgrades").stdout == "install ok installed"
+        assert host.ssh("id -u app && id -nG app").stdout.split()[1:] == ["app"]  # a system user, no sudo
+
+
 def test_installed_units_verify_and_are_hardened_on_the_host(stack):
     host = stack.hosts[0]
     verify = host.ssh("sudo -n systemd-analyze verify /etc/systemd/system/app.socket "
@@ -324,3 +332,38 @@ def test_a_rebooted_host_serves_again(stack):
     host = stack.hosts[1]
     host.reboot()
     assert wait_for(lambda: get(host, "/") == (200, "Hello again!"), timeout=60)
+
+
+def test_the_release_command_runs_once_per_rollout_with_the_apps_environment(stack):
+    import psycopg
+
+    record = ("python -c \"import os, socket, psycopg; c = psycopg.connect(os.environ['DATABASE_URL']); "
+              "c.execute('create table if not exists releases (host text, greeting text)'); "
+              "c.execute('insert into releases values (%s, %s)', "
+              "(socket.gethostname(), os.environ['GREETING'])); "
+              "c.commit()\"")
+    stack.extra["app"] = {**stack.extra.get("app", {}), "releaseCommand": record}
+    rocket = stack.app / "rocket.py"
+    rocket.write_text(rocket.read_text() + "\n# release with a release command\n")
+    stack.deploy()
+    with psycopg.connect(stack.database_url) as conn:
+        rows = conn.execute("select host, greeting from releases").fetchall()
+    assert len(rows) == 1 and rows[0][1] == "hello", rows  # once, with app.env loaded
+
+
+def test_a_failing_release_command_stops_the_rollout_and_every_host_keeps_its_release(stack):
+    before = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    stack.extra["app"] = {**stack.extra["app"], "releaseCommand": "echo migrating; exit 3"}
+    rocket = stack.app / "rocket.py"
+    rocket.write_text(rocket.read_text() + "\n# a release whose migration fails\n")
+    try:
+        outcome = stack.deploy(expect_failure=True)
+    finally:
+        stack.extra["app"].pop("releaseCommand")
+    assert outcome.failed.step == "app-web-0-release"
+    assert "the release command failed" in str(outcome.failed)
+    assert not any(n.startswith("app-web-1-") and n.endswith("release") for n in outcome.ran)
+    after = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    assert after == before
+    for host in stack.hosts:
+        assert get(host, "/")[0] == 200
