@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stack.release import Release
@@ -256,10 +255,6 @@ if [ $changed = 1 ] && systemctl is-active --quiet {svc}; then
 fi
 """)
     return s
-
-
-def env_file_content(lines: Iterable[str]) -> str:
-    return "".join(f"{line}\n" for line in lines)
 
 
 # -- release --------------------------------------------------------------------------------

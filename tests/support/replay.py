@@ -40,10 +40,6 @@ class Outcome:
     stdout: dict[str, str] = field(default_factory=dict)
     failed: StepFailed | None = None
 
-    @property
-    def hosts_touched(self) -> set[str]:
-        return {name.split("-")[1] + "-" + name.split("-")[2] for name in self.ran}
-
 
 def comparable(inputs: dict[str, Any]) -> str:
     """The inputs that decide whether a step runs again, in a stable form."""
