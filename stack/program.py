@@ -35,11 +35,29 @@ def run() -> dict[str, object]:
         built = release.build(config, settings.project_dir() / ".cache")
     except release.ReleaseError as exc:
         raise pulumi.RunError(f"stack {config.stack!r}: {exc}") from None
-    the_site = site.existing(config)
+    the_site = build_site(config)
     rollout = Rollout("app", config, the_site, built)
-    return {
+    outputs: dict[str, object] = {
         "url": the_site.url,
         "hosts": [address for _, address in the_site.hosts],
         "release": built.id,
         "gates": [h.gate.stdout for h in rollout.hosts],
     }
+    if the_site.database_endpoint is not None:
+        outputs["databaseEndpoint"] = the_site.database_endpoint
+    if the_site.database_url is not None:
+        outputs["databaseUrl"] = pulumi.Output.secret(the_site.database_url)
+    return outputs
+
+
+def build_site(config: settings.Settings) -> site.Site:
+    """The platform's cloud side (imported only for its platform: pulumi_aws is slow to load)."""
+    if config.platform == "aws":
+        from stack.aws import AwsSite
+
+        return AwsSite("site", config).site
+    if config.platform == "digitalocean":
+        from stack.digitalocean import DigitalOceanSite
+
+        return DigitalOceanSite("site", config).site
+    return site.existing(config)

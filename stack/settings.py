@@ -67,6 +67,7 @@ class Hosts:
     arch: str  # x86_64 | aarch64: what the release's wheels are built for
     addresses: tuple[str, ...]  # platform existing only
     trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
+    disk_gb: int  # aws: the root volume (DigitalOcean sizes fix the disk)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ class App:
 class Domain:
     name: str | None
     www_redirect: bool
+    certificate_arn: str | None  # aws: an ACM certificate the load balancer serves
+    route53_zone: str | None  # aws: the public hosted zone to issue a certificate and records in
+    dns_records: bool  # point the domain (and www) at the load balancer in the cloud's DNS
 
     @property
     def server_names(self) -> tuple[str, ...]:
@@ -163,6 +167,7 @@ class Ssh:
 @dataclass(frozen=True)
 class Network:
     vpc_cidr: str
+    zones: int  # aws: availability zones the subnets span
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,7 @@ class Settings:
     ssh: Ssh
     network: Network
     ephemeral: bool
+    do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
 
     @property
@@ -232,14 +238,17 @@ def load(
                       f"mode), got {hosts.count}; set loadBalancer: true to spread traffic over hosts")
     database = _database(section("database"), platform, defaults)
     app = _app(section("app"), project_dir, errors)
-    domain = _domain(section("domain"))
+    domain = _domain(section("domain"), platform, region, load_balancer)
     tls = _tls(section("tls"), domain, cloud, load_balancer)
     front = top.choice("front", FRONTS, "nginx")
     rate_limit = _rate_limit(section("rateLimit"))
     deploy = _deploy(section("deploy"), app)
     ssh = _ssh(section("ssh"), platform, hosts.image, defaults, errors)
-    network = _network(section("network"), errors)
+    network = _network(section("network"), platform, errors)
     ephemeral = _ephemeral(top, stack)
+    do_project = top.boolean("doProject", platform == "digitalocean")
+    if do_project and platform != "digitalocean" and platform is not None:
+        top.error("doProject", "is only for platform digitalocean; remove it")
     top.finish()
 
     if errors:
@@ -248,7 +257,7 @@ def load(
         project=PROJECT, stack=stack, platform=platform, region=region,
         load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
         tls=tls, front=front, rate_limit=rate_limit, deploy=deploy, ssh=ssh, network=network,
-        ephemeral=ephemeral, deferred=tuple(deferred or ()),
+        ephemeral=ephemeral, do_project=bool(do_project), deferred=tuple(deferred or ()),
     )
 
 
@@ -302,6 +311,13 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
     elif platform == "aws" and arch and size and (arch == "aarch64") != bool(graviton):
         r.error("arch", f"{arch} does not match the instance type {size} "
                         f"({'Graviton, aarch64' if graviton else 'x86_64'}); remove hosts.arch")
+    disk = 0
+    if platform == "aws":
+        disk = r.integer("diskGb", 20, 8, 16384, unit="GB")
+    elif r.has("diskGb") and platform is not None:
+        r.error("diskGb", "is only for platform aws (a droplet size fixes its disk); remove it"
+                if platform == "digitalocean" else "has no meaning on platform existing; remove it")
+    r.raw("diskGb")
     proxies: tuple[str, ...] = ()
     r.raw("trustedProxies")
     if r.has("trustedProxies"):
@@ -315,7 +331,7 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
                               "balancer's addresses"))
     r.finish()
     return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", addresses=addresses,
-                 trusted_proxies=proxies)
+                 trusted_proxies=proxies, disk_gb=disk or 0)
 
 
 def _address_item(errors: list[str]):
@@ -362,6 +378,10 @@ def _database(r: Reader, platform: str | None, defaults: dict[str, str]) -> Data
             r.raw(key)
     version = r.string("engineVersion", "16", pattern=r"1[3-7]",
                        expect='a PostgreSQL major version from "13" to "17"')
+    if platform == "digitalocean" and r.has("backupRetentionDays"):
+        r.error("backupRetentionDays", "DigitalOcean keeps 7 days of backups of a managed database, "
+                                       "with point-in-time recovery; it cannot be changed, remove it")
+        r.raw("backupRetentionDays")
     backups = r.integer("backupRetentionDays", 7, 1, 35, unit="days")
     ha = r.boolean("highAvailability", False)
     name = r.string("name", "app", pattern=_IDENT, expect='a database name like "app"')
@@ -573,14 +593,51 @@ def _size_bytes(text: str) -> int:
     return int(text.rstrip("kKmMgG")) * unit
 
 
-def _domain(r: Reader) -> Domain:
+def _domain(r: Reader, platform: str | None, region: str | None, load_balancer: bool) -> Domain:
     name = r.string("name", None, pattern=_HOSTNAME, expect='a domain name like "example.com"')
     www = r.boolean("wwwRedirect", True)
     if name and name.startswith("www.") and www:
         r.error("name", f'give the bare domain ("{name[4:]}"); www.{name[4:]} is redirected to it '
                         "(or set wwwRedirect: false)")
+    arn = zone = None
+    if platform == "aws":
+        arn = r.string("certificateArn", None,
+                       pattern=r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}",
+                       expect='an ACM certificate ARN like "arn:aws:acm:eu-west-1:123456789012:'
+                              'certificate/0a1b2c3d-..."')
+        if arn and region and arn.split(":")[3] != region:
+            r.error("certificateArn", f"is in region {arn.split(':')[3]}, but the load balancer is in "
+                                      f"{region}; an ALB can only use a certificate from its own region")
+        zone = r.string("route53Zone", None, pattern=_HOSTNAME,
+                        expect='the Route 53 public hosted zone name like "example.com"')
+        if arn and zone:
+            r.error("certificateArn", "and domain.route53Zone both give the load balancer a "
+                                      "certificate; keep one (route53Zone issues one for you)")
+        if zone and name and not (name == zone or name.endswith("." + zone)):
+            r.error("route53Zone", f"{zone} does not hold domain.name {name}")
+        if (arn or zone) and not name:
+            r.error("certificateArn" if arn else "route53Zone", "needs domain.name")
+        if arn and not load_balancer:
+            r.error("certificateArn", "is for the load balancer; in single-host mode (loadBalancer: "
+                                      "false) the host gets its certificate itself (tls.enabled)")
+        if name and load_balancer and not r.has("certificateArn") and not r.has("route53Zone"):
+            r.error("name", "needs a certificate for the load balancer's HTTPS listener: set "
+                            "domain.route53Zone (the public hosted zone; a certificate is issued "
+                            "and validated through it) or domain.certificateArn (an ACM certificate "
+                            "you already have)")
+    else:
+        for key in ("certificateArn", "route53Zone"):
+            if r.has(key) and platform is not None:
+                r.error(key, "is only for platform aws; remove it")
+            r.raw(key)
+    records = r.boolean("dnsRecords", platform in CLOUDS)
+    if records and platform == "existing":
+        r.error("dnsRecords", "has no meaning on platform existing (the program manages no DNS "
+                              "there); remove it")
     r.finish()
-    return Domain(name=name, www_redirect=www)
+    return Domain(name=name, www_redirect=www, certificate_arn=arn, route53_zone=zone,
+                  dns_records=bool(records) and bool(name) and platform in CLOUDS
+                  and (platform != "aws" or bool(zone)))
 
 
 def _tls(r: Reader, domain: Domain, cloud: bool, load_balancer: bool) -> Tls:
@@ -709,7 +766,7 @@ def _check_public_key(text: str) -> str | None:
     return None
 
 
-def _network(r: Reader, errors: list[str]) -> Network:
+def _network(r: Reader, platform: str | None, errors: list[str]) -> Network:
     cidr = r.string("vpcCidr", "10.20.0.0/16", expect='a private CIDR like "10.20.0.0/16"')
     if cidr:
         try:
@@ -719,8 +776,14 @@ def _network(r: Reader, errors: list[str]) -> Network:
                                    f"or 192.168.x), got {describe(cidr)}")
         except ValueError as exc:
             r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
+    zones = 0
+    if platform == "aws":
+        zones = r.integer("zones", 2, 2, 6)
+    elif r.has("zones") and platform is not None:
+        r.error("zones", "is only for platform aws; remove it")
+    r.raw("zones")
     r.finish()
-    return Network(vpc_cidr=cidr or "10.20.0.0/16")
+    return Network(vpc_cidr=cidr or "10.20.0.0/16", zones=zones or 0)
 
 
 def _ephemeral(top: Reader, stack: str) -> bool:

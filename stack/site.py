@@ -12,9 +12,14 @@ from stack.settings import Settings
 
 @dataclass
 class Site:
+    """What a platform hands the rollout: every host with the address to SSH to, the database
+    URL the app gets as DATABASE_URL (a secret, with sslmode=require on a cloud), the public URL,
+    and the database's endpoint (host:port) for the stack outputs."""
+
     hosts: list[tuple[render.Host, pulumi.Input[str]]]  # (host, its SSH address)
     database_url: pulumi.Input[str] | None  # secret
     url: pulumi.Input[str]
+    database_endpoint: pulumi.Input[str] | None = None
 
 
 def existing(settings: Settings) -> Site:

@@ -12,7 +12,7 @@ from stack import settings
 from stack.reader import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
-DOC_LINE = re.compile(r"^#   ([A-Za-z.]+) \(([^,]+), (.+?)\): ", re.M)
+DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)
 SECTIONS = ("hosts", "database", "app", "domain", "tls", "rateLimit", "deploy", "ssh", "network")
 BASE = {
     "digitalocean": {"platform": "digitalocean", "region": "fra1"},
@@ -82,6 +82,8 @@ def test_documented_defaults_are_the_code_defaults():
         else:
             expected = default.strip('"')
         platforms = {"database.storageGb": ["aws"],  # DigitalOcean sizes storage by database.size
+                     "hosts.diskGb": ["aws"], "network.zones": ["aws"],
+                     "database.backupRetentionDays": ["aws", "existing"],  # DigitalOcean: fixed 7
                      "hosts.count": ["aws", "digitalocean"],  # existing: len(hosts.addresses)
                      }.get(key, list(loaded))
         for platform in platforms:

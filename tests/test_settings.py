@@ -70,16 +70,19 @@ def good(platform: str) -> dict[str, Any]:
         "ssh": {**ssh, "publicKey": PUBLIC_KEY, "adminCidrs": ["203.0.113.7/32"]},
         "network": {"vpcCidr": "10.20.0.0/16"},
     }
-    database = {"engineVersion": "16", "highAvailability": True, "backupRetentionDays": 14,
-                "name": "app", "user": "app"}
+    database = {"engineVersion": "16", "highAvailability": True, "name": "app", "user": "app"}
     if platform == "aws":
         return copy.deepcopy({
             **cloud, "region": "eu-west-1",
-            "hosts": {"count": 3, "size": "t3.small", "image": "debian-12"},
-            "database": {**database, "size": "db.t4g.small", "storageGb": 50},
+            "domain": {**common["domain"], "route53Zone": "example.com", "dnsRecords": True},
+            "hosts": {"count": 3, "size": "t3.small", "image": "debian-12", "diskGb": 30},
+            "database": {**database, "size": "db.t4g.small", "storageGb": 50,
+                         "backupRetentionDays": 14},
+            "network": {**cloud["network"], "zones": 3},
         })
     return copy.deepcopy({
-        **cloud, "region": "fra1",
+        **cloud, "region": "fra1", "doProject": True,
+        "domain": {**common["domain"], "dnsRecords": True},
         "hosts": {"count": 3, "size": "s-2vcpu-2gb", "image": "debian-12"},
         "database": {**database, "size": "db-s-2vcpu-4gb"},
     })
@@ -197,8 +200,32 @@ INVALID = [
     case("aws-storage-too-small", AWS, "database.storageGb", {"database.storageGb": 10},
          "from 20 to 65536 GB"),
     case("do-storage-set", DO, "database.storageGb", {"database.storageGb": 50}, "set by database.size"),
-    case("backups-zero", DO, "database.backupRetentionDays", {"database.backupRetentionDays": 0},
+    case("backups-zero", AWS, "database.backupRetentionDays", {"database.backupRetentionDays": 0},
          "from 1 to 35 days"),
+    case("backups-on-do", DO, "database.backupRetentionDays", {"database.backupRetentionDays": 14},
+         "keeps 7 days"),
+    case("disk-on-do", DO, "hosts.diskGb", {"hosts.diskGb": 50}, "only for platform aws"),
+    case("disk-too-small", AWS, "hosts.diskGb", {"hosts.diskGb": 4}, "from 8 to 16384 GB"),
+    case("zones-one", AWS, "network.zones", {"network.zones": 1}, "from 2 to 6"),
+    case("zones-on-do", DO, "network.zones", {"network.zones": 2}, "only for platform aws"),
+    case("do-project-on-aws", AWS, "doProject", {"doProject": True}, "only for platform digitalocean"),
+    case("aws-domain-without-certificate", AWS, "domain.name", {"domain.route53Zone": DELETE,
+         "domain.dnsRecords": DELETE}, "needs a certificate"),
+    case("aws-arn-and-zone", AWS, "domain.certificateArn", {"domain.certificateArn":
+         "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
+         "keep one"),
+    case("aws-arn-other-region", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
+         "domain.certificateArn":
+         "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
+         "its own region"),
+    case("aws-arn-garbage", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
+         "domain.certificateArn": "my-cert"}, "ACM certificate ARN"),
+    case("aws-zone-not-holding-domain", AWS, "domain.route53Zone", {"domain.route53Zone": "example.org"},
+         "does not hold"),
+    case("aws-zone-without-domain", AWS, "domain.route53Zone", {"domain.name": DELETE}, "needs domain.name"),
+    case("do-arn", DO, "domain.certificateArn", {"domain.certificateArn": "arn:x"}, "only for platform aws"),
+    case("existing-dns-records", EXISTING, "domain.dnsRecords", {"domain.dnsRecords": True},
+         "no meaning on platform existing"),
     case("backups-too-long", AWS, "database.backupRetentionDays", {"database.backupRetentionDays": 36},
          "got 36"),
     case("db-ha-word", AWS, "database.highAvailability", {"database.highAvailability": "yes"},
@@ -872,9 +899,14 @@ def test_dev_stack_loads_offline():
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
     "digitalocean": {"ssh.hostKey",  # new droplets make their own host keys at first boot
-                     "hosts.trustedProxies", "database.url", "database.storageGb"},  # rejected here
-    "aws": {"ssh.hostKey", "hosts.trustedProxies", "database.url"},
+                     "hosts.trustedProxies", "database.url", "database.storageGb",  # rejected here
+                     "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
+                     "hosts.diskGb", "network.zones"},
+    "aws": {"ssh.hostKey", "hosts.trustedProxies", "database.url", "doProject",
+            "domain.certificateArn"},  # the example issues its certificate through route53Zone
     "existing": {"region", "loadBalancer", "hosts.count", "hosts.size",  # no meaning or must stay unset
+                 "doProject", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
+                 "hosts.diskGb", "network.zones",
                  "database.engineVersion", "database.backupRetentionDays", "database.highAvailability",
                  "database.name", "database.user",  # database.url names the database
                  "ssh.publicKey", "ssh.adminCidrs", "network", "network.vpcCidr",  # nothing is created

@@ -8,6 +8,7 @@ inputs) so tests can walk the whole resource graph; `run_program` sets config an
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,10 @@ class Registered:
     parent: str
     dependencies: list[str]
     inputs: dict[str, Any]
+    protect: bool = False
+    retain_on_delete: bool = False
+    ignore_changes: tuple[str, ...] = ()
+    delete_before_replace: bool = False
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -71,8 +76,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             inputs = pulumi.runtime.rpc.deserialize_properties(request.object, keep_unknowns=True)
             urn = self.make_urn(request.parent, request.type, request.name)
-            self.registered.append(Registered(urn, request.type, request.name, request.parent,
-                                              list(request.dependencies), unwrap(dict(inputs))))
+            self.registered.append(Registered(
+                urn, request.type, request.name, request.parent, list(request.dependencies),
+                unwrap(dict(inputs)), protect=request.protect,
+                retain_on_delete=request.retainOnDelete,
+                ignore_changes=tuple(request.ignoreChanges),
+                delete_before_replace=request.deleteBeforeReplace))
         return super().RegisterResource(request)
 
     def by_type(self, type_: str) -> list[Registered]:
@@ -85,18 +94,27 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 class StrictMocks(pulumi_mocks.Mocks):
-    """Resources get their inputs back as state; an invoke nobody expected fails loudly."""
+    """Resources get their inputs back as state, plus what `outputs` adds for their type (the
+    values a cloud would fill in: addresses, endpoints, generated passwords); an invoke nobody
+    expected fails loudly. `calls` maps an invoke token to its result, or to a function of the
+    invoke's arguments."""
 
-    def __init__(self, calls: dict[str, dict] | None = None):
+    def __init__(self, calls: dict[str, Any] | None = None,
+                 outputs: dict[str, Callable[[pulumi_mocks.MockResourceArgs], dict]] | None = None):
         self.calls = calls or {}
+        self.outputs = outputs or {}
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
-        return f"{args.name}-id", dict(args.inputs)
+        state = dict(args.inputs)
+        if args.typ in self.outputs:
+            state.update(self.outputs[args.typ](args))
+        return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs):
         if args.token not in self.calls:
             raise AssertionError(f"unexpected invoke {args.token}({args.args})")
-        return self.calls[args.token], []
+        answer = self.calls[args.token]
+        return (answer(args.args) if callable(answer) else answer), []
 
 
 @dataclass

@@ -75,7 +75,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "tls": {"enabled": True, "email": "ops@example.net"}, "app": {"workerClass": "gevent"}},
     # AWS behind the ALB: domain, rate limit, loopback TCP, big bodies, worker recycling.
     "nginx-aws-lb": {
-        "platform": "aws", "region": "eu-west-1", "domain": {"name": "example.com"},
+        "platform": "aws", "region": "eu-west-1",
+        "domain": {"name": "example.com", "route53Zone": "example.com"},
         "rateLimit": {"enabled": True, "requestsPerSecond": 50, "burst": 100},
         "app": {"listen": "127.0.0.1:8000", "maxBodySize": "50m", "maxRequests": 1000}},
     # Existing servers behind the user's own proxies; an env value full of metacharacters.
