@@ -19,6 +19,7 @@ from pulumi_command import remote
 from stack import render, scripts
 from stack.release import Release
 from stack.settings import Settings
+from stack.site import DatabaseAdmin
 
 # A host that is still booting refuses SSH for a while: keep dialling (60 x 10 s).
 DIAL_ERROR_LIMIT = 60
@@ -39,6 +40,8 @@ class AppHostArgs:
     secret_env: pulumi.Output[str]  # EnvironmentFile lines of the secrets (DATABASE_URL, ...)
     run_release_command: bool = False  # the first host of a rollout runs app.releaseCommand
     after: list[pulumi.Resource] = field(default_factory=list)  # steps that must finish first
+    database_admin: DatabaseAdmin | None = None  # the first host grants the app's database user
+    release_after: list[pulumi.Resource] = field(default_factory=list)  # e.g. that grant step
 
 
 def connection(settings: Settings, address: pulumi.Input[str]) -> remote.ConnectionArgs:
@@ -62,6 +65,7 @@ class AppHost(pulumi.ComponentResource):
 
     gate: remote.Command
     release: remote.Command
+    database: remote.Command | None = None
 
     def __init__(self, name: str, args: AppHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:hosts:AppHost", name, None, opts)
@@ -94,9 +98,16 @@ class AppHost(pulumi.ComponentResource):
             remote_path=lay.archive(args.release), triggers=[args.release.sha256],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
 
+        release_waits = [upload, env, *args.after, *args.release_after]
+        if args.database_admin is not None:
+            admin = args.database_admin
+            database_script = scripts.database(s, host, admin.database, admin.user)
+            self.database = step("database", database_script, [bootstrap],
+                                 [sha(database_script.text()), admin.env.apply(sha)], stdin=admin.env)
+            release_waits.append(self.database)
         release_script = scripts.release(s, host, args.release,
                                          release_command=args.run_release_command, address=where)
-        release = step("release", release_script, [upload, env, *args.after], [args.release.sha256])
+        release = step("release", release_script, release_waits, [args.release.sha256])
         self.release = release
 
         config_files = {f.path: args.files[f.path] for f in scripts.config_files(s, args.files)}

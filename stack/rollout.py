@@ -3,7 +3,9 @@
 Batch k+1's steps depend on batch k's health gates, so a release that fails its gate stops at
 the first batch while the rest of the hosts (and the load balancer) keep serving the old one.
 The release command (app.releaseCommand, e.g. migrations) runs once, on the first host of the
-first batch, before any host switches; the other hosts of that batch wait for it.
+first batch, before any host switches; the other hosts of that batch wait for it. Where the
+site's database needs its app user granted rights first (DigitalOcean), the first host does that
+right after its bootstrap, and no host of the first batch releases before it is done.
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ class Rollout(pulumi.ComponentResource):
                 waits = list(after)
                 if k == 0 and not first and settings.app.release_command:
                     waits.append(self.hosts[0].release)
+                grant = self.hosts[0].database if self.hosts else None
                 app_host = AppHost(
                     f"{name}-{host.name}",
                     AppHostArgs(settings=settings, host=host, address=address, release=release,
                                 files=render.render_host(settings, host), secret_env=env,
-                                run_release_command=first, after=waits),
+                                run_release_command=first, after=waits,
+                                database_admin=site.database_admin if first else None,
+                                release_after=[grant] if grant is not None and k == 0 else []),
                     opts=pulumi.ResourceOptions(parent=self))
                 self.hosts.append(app_host)
                 gates.append(app_host.gate)

@@ -175,7 +175,10 @@ class Layout:
 # -- bootstrap ------------------------------------------------------------------------------
 def packages(settings: Settings) -> list[str]:
     front = "nginx" if settings.front == "nginx" else "haproxy"
-    return sorted({front, "python3-venv", "unattended-upgrades", "curl", "ca-certificates"})
+    wanted = {front, "python3-venv", "unattended-upgrades", "curl", "ca-certificates"}
+    if settings.platform == "digitalocean":
+        wanted.add("postgresql-client")  # the database step grants the app's user its rights
+    return sorted(wanted)
 
 
 def bootstrap(settings: Settings, host: str) -> Script:
@@ -214,6 +217,38 @@ fi
     if settings.front == "nginx":
         s.raw("# Debian's welcome page would answer for every unknown name.")
         s.run("rm", "-f", "/etc/nginx/sites-enabled/default")
+    return s
+
+
+# -- database -------------------------------------------------------------------------------
+def database(settings: Settings, host: str, database_name: str, user: str, *,
+             wait_seconds: int = 300) -> Script:
+    """Grants the app's database user what it needs to own its schema, as the database's
+    administrator, whose libpq settings (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE) arrive
+    on stdin. A managed service may create the user with no rights at all, and PostgreSQL 15+
+    lets only the database owner create in the public schema, so without this the first
+    migration fails. Waits for a database that is still starting; safe to run again."""
+    s = Script("database", host)
+    s.raw('command -v psql >/dev/null 2>&1 || fail "psql is missing (bootstrap installs postgresql-client)"')
+    s.raw("""
+while IFS='=' read -r key value; do
+  case $key in PGHOST|PGPORT|PGUSER|PGPASSWORD|PGSSLMODE) export "$key=$value" ;; esac
+done""")
+    s.raw(f"export PGDATABASE={q(database_name)} PGCONNECT_TIMEOUT=10")
+    s.raw(f"""
+deadline=$((SECONDS + {wait_seconds}))
+until err=$(psql -X -q -At -c 'select 1' 2>&1 >/dev/null); do
+  if [ $SECONDS -ge $deadline ]; then
+    fail "cannot reach the database at $PGHOST:$PGPORT (database {database_name}) as $PGUSER after {wait_seconds} s: $err"
+  fi
+  sleep 5
+done""")
+    # Names are identifiers checked by the settings ([a-z_][a-z0-9_]*): safe inside quotes.
+    s.raw(f"""psql -X -q -v ON_ERROR_STOP=1 <<'SQL'
+GRANT ALL PRIVILEGES ON DATABASE "{database_name}" TO "{user}";
+GRANT ALL ON SCHEMA public TO "{user}";
+SQL""")
+    s.raw(f'echo "flask-stack: database {database_name}: user {user} may create its tables"')
     return s
 
 

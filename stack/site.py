@@ -20,6 +20,18 @@ class Site:
     database_url: pulumi.Input[str] | None  # secret
     url: pulumi.Input[str]
     database_endpoint: pulumi.Input[str] | None = None
+    database_admin: DatabaseAdmin | None = None  # set when the app's user needs grants first
+
+
+@dataclass
+class DatabaseAdmin:
+    """How the one-off grant step reaches a managed database as its administrator, where the
+    service creates the app's user with no rights (DigitalOcean): libpq environment lines
+    (PGHOST=..., a secret), and the database and user to grant to."""
+
+    env: pulumi.Output[str]
+    database: str
+    user: str
 
 
 def existing(settings: Settings) -> Site:

@@ -7,6 +7,7 @@ inputs) so tests can walk the whole resource graph; `run_program` sets config an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,7 +121,8 @@ class StrictMocks(pulumi_mocks.Mocks):
 @dataclass
 class Run:
     monitor: RecordingMonitor
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = field(default_factory=dict)  # as the program returned them
+    resolved: dict[str, Any] = field(default_factory=dict)  # their values, secrets as Secret(...)
 
 
 def set_config(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> None:
@@ -142,9 +144,17 @@ def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tup
 
     run = Run(monitor=monitor)
 
+    async def resolve(key: str, value: Any) -> None:
+        out = pulumi.Output.from_input(value)
+        plain_value = await out.future()
+        run.resolved[key] = Secret(plain_value) if await out.is_secret() else plain_value
+
     def program_body():
         run.outputs = program.run()
-        return pulumi.Output.from_input(None)
+        async def resolve_all() -> None:
+            await asyncio.gather(*(resolve(k, v) for k, v in run.outputs.items()))
+
+        return pulumi.Output.from_input(asyncio.ensure_future(resolve_all()))
 
     pulumi_mocks.test(program_body)()
     return run
