@@ -42,7 +42,7 @@ SUITE = "bookworm"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libpam-systemd", "libnss-myhostname", "openssh-server",
     "python3", "python3-venv", "nginx", "haproxy", "sudo", "iproute2", "curl", "ca-certificates",
-    "unattended-upgrades", "certbot", "acl", "procps", "less",
+    "unattended-upgrades", "certbot", "acl", "procps", "less", "postgresql-client",
 )
 # debootstrap resolves no virtual packages: python3-cryptography (pulled in by certbot) depends on
 # python3-cffi-backend-api-min/-max, provided only by python3-cffi-backend. Without it the base
