@@ -1,6 +1,7 @@
 """`python -m stack render <stack> [--out DIR]`: every file each host of a stack would receive,
 rendered offline from Pulumi.<stack>.yaml (no Pulumi CLI, no credentials).
 `python -m stack check <stack>`: is the config complete enough to deploy (bin/deploy asks first).
+`python -m stack diff <stack> [--base REF]`: how the host files change against a git revision.
 
 Without --out the files are printed, each under a `==> host:path <==` line; with --out they are
 written to DIR/<host>/<remote path>. A bad config exits 2 with every settings error.
@@ -28,9 +29,18 @@ def main(argv: list[str] | None = None) -> int:
         "check", help="check a stack's config is complete for a deploy; prints its platform")
     p_check.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     p_check.add_argument("--dir", type=Path, default=None, help="project directory")
+    p_diff = commands.add_parser(
+        "diff", help="unified diff of every host file between a git revision and the working tree")
+    p_diff.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    p_diff.add_argument("--base", default=None,
+                        help="git revision to compare with (default: origin/main, else main)")
+    p_diff.add_argument("--exit-code", action="store_true",
+                        help="exit 1 when a host file changes (like git diff --exit-code)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return cmd_check(args.stack, args.dir)
+    if args.command == "diff":
+        return cmd_diff(args.stack, args.base, args.exit_code)
     return cmd_render(args.stack, args.out, args.dir)
 
 
@@ -50,6 +60,18 @@ def cmd_check(stack: str, directory: Path | None) -> int:
         return 2
     print(config.platform)
     return 0
+
+
+def cmd_diff(stack: str, base: str | None, exit_code: bool) -> int:
+    from stack import diff
+
+    try:
+        report, changed = diff.run(stack, base, settings.project_dir())
+    except diff.DiffError as exc:
+        print(f"stack diff: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(report)
+    return 1 if exit_code and changed else 0
 
 
 def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
