@@ -1,0 +1,286 @@
+"""The security baseline of a flask-stack stack, as pulumi-policy policies (AWS and DigitalOcean).
+
+Each check is a plain function over a resource's type and inputs (or over the whole stack), so the
+tests run the very same functions over the resource graphs the program declares under Pulumi's
+mocks. `policies(level)` wraps them for `pulumi preview --policy-pack policy`; __main__.py picks the
+level: mandatory, except advisory on ephemeral review stacks (`pr-<number>`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+PUBLIC_PORTS = frozenset({80, 443})  # what a web stack may open to the internet
+PROD_STACKS = frozenset({"prod", "production"})
+
+# Resource types, as Pulumi names them.
+DO_FIREWALL = "digitalocean:index/firewall:Firewall"
+DO_CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster"
+DO_DB_FIREWALL = "digitalocean:index/databaseFirewall:DatabaseFirewall"
+DO_LB = "digitalocean:index/loadBalancer:LoadBalancer"
+DO_CERT = "digitalocean:index/certificate:Certificate"
+AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
+AWS_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+AWS_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+AWS_RDS = "aws:rds/instance:Instance"
+AWS_INSTANCE = "aws:ec2/instance:Instance"
+AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+AWS_LBS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+AWS_LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
+AWS_CERTS = ("aws:acm/certificate:Certificate",)
+
+
+def stack_of(urn: str) -> str:
+    """The stack a URN belongs to (urn:pulumi:<stack>::<project>::<type>::<name>)."""
+    return urn.split("::", 1)[0].split(":")[-1]
+
+
+def is_ephemeral(stack: str) -> bool:
+    return re.fullmatch(r"pr-[0-9]+", stack) is not None
+
+
+# -- networks open to everyone ------------------------------------------------------------------
+def _is_world(cidr: Any) -> bool:
+    """0.0.0.0/0, ::/0, or anything as wide as a /8 or wider (0.0.0.0/1 + 128.0.0.0/1 is the world)."""
+    try:
+        net = ipaddress.ip_network(str(cidr), strict=False)
+    except ValueError:
+        return False
+    return net.prefixlen <= (8 if net.version == 4 else 16)
+
+
+def _ports(low: Any, high: Any) -> set[int] | None:
+    """The ports a rule covers; None means all of them."""
+    try:
+        lo, hi = int(low), int(high)
+    except (TypeError, ValueError):
+        return None
+    if lo == -1 or (lo <= 1 and hi in (0, 65535)):
+        return None
+    return set(range(lo, hi + 1)) if hi - lo < 70000 else None
+
+
+def _do_port_range(text: Any) -> set[int] | None:
+    if text in (None, "", "all", "0"):
+        return None
+    low, _, high = str(text).partition("-")
+    return _ports(low, high or low)
+
+
+def _world_opening(ports: set[int] | None) -> str | None:
+    if ports is None:
+        return "every port"
+    extra = sorted(ports - PUBLIC_PORTS)
+    if not extra:
+        return None
+    return f"port {extra[0]}" if len(extra) == 1 else f"ports {extra[0]}-{extra[-1]}"
+
+
+def open_to_world(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """Inbound rules letting the whole internet reach anything but HTTP(S) (SSH above all)."""
+    found = []
+    if resource_type == DO_FIREWALL:
+        for rule in props.get("inboundRules") or []:
+            if rule.get("protocol") == "icmp":
+                continue
+            world = [c for c in rule.get("sourceAddresses") or [] if _is_world(c)]
+            what = _world_opening(_do_port_range(rule.get("portRange")))
+            if world and what:
+                found.append(f"{what} ({rule.get('protocol')}) is open to {', '.join(world)}")
+    elif resource_type == AWS_SG:
+        for rule in props.get("ingress") or []:
+            world = [c for c in [*(rule.get("cidrBlocks") or []), *(rule.get("ipv6CidrBlocks") or [])]
+                     if _is_world(c)]
+            every = str(rule.get("protocol")) == "-1"
+            what = _world_opening(None if every else _ports(rule.get("fromPort"), rule.get("toPort")))
+            if world and what:
+                found.append(f"{what} is open to {', '.join(world)}")
+    elif resource_type in (AWS_INGRESS, AWS_SG_RULE):
+        if resource_type == AWS_SG_RULE and props.get("type") != "ingress":
+            return []
+        cidrs = [props.get("cidrIpv4"), props.get("cidrIpv6"), *(props.get("cidrBlocks") or []),
+                 *(props.get("ipv6CidrBlocks") or [])]
+        world = [c for c in cidrs if c and _is_world(c)]
+        protocol = str(props.get("ipProtocol", props.get("protocol")))
+        ports = None if protocol in ("-1", "all") else _ports(props.get("fromPort"), props.get("toPort"))
+        what = _world_opening(ports)
+        if world and what:
+            found.append(f"{what} is open to {', '.join(world)}")
+    return found
+
+
+# -- databases ----------------------------------------------------------------------------------
+def database_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A database that is public, unencrypted or without backups."""
+    found = []
+    if resource_type == AWS_RDS:
+        if props.get("publiclyAccessible"):
+            found.append("publicly_accessible is true: the database must stay private")
+        if not props.get("storageEncrypted"):
+            found.append("storage_encrypted is not true: the database must be encrypted at rest")
+        if int(props.get("backupRetentionPeriod") or 0) < 1:
+            found.append("backup_retention_period is 0: automated backups are off")
+    # DigitalOcean encrypts every cluster at rest and keeps 7 days of backups; privacy is the
+    # VPC here plus a database firewall (checked over the whole stack).
+    elif resource_type == DO_CLUSTER and not props.get("privateNetworkUuid"):
+        found.append("private_network_uuid is not set: the cluster must live in the stack's VPC")
+    return found
+
+
+def unguarded_do_clusters(resources: Iterable[Any]) -> list[tuple[str, str]]:
+    """(urn, problem) for DigitalOcean clusters no database firewall restricts to the droplets."""
+    resources = list(resources)
+    found = []
+    for cluster in (r for r in resources if r.resource_type == DO_CLUSTER):
+        guards = [r for r in resources if r.resource_type == DO_DB_FIREWALL
+                  and cluster.urn in {d.urn for d in r.dependencies}]
+        if not guards:
+            found.append((cluster.urn, "no database firewall: anyone on the internet may try to log in"))
+            continue
+        for guard in guards:
+            for rule in guard.props.get("rules") or []:
+                if rule.get("type") == "ip_addr" and _is_world(rule.get("value")):
+                    found.append((guard.urn, f"the database firewall admits {rule.get('value')}"))
+            if not guard.props.get("rules"):
+                found.append((guard.urn, "the database firewall has no rules (it admits everyone)"))
+    return found
+
+
+# -- hosts and the load balancer ----------------------------------------------------------------
+def imds_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    if resource_type in (AWS_INSTANCE, AWS_LAUNCH_TEMPLATE):
+        tokens = (props.get("metadataOptions") or {}).get("httpTokens")
+        if tokens != "required":
+            return [f"metadata_options.http_tokens is {tokens or 'unset'}: require IMDSv2 "
+                    "(http_tokens = \"required\") so SSRF cannot read the instance's credentials"]
+    return []
+
+
+def header_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    application = props.get("loadBalancerType", "application") == "application"
+    if resource_type in AWS_LBS and application and props.get("dropInvalidHeaderFields") is not True:
+        return ["drop_invalid_header_fields is not true: the load balancer passes malformed "
+                "header fields (a request smuggling aid) to the hosts"]
+    return []
+
+
+def https_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
+    """When the stack serves a domain (it holds a certificate), plain HTTP must only redirect."""
+    resources = list(resources)
+    found = []
+    aws_tls = any(r.resource_type in AWS_CERTS for r in resources) or any(
+        r.resource_type in AWS_LISTENERS and r.props.get("certificateArn") for r in resources)
+    if aws_tls:
+        listeners = [r for r in resources if r.resource_type in AWS_LISTENERS]
+        if not any(r.props.get("protocol") == "HTTPS" for r in listeners):
+            found.append((listeners[0].urn if listeners else "", "a certificate but no HTTPS listener"))
+        for r in listeners:
+            if r.props.get("protocol") == "HTTP":
+                actions = r.props.get("defaultActions") or []
+                redirect = all(a.get("type") == "redirect"
+                               and (a.get("redirect") or {}).get("protocol") == "HTTPS" for a in actions)
+                if not actions or not redirect:
+                    found.append((r.urn, "the HTTP listener serves the site instead of redirecting "
+                                         "to HTTPS"))
+    if any(r.resource_type == DO_CERT for r in resources):
+        for lb in (r for r in resources if r.resource_type == DO_LB):
+            rules = lb.props.get("forwardingRules") or []
+            if not any(x.get("entryProtocol") == "https" for x in rules):
+                found.append((lb.urn, "a certificate but no HTTPS forwarding rule"))
+            if lb.props.get("redirectHttpToHttps") is not True:
+                found.append((lb.urn, "redirect_http_to_https is not true: the site is served "
+                                      "over plain HTTP"))
+    return found
+
+
+def deletion_problems(resource_type: str, props: Mapping[str, Any], protected: bool) -> list[str]:
+    """What a prod stack must keep from being deleted (by a mistake or a `pulumi destroy`)."""
+    found = []
+    if resource_type == AWS_RDS:
+        if props.get("deletionProtection") is not True:
+            found.append("deletion_protection is not true")
+        if props.get("skipFinalSnapshot"):
+            found.append("skip_final_snapshot is true: a deletion would lose the data")
+    elif resource_type in AWS_LBS and props.get("enableDeletionProtection") is not True:
+        found.append("enable_deletion_protection is not true")
+    elif resource_type == DO_CLUSTER and not protected:
+        found.append("the cluster is not protected (Pulumi `protect`): `pulumi destroy` would delete it")
+    return found
+
+
+# -- the pulumi-policy wrappers -----------------------------------------------------------------
+def _resource_policy(name: str, description: str, level: EnforcementLevel,
+                     check: Callable[[ResourceValidationArgs], list[str]]) -> ResourceValidationPolicy:
+    def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+        for problem in check(args):
+            report_violation(f"{args.urn}: {problem}", None)
+
+    return ResourceValidationPolicy(name=name, description=description, validate=validate,
+                                    enforcement_level=level)
+
+
+def _stack_policy(name: str, description: str, level: EnforcementLevel,
+                  check: Callable[[list[Any]], list[tuple[str, str]]]) -> StackValidationPolicy:
+    def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+        for urn, problem in check(list(args.resources)):
+            report_violation(f"{urn}: {problem}" if urn else problem, urn or None)
+
+    return StackValidationPolicy(name=name, description=description, validate=validate,
+                                 enforcement_level=level)
+
+
+def policies(level: EnforcementLevel) -> list:
+    return [
+        _resource_policy(
+            "no-world-open-ssh", "Only HTTP and HTTPS may be open to the internet; SSH only from "
+            "the admin CIDRs.", level, lambda a: open_to_world(a.resource_type, a.props)),
+        _resource_policy(
+            "database-private-encrypted-backed-up", "Databases are private, encrypted at rest "
+            "and backed up.", level, lambda a: database_problems(a.resource_type, a.props)),
+        _stack_policy(
+            "database-firewall", "A DigitalOcean database admits only the stack's droplets.",
+            level, unguarded_do_clusters),
+        _resource_policy(
+            "imdsv2-required", "EC2 hosts require IMDSv2 tokens.", level,
+            lambda a: imds_problems(a.resource_type, a.props)),
+        _resource_policy(
+            "alb-drops-invalid-headers", "The load balancer drops invalid header fields.", level,
+            lambda a: header_problems(a.resource_type, a.props)),
+        _stack_policy(
+            "https-when-domain", "A stack with a domain serves HTTPS and only redirects plain HTTP.",
+            level, https_problems),
+        _resource_policy(
+            "deletion-protection-on-prod", "On prod, the database and the load balancer are "
+            "protected from deletion.", level,
+            lambda a: deletion_problems(a.resource_type, a.props, a.opts.protect)
+            if stack_of(a.urn) in PROD_STACKS else []),
+    ]
+
+
+def enforcement(stack: str | None = None, ephemeral: str | None = None) -> EnforcementLevel:
+    """Mandatory everywhere except on ephemeral review stacks, where it advises."""
+    stack = stack if stack is not None else os.environ.get("PULUMI_STACK", "")
+    if ephemeral is None:
+        try:
+            import pulumi
+
+            ephemeral = pulumi.runtime.get_config("flask-stack:ephemeral")
+        except Exception:  # noqa: BLE001 - outside a Pulumi run there is no config
+            ephemeral = None
+    review = str(ephemeral).lower() == "true" if ephemeral is not None else is_ephemeral(stack)
+    if stack in PROD_STACKS:
+        review = False  # the settings refuse ephemeral on prod; the policy does not trust them
+    return EnforcementLevel.ADVISORY if review else EnforcementLevel.MANDATORY

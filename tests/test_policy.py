@@ -1,0 +1,234 @@
+"""The policy pack (policy/) over the resource graphs the program declares under Pulumi's mocks:
+every example stack passes every policy, and for each policy a graph with exactly that violation
+is caught, naming the offending URN."""
+
+from __future__ import annotations
+
+import copy
+import select
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+)
+
+from policy import baseline
+from tests.support.mocks import Registered, Run, plain
+from tests.test_digitalocean import run as run_do
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- running the pack over a recorded graph -----------------------------------------------------
+def as_policy_resources(registered: list[Registered]) -> list[PolicyResource]:
+    """The recorded graph as pulumi-policy hands it to stack policies (inputs, options, parents,
+    dependencies)."""
+    out: dict[str, PolicyResource] = {}
+    for r in registered:
+        opts = PolicyResourceOptions(
+            protect=r.protect, ignore_changes=list(r.ignore_changes),
+            delete_before_replace=r.delete_before_replace, aliases=[],
+            custom_timeouts=PolicyCustomTimeouts(0, 0, 0), additional_secret_outputs=[],
+            parent=r.parent or None)
+        out[r.urn] = PolicyResource(r.type, plain(r.inputs), r.urn, r.name, opts, None,
+                                    parent=None, dependencies=[], property_dependencies={})
+    for r in registered:
+        out[r.urn].parent = out.get(r.parent)
+        out[r.urn].dependencies = [out[d] for d in r.dependencies if d in out]
+    return list(out.values())
+
+
+def violations(resources: list[PolicyResource], level=EnforcementLevel.MANDATORY) -> dict[str, list[str]]:
+    """{policy name: [messages]} of every policy of the pack that reports something."""
+    found: dict[str, list[str]] = {}
+    for policy in baseline.policies(level):
+        messages: list[str] = []
+
+        def report(message: str, urn: str | None = None, _messages=messages) -> None:
+            _messages.append(message)
+
+        if isinstance(policy, ResourceValidationPolicy):
+            for r in resources:
+                policy.validate(ResourceValidationArgs(r.resource_type, r.props, r.urn, r.name, r.opts,
+                                                       None), report)
+        else:
+            policy.validate(StackValidationArgs(resources), report)
+        if messages:
+            found[policy.name] = messages
+    return found
+
+
+def graph_of(run: Run) -> list[PolicyResource]:
+    return as_policy_resources(run.monitor.registered)
+
+
+def find(resources: list[PolicyResource], type_: str) -> PolicyResource:
+    return next(r for r in resources if r.resource_type == type_)
+
+
+def changed(resources: list[PolicyResource], type_: str, **props: Any) -> list[PolicyResource]:
+    """A copy of the graph whose first `type_` resource has `props` set."""
+    out = copy.deepcopy(resources)
+    target = find(out, type_)
+    target.props = {**target.props, **props}
+    return out
+
+
+# -- the graphs ---------------------------------------------------------------------------------
+DO_EXAMPLES = ["digitalocean-minimal", "digitalocean-complete", "Pulumi.dev"]
+
+
+@pytest.fixture(scope="module")
+def do_graphs() -> dict[str, list[PolicyResource]]:
+    graphs = {name: graph_of(run_do(name)) for name in DO_EXAMPLES}
+    graphs["digitalocean-complete@prod"] = graph_of(run_do("digitalocean-complete", stack="prod"))
+    graphs["digitalocean-minimal@pr-7"] = graph_of(run_do("digitalocean-minimal", stack="pr-7"))
+    return graphs
+
+
+def test_every_example_stack_passes_every_policy(do_graphs):
+    for name, resources in do_graphs.items():
+        assert violations(resources) == {}, name
+
+
+def test_world_open_ssh_is_caught_on_a_digitalocean_firewall(do_graphs):
+    resources = do_graphs["digitalocean-complete"]
+    firewall = find(resources, baseline.DO_FIREWALL)
+    rules = [dict(r) for r in firewall.props["inboundRules"]]
+    ssh = next(r for r in rules if r["portRange"] == "22")
+    ssh["sourceAddresses"] = ["0.0.0.0/1", "128.0.0.0/1"]  # the world, in two halves
+    found = violations(changed(resources, baseline.DO_FIREWALL, inboundRules=rules))
+    assert list(found) == ["no-world-open-ssh"]
+    assert found["no-world-open-ssh"][0].startswith(firewall.urn + ": port 22 (tcp) is open to 0.0.0.0/1")
+
+
+def test_a_world_open_web_port_is_fine_but_everything_open_is_not(do_graphs):
+    resources = do_graphs["digitalocean-minimal"]
+    web = [{"protocol": "tcp", "portRange": "443", "sourceAddresses": ["0.0.0.0/0", "::/0"]}]
+    assert violations(changed(resources, baseline.DO_FIREWALL, inboundRules=web)) == {}
+    everything = [{"protocol": "tcp", "portRange": "1-65535", "sourceAddresses": ["::/0"]}]
+    found = violations(changed(resources, baseline.DO_FIREWALL, inboundRules=everything))
+    assert list(found) == ["no-world-open-ssh"] and "every port" in found["no-world-open-ssh"][0]
+
+
+def test_a_cluster_outside_the_vpc_is_caught(do_graphs):
+    resources = do_graphs["digitalocean-minimal"]
+    cluster = find(resources, baseline.DO_CLUSTER)
+    found = violations(changed(resources, baseline.DO_CLUSTER, privateNetworkUuid=None))
+    assert list(found) == ["database-private-encrypted-backed-up"]
+    assert found["database-private-encrypted-backed-up"][0].startswith(cluster.urn)
+
+
+def test_a_database_firewall_open_to_the_world_or_missing_is_caught(do_graphs):
+    resources = do_graphs["digitalocean-minimal"]
+    guard = find(resources, baseline.DO_DB_FIREWALL)
+    found = violations(changed(resources, baseline.DO_DB_FIREWALL,
+                               rules=[{"type": "ip_addr", "value": "0.0.0.0/0"}]))
+    assert list(found) == ["database-firewall"]
+    assert found["database-firewall"] == [f"{guard.urn}: the database firewall admits 0.0.0.0/0"]
+    without = [r for r in copy.deepcopy(resources) if r.resource_type != baseline.DO_DB_FIREWALL]
+    found = violations(without)
+    assert list(found) == ["database-firewall"] and "no database firewall" in found["database-firewall"][0]
+
+
+def test_a_domain_served_over_plain_http_is_caught(do_graphs):
+    resources = do_graphs["digitalocean-complete"]
+    lb = find(resources, baseline.DO_LB)
+    found = violations(changed(resources, baseline.DO_LB, redirectHttpToHttps=False))
+    assert list(found) == ["https-when-domain"]
+    assert found["https-when-domain"][0].startswith(f"{lb.urn}: redirect_http_to_https is not true")
+    rules = [r for r in lb.props["forwardingRules"] if r["entryProtocol"] != "https"]
+    found = violations(changed(resources, baseline.DO_LB, forwardingRules=rules))
+    assert list(found) == ["https-when-domain"]
+
+
+def test_an_unprotected_prod_database_is_caught_and_only_on_prod(do_graphs):
+    prod = copy.deepcopy(do_graphs["digitalocean-complete@prod"])
+    cluster = find(prod, baseline.DO_CLUSTER)
+    cluster.opts.protect = False
+    found = violations(prod)
+    assert list(found) == ["deletion-protection-on-prod"]
+    assert found["deletion-protection-on-prod"][0].startswith(cluster.urn)
+    assert violations(do_graphs["digitalocean-minimal@pr-7"]) == {}  # unprotected, and rightly so
+
+
+@pytest.mark.parametrize("props, problem", [
+    ({"publiclyAccessible": True, "storageEncrypted": True, "backupRetentionPeriod": 7}, "must stay private"),
+    ({"storageEncrypted": False, "backupRetentionPeriod": 7}, "encrypted at rest"),
+    ({"storageEncrypted": True, "backupRetentionPeriod": 0}, "backups are off"),
+])
+def test_rds_rules(props, problem):
+    assert any(problem in p for p in baseline.database_problems(baseline.AWS_RDS, props))
+    good = {"storageEncrypted": True, "backupRetentionPeriod": 7, "publiclyAccessible": False}
+    assert baseline.database_problems(baseline.AWS_RDS, good) == []
+
+
+def test_aws_security_group_forms_are_all_checked():
+    world_ssh = [
+        (baseline.AWS_SG, {"ingress": [{"protocol": "tcp", "fromPort": 22, "toPort": 22,
+                                        "cidrBlocks": ["0.0.0.0/0"]}]}),
+        (baseline.AWS_INGRESS, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22, "cidrIpv4": "0.0.0.0/0"}),
+        (baseline.AWS_INGRESS, {"ipProtocol": "-1", "cidrIpv6": "::/0"}),
+        (baseline.AWS_SG_RULE, {"type": "ingress", "protocol": "tcp", "fromPort": 0, "toPort": 65535,
+                                "cidrBlocks": ["0.0.0.0/0"]}),
+    ]
+    for type_, props in world_ssh:
+        assert baseline.open_to_world(type_, props), (type_, props)
+    fine = [
+        (baseline.AWS_INGRESS, {"ipProtocol": "tcp", "fromPort": 443, "toPort": 443,
+                                "cidrIpv4": "0.0.0.0/0"}),
+        (baseline.AWS_INGRESS, {"ipProtocol": "tcp", "fromPort": 22, "toPort": 22,
+                                "cidrIpv4": "198.51.100.7/32"}),
+        (baseline.AWS_SG_RULE, {"type": "egress", "protocol": "-1", "cidrBlocks": ["0.0.0.0/0"]}),
+    ]
+    for type_, props in fine:
+        assert baseline.open_to_world(type_, props) == [], (type_, props)
+
+
+def test_imds_and_header_rules():
+    assert baseline.imds_problems(baseline.AWS_INSTANCE, {"metadataOptions": {"httpTokens": "optional"}})
+    assert baseline.imds_problems(baseline.AWS_INSTANCE, {}) != []
+    required = {"metadataOptions": {"httpTokens": "required"}}
+    assert baseline.imds_problems(baseline.AWS_INSTANCE, required) == []
+    alb = baseline.AWS_LBS[0]
+    assert baseline.header_problems(alb, {"loadBalancerType": "application"})
+    assert baseline.header_problems(alb, {"dropInvalidHeaderFields": True}) == []
+    assert baseline.header_problems(alb, {"loadBalancerType": "network"}) == []
+
+
+@pytest.mark.parametrize("stack, ephemeral, level", [
+    ("prod", None, EnforcementLevel.MANDATORY),
+    ("prod", "true", EnforcementLevel.MANDATORY),
+    ("staging", None, EnforcementLevel.MANDATORY),
+    ("pr-7", None, EnforcementLevel.ADVISORY),
+    ("pr-7", "false", EnforcementLevel.MANDATORY),
+    ("scratch", "true", EnforcementLevel.ADVISORY),
+])
+def test_mandatory_except_on_ephemeral_stacks(stack, ephemeral, level):
+    assert baseline.enforcement(stack, ephemeral) == level
+    assert {p.enforcement_level for p in baseline.policies(level)} == {level}
+
+
+def test_the_pack_starts_as_the_pulumi_cli_runs_it():
+    """The CLI runs the pack's directory as a program and reads the port it serves on."""
+    proc = subprocess.Popen([sys.executable, "-u", str(ROOT / "policy")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT / "policy",
+                            env={"PULUMI_STACK": "prod", "PATH": "/usr/bin:/bin"})
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        assert ready, "the policy pack printed no port within 60 s"
+        line = proc.stdout.readline()
+        assert line.strip().isdigit(), proc.stderr.read() if proc.poll() is not None else line
+    finally:
+        proc.kill()
+        proc.wait()
