@@ -8,7 +8,7 @@ from stack import release, render, settings, site
 from stack.reader import SettingsError
 
 # Platforms whose cloud side and rollout are built; the others stop with a clear message.
-BUILT_PLATFORMS: frozenset[str] = frozenset({"existing"})
+BUILT_PLATFORMS: frozenset[str] = frozenset({"existing", "aws"})
 
 
 def load_settings() -> settings.Settings:
