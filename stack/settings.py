@@ -774,6 +774,10 @@ def _network(r: Reader, platform: str | None, errors: list[str]) -> Network:
             if not net.is_private or net.version != 4 or not 16 <= net.prefixlen <= 24:
                 r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 (10.x, 172.16-31.x "
                                    f"or 192.168.x), got {describe(cidr)}")
+            elif platform == "aws" and net.prefixlen > 23:
+                r.error("vpcCidr", f"must be /16 to /23 on aws, got {describe(cidr)}: the VPC is cut "
+                                   "into 16 equal subnets (a public and a private one per zone) and "
+                                   "a load balancer's subnets must be /27 or larger")
         except ValueError as exc:
             r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
     zones = 0
