@@ -251,6 +251,8 @@ class AwsSite(pulumi.ComponentResource):
             f"{n}-alb", load_balancer_type="application", internal=False, ip_address_type="ipv4",
             subnets=[subnet.id for subnet in net.public], security_groups=[groups.balancer.id],
             drop_invalid_header_fields=True, desync_mitigation_mode="defensive",
+            # 60 s idle: below the hosts' Nginx keep-alive behind a balancer (75 s, stack/render.py),
+            # so the balancer, never Nginx, closes an idle connection (no 502 on a reused one).
             enable_deletion_protection=not s.ephemeral, enable_http2=True, idle_timeout=60,
             tags=self._tags("alb"), opts=self._opts(depends_on=net.internet))
         target = aws.lb.TargetGroup(

@@ -572,6 +572,14 @@ def test_the_load_balancer_drops_invalid_headers_and_is_protected_unless_ephemer
 
 
 @each(*BALANCED)
+def test_the_balancer_closes_idle_connections_before_the_hosts_nginx_does(g):
+    alb = g.one(ALB)
+    nginx = render.render_host(g.settings, render.hosts_of(g.settings)[0])["/etc/nginx/nginx.conf"]
+    (keepalive,) = re.findall(r"^\s*keepalive_timeout (\d+)s;", nginx, re.M)
+    assert num(alb.inputs["idleTimeout"]) < int(keepalive), f"{alb.urn}: idle timeout >= Nginx's {keepalive}s"
+
+
+@each(*BALANCED)
 def test_the_target_group_checks_the_health_path_and_drains_quickly(g):
     group = g.one(TARGET_GROUP)
     i = group.inputs
