@@ -67,6 +67,7 @@ class AwsSite(pulumi.ComponentResource):
         self._name = name
         self._s = settings
         self._label = aws_plan.label(settings)
+        self._zone: str | None = None  # the Route 53 zone's id, looked up once when needed
         self.provider = aws.Provider(
             f"{name}-aws", region=settings.region,
             default_tags=aws.ProviderDefaultTagsArgs(tags=aws_plan.tags(settings)),
@@ -293,7 +294,8 @@ class AwsSite(pulumi.ComponentResource):
         return pulumi.Output.from_input(f"https://{s.domain.name}/")
 
     def _zone_id(self) -> str:
-        if not hasattr(self, "_zone"):
+        """domain.route53Zone's id (a public zone: records there are what the world resolves)."""
+        if self._zone is None:
             found = aws.route53.get_zone(name=self._s.domain.route53_zone, private_zone=False,
                                          opts=self._invoke())
             self._zone = found.zone_id

@@ -721,6 +721,12 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
         r.needed_to_deploy("adminCidrs", "is empty, so nothing could reach the hosts over SSH to deploy "
                                          'them; add the address you run pulumi from, e.g. '
                                          '["203.0.113.7/32"], or set ssh.bastion')
+    if (platform == "aws" and not cidrs and bastion is not None and bastion.host
+            and _check_address(bastion.host) is None and not _is_ip(bastion.host) and not cidrs_bad):
+        r.needed_to_deploy("adminCidrs", f"is empty and ssh.bastion.host is a name ({bastion.host}), so "
+                                         "the hosts' security group would let nothing reach SSH; add "
+                                         'the bastion\'s public address, e.g. ["198.51.100.20/32"], '
+                                         "or give ssh.bastion.host as an IP address")
     host_key = r.string("hostKey", None, check=_check_public_key,
                         expect='the host\'s public key like "ssh-ed25519 AAAA..."')
     host_key = host_key.strip() if host_key else None
@@ -731,6 +737,14 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
 
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
               "ecdsa-sha2-nistp521")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_address(text: str) -> str | None:

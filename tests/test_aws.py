@@ -441,10 +441,14 @@ def test_ssh_only_from_the_admin_cidrs_and_never_from_the_world(g):
                 assert g.named(r.urn.rsplit("::", 1)[1], INGRESS).inputs.get("cidrIpv6") == r.cidr
 
 
-def test_no_ssh_rule_without_admin_cidrs_or_a_bastion_address():
+def test_a_bastion_by_name_needs_its_address_in_admin_cidrs():
     config = with_changes(COMPLETE, ssh={**COMPLETE["ssh"], "adminCidrs": []})
-    g = program(config, COMPLETE_KEYS)
-    assert not [r.urn for r in rules(g) if r.ports == (22, 22)]
+    with pytest.raises(pulumi.RunError) as caught:
+        program(config, COMPLETE_KEYS)
+    assert "flask-stack:ssh.adminCidrs: is empty and ssh.bastion.host is a name" in str(caught.value)
+    by_address = with_changes(config, ssh={**config["ssh"], "bastion": {"host": "198.51.100.20"}})
+    g = program(by_address, COMPLETE_KEYS)
+    assert [r.cidr for r in rules(g) if r.ports == (22, 22)] == ["198.51.100.20/32"]
 
 
 @each()
