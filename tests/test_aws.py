@@ -382,8 +382,9 @@ def rules(g: Graph) -> list[Rule]:
         for r in g.of(typ):
             i = r.inputs
             ref = i.get("referencedSecurityGroupId")
+            every_port = i["ipProtocol"] == "-1"  # all protocols: the ports given do not matter
             out.append(Rule(r.urn, g.by_id(i["securityGroupId"]).name, direction, i["ipProtocol"],
-                            (num(i.get("fromPort")), num(i.get("toPort"))),
+                            (0, 65535) if every_port else (num(i.get("fromPort")), num(i.get("toPort"))),
                             i.get("cidrIpv4") or i.get("cidrIpv6"),
                             g.by_id(ref).name if ref else None))
     return out
@@ -434,7 +435,7 @@ def test_ssh_only_from_the_admin_cidrs_and_never_from_the_world(g):
     ssh = [r for r in rules_of(g, "site-hosts") if r.ports == (port, port)]
     assert {r.cidr for r in ssh} == expected, [r.urn for r in ssh]
     for r in rules(g):
-        if r.direction == "in" and r.ports[0] <= 22 <= r.ports[1] or r.ports == (port, port):
+        if r.direction == "in" and (r.ports[0] <= 22 <= r.ports[1] or r.ports[0] <= port <= r.ports[1]):
             assert r.group == "site-hosts", f"{r.urn} opens SSH on {r.group}"
             assert r.cidr not in ("0.0.0.0/0", "::/0") and r.source is None, f"{r.urn}: SSH from {r.cidr}"
             if r.cidr and ":" in r.cidr:
