@@ -1,6 +1,6 @@
 """The flask-stack security baseline: `pulumi preview --policy-pack policy` (see README)."""
 
-from baseline import enforcement, policies
+from baseline import enforcement, policies, running_stack
 from pulumi_policy import PolicyPack
 
-PolicyPack(name="flask-stack-baseline", policies=policies(enforcement()))
+PolicyPack(name="flask-stack-baseline", policies=policies(enforcement(*running_stack())))

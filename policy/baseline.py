@@ -270,17 +270,17 @@ def policies(level: EnforcementLevel) -> list:
     ]
 
 
-def enforcement(stack: str | None = None, ephemeral: str | None = None) -> EnforcementLevel:
-    """Mandatory everywhere except on ephemeral review stacks, where it advises."""
-    stack = stack if stack is not None else os.environ.get("PULUMI_STACK", "")
-    if ephemeral is None:
-        try:
-            import pulumi
-
-            ephemeral = pulumi.runtime.get_config("flask-stack:ephemeral")
-        except Exception:  # noqa: BLE001 - outside a Pulumi run there is no config
-            ephemeral = None
+def enforcement(stack: str, ephemeral: str | None) -> EnforcementLevel:
+    """Mandatory everywhere except on ephemeral review stacks, where it advises. `ephemeral` is
+    the stack's flask-stack:ephemeral config value, if set (else the pr-<number> name decides)."""
     review = str(ephemeral).lower() == "true" if ephemeral is not None else is_ephemeral(stack)
     if stack in PROD_STACKS:
         review = False  # the settings refuse ephemeral on prod; the policy does not trust them
     return EnforcementLevel.ADVISORY if review else EnforcementLevel.MANDATORY
+
+
+def running_stack() -> tuple[str, str | None]:
+    """The stack the CLI runs the pack for, and its flask-stack:ephemeral config value."""
+    import pulumi
+
+    return os.environ.get("PULUMI_STACK", ""), pulumi.runtime.get_config("flask-stack:ephemeral")

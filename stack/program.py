@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-from stack import release, render, settings, site
+from stack import release, settings, site
 from stack.reader import SettingsError
-
-# Platforms whose cloud side and rollout are built; the others stop with a clear message.
-BUILT_PLATFORMS: frozenset[str] = frozenset({"existing", "digitalocean"})
 
 
 def load_settings() -> settings.Settings:
@@ -21,14 +18,6 @@ def load_settings() -> settings.Settings:
 
 def run() -> dict[str, object]:
     config = load_settings()
-    files = render.render_all(config)
-    if config.platform not in BUILT_PLATFORMS:
-        raise pulumi.RunError(
-            f"stack {config.stack!r}: the config is valid and every host file renders "
-            f"({sum(len(f) for f in files.values())} files for {len(files)} host(s); see them with "
-            f"`python -m stack render {config.stack}`), but deploying to platform "
-            f"{config.platform!r} is not built into this version of flask-stack yet. "
-            "Nothing was created.")
     from stack.rollout import Rollout
 
     try:

@@ -721,6 +721,12 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
         r.needed_to_deploy("adminCidrs", "is empty, so nothing could reach the hosts over SSH to deploy "
                                          'them; add the address you run pulumi from, e.g. '
                                          '["203.0.113.7/32"], or set ssh.bastion')
+    if (cloud and not cidrs and bastion is not None and bastion.host
+            and _check_address(bastion.host) is None and not _is_ip(bastion.host) and not cidrs_bad):
+        r.needed_to_deploy("adminCidrs", f"is empty and ssh.bastion.host is a name ({bastion.host}), so "
+                                         "the hosts' firewall would let nothing reach SSH; add "
+                                         'the bastion\'s public address, e.g. ["198.51.100.20/32"], '
+                                         "or give ssh.bastion.host as an IP address")
     host_key = r.string("hostKey", None, check=_check_public_key,
                         expect='the host\'s public key like "ssh-ed25519 AAAA..."')
     host_key = host_key.strip() if host_key else None
@@ -731,6 +737,14 @@ def _ssh(r: Reader, platform: str | None, image: str, defaults: dict[str, str],
 
 _KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
               "ecdsa-sha2-nistp521")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_address(text: str) -> str | None:
@@ -774,6 +788,10 @@ def _network(r: Reader, platform: str | None, errors: list[str]) -> Network:
             if not net.is_private or net.version != 4 or not 16 <= net.prefixlen <= 24:
                 r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 (10.x, 172.16-31.x "
                                    f"or 192.168.x), got {describe(cidr)}")
+            elif platform == "aws" and net.prefixlen > 23:
+                r.error("vpcCidr", f"must be /16 to /23 on aws, got {describe(cidr)}: the VPC is cut "
+                                   "into 16 equal subnets (a public and a private one per zone) and "
+                                   "a load balancer's subnets must be /27 or larger")
         except ValueError as exc:
             r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
     zones = 0

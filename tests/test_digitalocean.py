@@ -191,11 +191,20 @@ def test_firewall_allows_all_outbound(either):
         assert set(rule["destinationAddresses"]) == {"0.0.0.0/0", "::/0"}, fw.urn
 
 
-def test_no_admin_cidrs_means_no_ssh_rule_at_all():
+def test_a_bastion_known_only_by_name_needs_admin_cidrs():
     config, _ = example_config("digitalocean-minimal")
     config["ssh"] = {**config["ssh"], "adminCidrs": [], "bastion": {"host": "bastion.example.com"}}
+    with pytest.raises(pulumi.RunError, match=r"flask-stack:ssh.adminCidrs: is empty and "
+                                              r"ssh.bastion.host is a name \(bastion.example.com\)"):
+        run(config)
+
+
+def test_a_bastion_given_by_address_is_the_only_ssh_source():
+    config, _ = example_config("digitalocean-minimal")
+    config["ssh"] = {**config["ssh"], "adminCidrs": [], "bastion": {"host": "203.0.113.5"}}
     fw = one(run(config), FIREWALL)
-    assert [r["portRange"] for r in fw.inputs["inboundRules"]] == ["80"], fw.urn
+    ssh = [r for r in fw.inputs["inboundRules"] if r["portRange"] == "22"]
+    assert [r["sourceAddresses"] for r in ssh] == [["203.0.113.5/32"]], fw.urn
 
 
 # -- load balancer ----------------------------------------------------------------------------

@@ -24,6 +24,8 @@ from pulumi_policy import (
 
 from policy import baseline
 from tests.support.mocks import Registered, Run, plain
+from tests.test_aws import VARIANTS as AWS_VARIANTS
+from tests.test_aws import program as run_aws
 from tests.test_digitalocean import run as run_do
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,9 +98,66 @@ def do_graphs() -> dict[str, list[PolicyResource]]:
     return graphs
 
 
-def test_every_example_stack_passes_every_policy(do_graphs):
-    for name, resources in do_graphs.items():
+@pytest.fixture(scope="module")
+def aws_graphs() -> dict[str, list[PolicyResource]]:
+    graphs = {name: graph_of(run_aws(config, keys, stack=stack).run)
+              for name, (config, keys, stack) in AWS_VARIANTS.items()}
+    config, keys, _ = AWS_VARIANTS["complete"]
+    graphs["complete@prod"] = graph_of(run_aws(config, keys, stack="prod").run)
+    return graphs
+
+
+def test_every_example_stack_passes_every_policy(do_graphs, aws_graphs):
+    for name, resources in {**do_graphs, **aws_graphs}.items():
         assert violations(resources) == {}, name
+
+
+def test_world_open_ssh_is_caught_on_an_aws_security_group_rule(aws_graphs):
+    resources = copy.deepcopy(aws_graphs["complete"])
+    ssh = next(r for r in resources
+               if r.resource_type == baseline.AWS_INGRESS and r.props.get("fromPort") == 22)
+    ssh.props = {**ssh.props, "cidrIpv4": "0.0.0.0/0"}
+    found = violations(resources)
+    assert list(found) == ["no-world-open-ssh"]
+    assert found["no-world-open-ssh"] == [f"{ssh.urn}: port 22 is open to 0.0.0.0/0"]
+
+
+@pytest.mark.parametrize("type_, props, policy", [
+    (baseline.AWS_RDS, {"publiclyAccessible": True}, "database-private-encrypted-backed-up"),
+    (baseline.AWS_RDS, {"storageEncrypted": False}, "database-private-encrypted-backed-up"),
+    (baseline.AWS_RDS, {"backupRetentionPeriod": 0}, "database-private-encrypted-backed-up"),
+    (baseline.AWS_INSTANCE, {"metadataOptions": {"httpTokens": "optional"}}, "imdsv2-required"),
+    (baseline.AWS_LBS[0], {"dropInvalidHeaderFields": False}, "alb-drops-invalid-headers"),
+])
+def test_each_aws_resource_violation_is_caught_alone(aws_graphs, type_, props, policy):
+    resources = aws_graphs["complete"]
+    target = find(resources, type_)
+    found = violations(changed(resources, type_, **props))
+    assert list(found) == [policy]
+    assert found[policy][0].startswith(target.urn + ": ")
+
+
+def test_an_aws_domain_served_over_plain_http_is_caught(aws_graphs):
+    resources = copy.deepcopy(aws_graphs["complete"])
+    http = next(r for r in resources if r.resource_type in baseline.AWS_LISTENERS
+                and r.props.get("protocol") == "HTTP")
+    http.props = {**http.props, "defaultActions": [{"type": "forward", "targetGroupArn": "tg"}]}
+    found = violations(resources)
+    assert list(found) == ["https-when-domain"]
+    assert found["https-when-domain"] == [
+        f"{http.urn}: the HTTP listener serves the site instead of redirecting to HTTPS"]
+
+
+@pytest.mark.parametrize("type_, props", [
+    (baseline.AWS_RDS, {"deletionProtection": False}),
+    (baseline.AWS_RDS, {"skipFinalSnapshot": True}),
+    (baseline.AWS_LBS[0], {"enableDeletionProtection": False}),
+])
+def test_aws_prod_without_deletion_protection_is_caught(aws_graphs, type_, props):
+    resources = aws_graphs["complete@prod"]
+    found = violations(changed(resources, type_, **props))
+    assert list(found) == ["deletion-protection-on-prod"]
+    assert violations(aws_graphs["ephemeral"]) == {}  # pr-7: no protection, and rightly so
 
 
 def test_world_open_ssh_is_caught_on_a_digitalocean_firewall(do_graphs):

@@ -14,7 +14,6 @@ from tests.support.mocks import RecordingMonitor, StrictMocks, run_program, set_
 
 ROOT = Path(__file__).resolve().parent.parent
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAtest\n-----END OPENSSH PRIVATE KEY-----"
-PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID29hha/jgjBVIfNDa/C+qvNqaWZRzEVu4h2G6NwYx2F test"
 
 
 def good_config() -> dict:
@@ -45,17 +44,6 @@ def test_secrets_given_in_plain_text_are_refused_without_showing_them():
     assert "flask-stack:ssh.privateKey: is stored in plain text" in message
     assert "flask-stack:database.url: is stored in plain text" in message
     assert "AAAAtest" not in message and "pw@db" not in message
-
-
-def test_a_platform_not_built_yet_says_so_plainly_after_checking_everything():
-    config = {"platform": "aws", "region": "eu-west-1", "hosts": {"count": 3},
-              "ssh": {"privateKey": PRIVATE_KEY, "adminCidrs": ["203.0.113.7/32"],
-                      "publicKey": PUBLIC_KEY}}
-    with pytest.raises(pulumi.RunError) as caught:
-        run_program(config, secret_keys=("ssh",))
-    message = str(caught.value)
-    assert "the config is valid" in message and "Nothing was created" in message
-    assert "for 3 host(s)" in message
 
 
 def test_main_module_runs_the_program():

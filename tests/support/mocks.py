@@ -66,6 +66,7 @@ class Registered:
     retain_on_delete: bool = False
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
+    provider: str = ""  # "<provider URN>::<id>" when given explicitly (or by the parent)
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -82,7 +83,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 unwrap(dict(inputs)), protect=request.protect,
                 retain_on_delete=request.retainOnDelete,
                 ignore_changes=tuple(request.ignoreChanges),
-                delete_before_replace=request.deleteBeforeReplace))
+                delete_before_replace=request.deleteBeforeReplace, provider=request.provider))
         return super().RegisterResource(request)
 
     def by_type(self, type_: str) -> list[Registered]:

@@ -1,0 +1,372 @@
+"""AwsSite: the cloud side on AWS, returning the same Site shape as every platform.
+
+    VPC over network.zones availability zones (looked up): a public and a private subnet each
+    ├─ hosts: EC2 instances (IMDSv2, encrypted root) in the public subnets, spread over zones
+    ├─ Application Load Balancer → target group (health path) → every instance on port 80
+    │    HTTPS with an ACM certificate (given, or issued and DNS-validated in Route 53)
+    └─ RDS PostgreSQL in the private subnets: encrypted, SSL forced, never public
+
+Security groups: the balancer takes 80/443 from the world; hosts take 80 only from the
+balancer's group and SSH only from ssh.adminCidrs; the database takes 5432 only from the hosts'
+group. Single-host mode (loadBalancer: false): no balancer, the host takes 80/443 itself and
+keeps its address in an Elastic IP.
+
+The database does not depend on the instances, so both are created at once; the hosts' steps
+wait for the database only where DATABASE_URL is written (the env step).
+
+`pulumi_aws` is imported here only, and this module only when the platform is aws.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_random as random
+
+from stack import aws_plan, render
+from stack.aws_plan import HTTP_PORT, HTTPS_PORT, POSTGRES_PORT, WORLD_V4
+from stack.settings import Settings
+from stack.site import Site
+
+
+@dataclass
+class Network:
+    vpc: aws.ec2.Vpc
+    public: list[aws.ec2.Subnet]
+    private: list[aws.ec2.Subnet]
+    internet: list[pulumi.Resource]  # what gives the public subnets their route out
+
+
+@dataclass
+class Groups:
+    hosts: aws.ec2.SecurityGroup
+    database: aws.ec2.SecurityGroup
+    balancer: aws.ec2.SecurityGroup | None
+
+
+@dataclass
+class Database:
+    url: pulumi.Output[str]  # secret
+    endpoint: pulumi.Output[str]
+
+
+class AwsSite(pulumi.ComponentResource):
+    """Everything a stack needs on AWS; `site` is what the rollout takes.
+
+    Args: `settings`, the stack's validated settings (region, hosts, database, domain, ssh,
+    network, ephemeral). Children are named `<name>-<part>`, all under this component, all
+    created through its own provider (the stack's region and default tags), so the user's
+    `aws:region` config plays no part."""
+
+    site: Site
+
+    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("flask-stack:aws:Site", name, None, opts)
+        self._name = name
+        self._s = settings
+        self._label = aws_plan.label(settings)
+        self._zone: str | None = None  # the Route 53 zone's id, looked up once when needed
+        self.provider = aws.Provider(
+            f"{name}-aws", region=settings.region,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=aws_plan.tags(settings)),
+            opts=pulumi.ResourceOptions(parent=self))
+
+        zones = self._zones()
+        net = self._network(zones)
+        groups = self._security_groups(net)
+        instances = self._instances(net, groups)
+        database = self._database(net, groups)
+        if settings.load_balancer:
+            addresses = [inst.public_ip for inst in instances]
+            url = self._load_balancer(net, groups, instances)
+        else:
+            addresses, url = self._single_host(instances[0])
+
+        hosts = render.hosts_of(settings)
+        self.site = Site(hosts=list(zip(hosts, addresses, strict=True)), database_url=database.url,
+                         url=url, database_endpoint=database.endpoint)
+        self.register_outputs({"url": url, "hosts": addresses,
+                               "databaseEndpoint": database.endpoint, "databaseUrl": database.url})
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _opts(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self.provider, **kwargs)
+
+    def _invoke(self) -> pulumi.InvokeOptions:
+        return pulumi.InvokeOptions(parent=self, provider=self.provider)
+
+    def _tags(self, part: str) -> dict[str, str]:
+        return {"Name": f"{self._label}-{part}"}
+
+    # -- network ---------------------------------------------------------------------------
+    def _zones(self) -> list[str]:
+        """The first network.zones availability zones of the region open to every account."""
+        found = aws.get_availability_zones(
+            state="available",
+            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                        values=["opt-in-not-required"])],
+            opts=self._invoke())
+        names = sorted(found.names or [])
+        want = self._s.network.zones
+        if len(names) < want:
+            fix = (f"set network.zones to {len(names)}" if len(names) >= 2
+                   else "choose a region with at least 2 (a load balancer and a DB subnet group need 2)")
+            raise pulumi.RunError(
+                f"stack {self._s.stack!r}: flask-stack:network.zones is {want}, but region "
+                f"{self._s.region} has {len(names)} availability zone(s) available "
+                f"({', '.join(names) or 'none'}); {fix}. Nothing was created.")
+        return names[:want]
+
+    def _network(self, zones: list[str]) -> Network:
+        n, s = self._name, self._s
+        vpc = aws.ec2.Vpc(f"{n}-vpc", cidr_block=s.network.vpc_cidr, enable_dns_support=True,
+                          enable_dns_hostnames=True, tags=self._tags("vpc"), opts=self._opts())
+        gateway = aws.ec2.InternetGateway(f"{n}-igw", vpc_id=vpc.id, tags=self._tags("igw"),
+                                          opts=self._opts())
+        public_routes = aws.ec2.RouteTable(f"{n}-public-routes", vpc_id=vpc.id,
+                                           tags=self._tags("public"), opts=self._opts())
+        to_internet = aws.ec2.Route(f"{n}-public-internet", route_table_id=public_routes.id,
+                                    destination_cidr_block=WORLD_V4, gateway_id=gateway.id,
+                                    opts=self._opts())
+        # The private subnets get a table of their own with no route out: the database is
+        # reachable from inside the VPC only, whatever is done to the VPC's main table.
+        private_routes = aws.ec2.RouteTable(f"{n}-private-routes", vpc_id=vpc.id,
+                                            tags=self._tags("private"), opts=self._opts())
+        public_cidrs, private_cidrs = aws_plan.subnet_cidrs(s.network.vpc_cidr, len(zones))
+        public, private, internet = [], [], [to_internet]
+        for i, zone in enumerate(zones):
+            pub = aws.ec2.Subnet(f"{n}-public-{i}", vpc_id=vpc.id, cidr_block=public_cidrs[i],
+                                 availability_zone=zone, map_public_ip_on_launch=True,
+                                 tags=self._tags(f"public-{zone}"), opts=self._opts())
+            internet.append(aws.ec2.RouteTableAssociation(
+                f"{n}-public-{i}-routes", subnet_id=pub.id, route_table_id=public_routes.id,
+                opts=self._opts()))
+            priv = aws.ec2.Subnet(f"{n}-private-{i}", vpc_id=vpc.id, cidr_block=private_cidrs[i],
+                                  availability_zone=zone, map_public_ip_on_launch=False,
+                                  tags=self._tags(f"private-{zone}"), opts=self._opts())
+            aws.ec2.RouteTableAssociation(f"{n}-private-{i}-routes", subnet_id=priv.id,
+                                          route_table_id=private_routes.id, opts=self._opts())
+            public.append(pub)
+            private.append(priv)
+        return Network(vpc=vpc, public=public, private=private, internet=internet)
+
+    # -- security groups ---------------------------------------------------------------------
+    def _security_groups(self, net: Network) -> Groups:
+        n, s = self._name, self._s
+
+        def group(part: str, description: str) -> aws.ec2.SecurityGroup:
+            # AWS gives a new group an allow-all egress rule; the provider removes it, so each
+            # group allows exactly the rules declared below.
+            return aws.ec2.SecurityGroup(f"{n}-{part}", vpc_id=net.vpc.id, description=description,
+                                         tags=self._tags(part), opts=self._opts())
+
+        def ingress(rule: str, sg: aws.ec2.SecurityGroup, port: int, why: str, *,
+                    cidr: str | None = None, ipv6: bool = False,
+                    source: aws.ec2.SecurityGroup | None = None) -> None:
+            aws.vpc.SecurityGroupIngressRule(
+                f"{n}-{rule}", security_group_id=sg.id, ip_protocol="tcp", from_port=port,
+                to_port=port, description=why,
+                cidr_ipv4=cidr if cidr and not ipv6 else None, cidr_ipv6=cidr if ipv6 else None,
+                referenced_security_group_id=source.id if source else None, opts=self._opts())
+
+        hosts = group("hosts", "flask-stack hosts: HTTP from the load balancer, SSH from admins")
+        database = group("db", "flask-stack database: PostgreSQL from the hosts only")
+        balancer = None
+        if s.load_balancer:
+            balancer = group("alb", "flask-stack load balancer: HTTP and HTTPS from anywhere")
+            ingress("alb-http", balancer, HTTP_PORT, "HTTP from anywhere", cidr=WORLD_V4)
+            if aws_plan.has_certificate(s):
+                ingress("alb-https", balancer, HTTPS_PORT, "HTTPS from anywhere", cidr=WORLD_V4)
+            aws.vpc.SecurityGroupEgressRule(
+                f"{n}-alb-to-hosts", security_group_id=balancer.id, ip_protocol="tcp",
+                from_port=HTTP_PORT, to_port=HTTP_PORT, referenced_security_group_id=hosts.id,
+                description="HTTP to the hosts only", opts=self._opts())
+            ingress("hosts-http", hosts, HTTP_PORT, "HTTP from the load balancer", source=balancer)
+        else:  # single-host mode: the host is the front
+            ingress("hosts-http", hosts, HTTP_PORT, "HTTP from anywhere", cidr=WORLD_V4)
+            ingress("hosts-https", hosts, HTTPS_PORT, "HTTPS from anywhere", cidr=WORLD_V4)
+        for src in aws_plan.ssh_sources(s):
+            ingress(f"hosts-ssh-{src.slug}", hosts, s.ssh.port, f"SSH from {src.why}",
+                    cidr=src.cidr, ipv6=src.ipv6)
+        # Hosts reach out for OS packages and security updates (no NAT: they sit in public subnets).
+        aws.vpc.SecurityGroupEgressRule(
+            f"{n}-hosts-egress", security_group_id=hosts.id, ip_protocol="-1", cidr_ipv4=WORLD_V4,
+            description="packages, security updates, the database", opts=self._opts())
+        ingress("db-postgres", database, POSTGRES_PORT, "PostgreSQL from the hosts", source=hosts)
+        return Groups(hosts=hosts, database=database, balancer=balancer)
+
+    # -- hosts -------------------------------------------------------------------------------
+    def _instances(self, net: Network, groups: Groups) -> list[aws.ec2.Instance]:
+        n, s = self._name, self._s
+        query = aws_plan.ami_query(s.hosts.image, s.hosts.arch)
+        image = aws.ec2.get_ami(
+            owners=[query.owner], most_recent=True,
+            filters=[aws.ec2.GetAmiFilterArgs(name="name", values=[query.name]),
+                     aws.ec2.GetAmiFilterArgs(name="architecture", values=[query.architecture]),
+                     aws.ec2.GetAmiFilterArgs(name="virtualization-type", values=["hvm"]),
+                     aws.ec2.GetAmiFilterArgs(name="root-device-type", values=["ebs"])],
+            opts=self._invoke())
+        key = aws.ec2.KeyPair(f"{n}-key", public_key=s.ssh.public_key, tags=self._tags("key"),
+                              opts=self._opts())
+        instances = []
+        for i, host in enumerate(render.hosts_of(s)):
+            zone = i % len(net.public)
+            instances.append(aws.ec2.Instance(
+                f"{n}-{host.name}", ami=image.id, instance_type=s.hosts.size,
+                subnet_id=net.public[zone].id, vpc_security_group_ids=[groups.hosts.id],
+                key_name=key.key_name, associate_public_ip_address=True,
+                metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+                    http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+                root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+                    volume_type="gp3", volume_size=s.hosts.disk_gb, encrypted=True,
+                    delete_on_termination=True),
+                tags={**aws_plan.tags(s), **self._tags(host.name)},
+                # A newer image must not replace running hosts: new images reach new hosts only.
+                # The route out comes first: bootstrap installs packages as soon as it can log in.
+                opts=self._opts(ignore_changes=["ami"], depends_on=net.internet)))
+        return instances
+
+    def _single_host(self, instance: aws.ec2.Instance) -> tuple[list[pulumi.Output[str]], pulumi.Output[str]]:
+        """No balancer: the host keeps one address across stop/start, DNS points at it."""
+        n, s = self._name, self._s
+        address = aws.ec2.Eip(f"{n}-{render.hosts_of(s)[0].name}-ip", domain="vpc",
+                              instance=instance.id, tags=self._tags("ip"), opts=self._opts())
+        if s.domain.dns_records:
+            zone = self._zone_id()
+            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
+                aws.route53.Record(f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A", ttl=300,
+                                   records=[address.public_ip], opts=self._opts())
+        scheme = "https" if s.tls.enabled else "http"
+        url = (pulumi.Output.from_input(f"{scheme}://{s.domain.name}/") if s.domain.name
+               else pulumi.Output.concat(f"{scheme}://", address.public_ip, "/"))
+        return [address.public_ip], url
+
+    # -- load balancer -----------------------------------------------------------------------
+    def _load_balancer(self, net: Network, groups: Groups,
+                       instances: list[aws.ec2.Instance]) -> pulumi.Output[str]:
+        n, s = self._name, self._s
+        assert groups.balancer is not None
+        alb = aws.lb.LoadBalancer(
+            f"{n}-alb", load_balancer_type="application", internal=False, ip_address_type="ipv4",
+            subnets=[subnet.id for subnet in net.public], security_groups=[groups.balancer.id],
+            drop_invalid_header_fields=True, desync_mitigation_mode="defensive",
+            # 60 s idle: below the hosts' Nginx keep-alive behind a balancer (75 s, stack/render.py),
+            # so the balancer, never Nginx, closes an idle connection (no 502 on a reused one).
+            enable_deletion_protection=not s.ephemeral, enable_http2=True, idle_timeout=60,
+            tags=self._tags("alb"), opts=self._opts(depends_on=net.internet))
+        target = aws.lb.TargetGroup(
+            f"{n}-web", port=HTTP_PORT, protocol="HTTP", target_type="instance", vpc_id=net.vpc.id,
+            deregistration_delay=30,
+            health_check=aws.lb.TargetGroupHealthCheckArgs(
+                enabled=True, protocol="HTTP", port="traffic-port", path=s.deploy.health_path,
+                matcher="200", interval=10, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
+            tags=self._tags("web"), opts=self._opts())
+        for host, instance in zip(render.hosts_of(s), instances, strict=True):
+            aws.lb.TargetGroupAttachment(f"{n}-{host.name}-target", target_group_arn=target.arn,
+                                         target_id=instance.id, port=HTTP_PORT, opts=self._opts())
+        forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target.arn)
+
+        if not aws_plan.has_certificate(s):
+            aws.lb.Listener(f"{n}-http", load_balancer_arn=alb.arn, port=HTTP_PORT, protocol="HTTP",
+                            default_actions=[forward], opts=self._opts())
+            return pulumi.Output.concat("http://", alb.dns_name, "/")
+
+        aws.lb.Listener(
+            f"{n}-https", load_balancer_arn=alb.arn, port=HTTPS_PORT, protocol="HTTPS",
+            ssl_policy=aws_plan.TLS_POLICY, certificate_arn=self._certificate(),
+            default_actions=[forward], opts=self._opts())
+        aws.lb.Listener(
+            f"{n}-http", load_balancer_arn=alb.arn, port=HTTP_PORT, protocol="HTTP",
+            default_actions=[aws.lb.ListenerDefaultActionArgs(
+                type="redirect", redirect=aws.lb.ListenerDefaultActionRedirectArgs(
+                    protocol="HTTPS", port=str(HTTPS_PORT), status_code="HTTP_301"))],
+            opts=self._opts())
+        if s.domain.dns_records:
+            zone = self._zone_id()
+            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
+                aws.route53.Record(
+                    f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A",
+                    aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
+                                                         evaluate_target_health=True)],
+                    opts=self._opts())
+        return pulumi.Output.from_input(f"https://{s.domain.name}/")
+
+    def _zone_id(self) -> str:
+        """domain.route53Zone's id (a public zone: records there are what the world resolves)."""
+        if self._zone is None:
+            found = aws.route53.get_zone(name=self._s.domain.route53_zone, private_zone=False,
+                                         opts=self._invoke())
+            self._zone = found.zone_id
+        return self._zone
+
+    def _certificate(self) -> pulumi.Input[str]:
+        """domain.certificateArn, or a certificate issued for the domain (and www) and validated
+        through DNS records in domain.route53Zone; the listener waits for the validation."""
+        n, s = self._name, self._s
+        if s.domain.certificate_arn:
+            return s.domain.certificate_arn
+        names = aws_plan.site_names(s)
+        zone = self._zone_id()
+        cert = aws.acm.Certificate(f"{n}-cert", domain_name=names[0],
+                                   subject_alternative_names=names[1:], validation_method="DNS",
+                                   tags=self._tags("cert"), opts=self._opts())
+        records = []
+        for part, fqdn in zip(("apex", "www"), names, strict=False):
+            option = cert.domain_validation_options.apply(lambda options, fqdn=fqdn: _option(options, fqdn))
+            records.append(aws.route53.Record(
+                f"{n}-cert-{part}", zone_id=zone, name=option.resource_record_name,
+                type=option.resource_record_type, records=[option.resource_record_value], ttl=60,
+                allow_overwrite=True, opts=self._opts()))
+        validation = aws.acm.CertificateValidation(
+            f"{n}-cert-validation", certificate_arn=cert.arn,
+            validation_record_fqdns=[record.fqdn for record in records], opts=self._opts())
+        return validation.certificate_arn
+
+    # -- database ----------------------------------------------------------------------------
+    def _database(self, net: Network, groups: Groups) -> Database:
+        n, s = self._name, self._s
+        db = s.database
+        # Letters and digits only: nothing RDS refuses ("/", "@", '"', space) and nothing a URL
+        # must escape; 32 of them are ~190 bits.
+        password = random.RandomPassword(f"{n}-db-password", length=32, special=False,
+                                         opts=pulumi.ResourceOptions(parent=self))
+        subnets = aws.rds.SubnetGroup(f"{n}-db", subnet_ids=[p.id for p in net.private],
+                                      description="flask-stack database: private subnets",
+                                      tags=self._tags("db"), opts=self._opts())
+        params = aws.rds.ParameterGroup(
+            f"{n}-db", family=f"postgres{db.engine_version}",
+            description="flask-stack database: TLS required",
+            parameters=[aws.rds.ParameterGroupParameterArgs(name="rds.force_ssl", value="1",
+                                                            apply_method="immediate")],
+            tags=self._tags("db"), opts=self._opts())
+        final_snapshot = None
+        if not s.ephemeral:
+            suffix = random.RandomId(f"{n}-db-final-snapshot", byte_length=4,
+                                     opts=pulumi.ResourceOptions(parent=self))
+            final_snapshot = pulumi.Output.concat(self._label, "-final-", suffix.hex)
+        instance = aws.rds.Instance(
+            f"{n}-db", engine="postgres", engine_version=db.engine_version,
+            instance_class=db.size, allocated_storage=db.storage_gb, storage_type="gp3",
+            storage_encrypted=True, publicly_accessible=False, port=POSTGRES_PORT,
+            db_subnet_group_name=subnets.name, vpc_security_group_ids=[groups.database.id],
+            parameter_group_name=params.name, db_name=db.name, username=db.user,
+            password=password.result, backup_retention_period=db.backup_retention_days,
+            multi_az=db.high_availability, deletion_protection=not s.ephemeral,
+            skip_final_snapshot=s.ephemeral, final_snapshot_identifier=final_snapshot,
+            delete_automated_backups=s.ephemeral, copy_tags_to_snapshot=True,
+            auto_minor_version_upgrade=True, tags=self._tags("db"), opts=self._opts())
+        url = pulumi.Output.all(instance.address, instance.port, password.result).apply(
+            lambda a: aws_plan.database_url(db.user, a[2], a[0], a[1], db.name))
+        endpoint = pulumi.Output.all(instance.address, instance.port).apply(
+            lambda a: f"{a[0]}:{int(a[1])}")
+        return Database(url=pulumi.Output.secret(url), endpoint=endpoint)
+
+
+def _option(options, fqdn: str):
+    """The certificate's DNS validation record for one of its names."""
+    for option in options or []:
+        if option.domain_name == fqdn:
+            return option
+    raise pulumi.RunError(f"ACM gave no DNS validation record for {fqdn}")
