@@ -356,7 +356,9 @@ class AwsSite(pulumi.ComponentResource):
             multi_az=db.high_availability, deletion_protection=not s.ephemeral,
             skip_final_snapshot=s.ephemeral, final_snapshot_identifier=final_snapshot,
             delete_automated_backups=s.ephemeral, copy_tags_to_snapshot=True,
-            auto_minor_version_upgrade=True, tags=self._tags("db"), opts=self._opts())
+            auto_minor_version_upgrade=True, tags=self._tags("db"),
+            # On prod, Pulumi itself refuses to delete the database and a destroy leaves it be.
+            opts=self._opts(protect=s.is_prod, retain_on_delete=s.is_prod))
         url = pulumi.Output.all(instance.address, instance.port, password.result).apply(
             lambda a: aws_plan.database_url(db.user, a[2], a[0], a[1], db.name))
         endpoint = pulumi.Output.all(instance.address, instance.port).apply(

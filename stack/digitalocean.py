@@ -224,8 +224,10 @@ class DigitalOceanSite(pulumi.ComponentResource):
             size=db.size, region=s.region, node_count=2 if db.high_availability else 1,
             private_network_uuid=vpc.id, tags=[stack_tag.name], project_id=project_id,
             maintenance_windows=[do.DatabaseClusterMaintenanceWindowArgs(day="sunday", hour="03:00:00")],
-            # Not even `pulumi destroy` deletes the database of a lasting stack.
-            opts=pulumi.ResourceOptions(parent=self, protect=not s.ephemeral))
+            # Not even `pulumi destroy` deletes the database of a lasting stack; on prod a
+            # destroy after `pulumi state unprotect` still leaves it in the account.
+            opts=pulumi.ResourceOptions(parent=self, protect=not s.ephemeral,
+                                        retain_on_delete=s.is_prod))
         database = do.DatabaseDb(f"{name}-db-database", cluster_id=cluster.id, name=db.name, opts=child)
         user = do.DatabaseUser(f"{name}-db-user", cluster_id=cluster.id, name=db.user, opts=child)
         firewall = do.DatabaseFirewall(

@@ -50,6 +50,7 @@ RESERVED_APP_NAMES = frozenset({
 })
 RESERVED_ENV = frozenset({"DATABASE_URL", "PATH", "HOME", "USER", "PYTHONPATH", "LISTEN_FDS",
                           "LISTEN_PID", "NOTIFY_SOCKET", "FLASK_STACK_RELEASE"})
+PROD_STACKS = frozenset({"prod", "production"})
 RESERVED_DB_USERS = frozenset({"postgres", "admin", "rdsadmin", "doadmin", "root", "public"})
 
 _NAME = r"[a-z][a-z0-9-]{0,30}[a-z0-9]"
@@ -190,6 +191,11 @@ class Settings:
     ephemeral: bool
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
+
+    @property
+    def is_prod(self) -> bool:
+        """The production stack: protection can never be turned off there."""
+        return self.stack in PROD_STACKS
 
     @property
     def trusted_proxies(self) -> tuple[str, ...]:
@@ -807,7 +813,7 @@ def _network(r: Reader, platform: str | None, errors: list[str]) -> Network:
 def _ephemeral(top: Reader, stack: str) -> bool:
     review = re.fullmatch(r"pr-[0-9]+", stack) is not None
     ephemeral = top.boolean("ephemeral", review)
-    if ephemeral and stack == "prod":
+    if ephemeral and stack in PROD_STACKS:
         top.error("ephemeral", "can never be true on the prod stack: it would turn off deletion "
                                "protection and final snapshots")
     return ephemeral

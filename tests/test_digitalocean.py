@@ -65,11 +65,12 @@ def do_mocks(*, account_keys: list[dict] | None = None, domains: tuple[str, ...]
         })
 
 
-def run(name_or_config: str | dict, *, stack: str = "test", mocks=None, **changes) -> Run:
+def run(name_or_config: str | dict, *, stack: str = "test", mocks=None,
+        secret_keys: tuple[str, ...] = ("ssh",), **changes) -> Run:
     if isinstance(name_or_config, str):
         config, keys = example_config(name_or_config)
     else:
-        config, keys = name_or_config, ("ssh",)
+        config, keys = name_or_config, secret_keys
     config = with_changes(config, **changes)
     return run_program(config, stack=stack, secret_keys=keys, mocks=mocks or do_mocks())
 
