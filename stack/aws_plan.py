@@ -57,8 +57,11 @@ def subnet_cidrs(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
 
 
 def tags(settings: Settings) -> dict[str, str]:
-    """Every resource's tags (the provider's default tags)."""
-    return {"Project": settings.project, "Stack": settings.stack, "ManagedBy": "pulumi"}
+    """Every resource's tags (the provider's default tags); an ephemeral stack's carry its expiry."""
+    tags = {"Project": settings.project, "Stack": settings.stack, "ManagedBy": "pulumi"}
+    if settings.expires_at:
+        tags["ExpiresAt"] = settings.expires_at
+    return tags
 
 
 def label(settings: Settings) -> str:

@@ -88,6 +88,10 @@ class DigitalOceanSite(pulumi.ComponentResource):
         project_id = project.id if project else None
 
         stack_tag = do.Tag(f"{name}-stack-tag", name=prefix, opts=child)
+        # DigitalOcean tags are bare names: an ephemeral stack's expiry is one of its own, on
+        # everything that takes tags (droplets and the database cluster).
+        expiry_tags = ([do.Tag(f"{name}-expiry-tag", name=f"expires-at:{s.expires_at}", opts=child).name]
+                       if s.expires_at else [])
         web_tag = do.Tag(f"{name}-web-tag", name=f"{prefix}-web", opts=child)
         vpc = do.Vpc(f"{name}-vpc", name=prefix, region=s.region, ip_range=s.network.vpc_cidr,
                      description=f"flask-stack {s.stack}", opts=child)
@@ -97,7 +101,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
             do.Droplet(
                 f"{name}-{host.name}", name=f"{prefix}-{host.name}", image=IMAGES[s.hosts.image],
                 region=s.region, size=s.hosts.size, vpc_uuid=vpc.id, ssh_keys=[key],
-                tags=[stack_tag.name, web_tag.name], monitoring=True, droplet_agent=True,
+                tags=[stack_tag.name, web_tag.name, *expiry_tags], monitoring=True, droplet_agent=True,
                 graceful_shutdown=True,
                 # The key only matters when a droplet is made; rotating it must not replace hosts.
                 opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ssh_keys"]))
@@ -114,8 +118,8 @@ class DigitalOceanSite(pulumi.ComponentResource):
                              opts=child)
 
         self._firewall(name, s, prefix, web_tag, balancer, child)
-        database_url, endpoint, admin = self._database(name, s, prefix, vpc, stack_tag, web_tag,
-                                                       project_id)
+        database_url, endpoint, admin = self._database(name, s, prefix, vpc, [stack_tag.name, *expiry_tags],
+                                                       web_tag, project_id)
         if project is not None:
             do.ProjectResources(f"{name}-project-droplets", project=project.id,
                                 resources=[d.droplet_urn for d in droplets], opts=child)
@@ -214,7 +218,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         return do.Firewall(f"{name}-firewall", name=f"{prefix}-web", tags=[web_tag.name],
                            inbound_rules=inbound, outbound_rules=outbound, opts=child)
 
-    def _database(self, name: str, s: Settings, prefix: str, vpc: do.Vpc, stack_tag: do.Tag,
+    def _database(self, name: str, s: Settings, prefix: str, vpc: do.Vpc, tags: list[pulumi.Output[str]],
                   web_tag: do.Tag, project_id: pulumi.Input[str] | None,
                   ) -> tuple[pulumi.Output[str], pulumi.Output[str], DatabaseAdmin]:
         db = s.database
@@ -222,7 +226,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         cluster = do.DatabaseCluster(
             f"{name}-db", name=f"{prefix}-db", engine="pg", version=db.engine_version,
             size=db.size, region=s.region, node_count=2 if db.high_availability else 1,
-            private_network_uuid=vpc.id, tags=[stack_tag.name], project_id=project_id,
+            private_network_uuid=vpc.id, tags=tags, project_id=project_id,
             maintenance_windows=[do.DatabaseClusterMaintenanceWindowArgs(day="sunday", hour="03:00:00")],
             # Not even `pulumi destroy` deletes the database of a lasting stack; on prod a
             # destroy after `pulumi state unprotect` still leaves it in the account.

@@ -189,6 +189,7 @@ class Settings:
     ssh: Ssh
     network: Network
     ephemeral: bool
+    expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
 
@@ -252,6 +253,9 @@ def load(
     ssh = _ssh(section("ssh"), platform, hosts.image, defaults, errors)
     network = _network(section("network"), platform, errors)
     ephemeral = _ephemeral(top, stack)
+    expires_at = _expires_at(top, ephemeral)
+    if ephemeral and platform in CLOUDS:
+        hosts, database = _smallest(hosts, database, defaults)
     do_project = top.boolean("doProject", platform == "digitalocean")
     if do_project and platform != "digitalocean" and platform is not None:
         top.error("doProject", "is only for platform digitalocean; remove it")
@@ -263,7 +267,8 @@ def load(
         project=PROJECT, stack=stack, platform=platform, region=region,
         load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
         tls=tls, front=front, rate_limit=rate_limit, deploy=deploy, ssh=ssh, network=network,
-        ephemeral=ephemeral, do_project=bool(do_project), deferred=tuple(deferred or ()),
+        ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project),
+        deferred=tuple(deferred or ()),
     )
 
 
@@ -816,7 +821,43 @@ def _ephemeral(top: Reader, stack: str) -> bool:
     if ephemeral and stack in PROD_STACKS:
         top.error("ephemeral", "can never be true on the prod stack: it would turn off deletion "
                                "protection and final snapshots")
-    return ephemeral
+        return False
+    return bool(ephemeral)
+
+
+def _expires_at(top: Reader, ephemeral: bool) -> str | None:
+    how = ("pulumi config set expiresAt \"$(date -u -d '+7 days' +%Y-%m-%dT%H:%M:%SZ)\" "
+           "(the review-stack workflow sets it on every push)")
+    value = top.string("expiresAt", None, pattern=r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z",
+                       expect='a UTC time like "2026-12-01T18:00:00Z"')
+    if value:
+        import datetime
+
+        try:
+            datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            top.error("expiresAt", f"is not a real time: {describe(value)}")
+        if not ephemeral:
+            top.error("expiresAt", "is only for ephemeral stacks (pr-<number>, or ephemeral: true); "
+                                   "remove it")
+    elif ephemeral and top.data.get("expiresAt") is None:
+        top.needed_to_deploy("expiresAt", f"is required on an ephemeral stack: every resource is "
+                                          f"tagged with it so a cleanup job can destroy the stack "
+                                          f"after it; {how}")
+    return value
+
+
+def _smallest(hosts: Hosts, database: Database, defaults: dict[str, str]) -> tuple[Hosts, Database]:
+    """An ephemeral stack runs on the smallest sizes whatever the config it was copied from says:
+    the platform's default host and database sizes, no standby, the least storage."""
+    import dataclasses
+
+    hosts = dataclasses.replace(hosts, size=defaults["hostSize"],
+                                arch="x86_64" if hosts.arch == "aarch64" and
+                                not re.match(r"[a-z]+[0-9]+[a-z]*g", defaults["hostSize"]) else hosts.arch)
+    database = dataclasses.replace(database, size=defaults["databaseSize"], high_availability=False,
+                                   storage_gb=min(database.storage_gb, 20) if database.storage_gb else 0)
+    return hosts, database
 
 
 # -- sources --------------------------------------------------------------------------------

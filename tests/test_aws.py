@@ -31,7 +31,7 @@ from tests.support.cloud import (
     waits_for,
     with_changes,
 )
-from tests.support.mocks import Registered, Run, Secret, StrictMocks, run_program
+from tests.support.mocks import REVIEW_EXPIRY, Registered, Run, Secret, StrictMocks, run_program
 from tests.support.replay import comparable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +204,7 @@ VARIANTS: dict[str, tuple[dict, tuple[str, ...], str]] = {
     "certificate-arn": (with_changes(MINIMAL, domain={"name": "app.example.org", "wwwRedirect": False,
                                                       "certificateArn": CERT_ARN}),
                         MINIMAL_KEYS, "test"),
-    "ephemeral": (MINIMAL, MINIMAL_KEYS, "pr-7"),
+    "ephemeral": (with_changes(MINIMAL, expiresAt=REVIEW_EXPIRY), MINIMAL_KEYS, "pr-7"),
     # A bastion given by address, and an IPv6 admin network.
     "bastion-ip": (with_changes(MINIMAL, ssh={**MINIMAL["ssh"], "bastion": {"host": "192.0.2.50"},
                                               "adminCidrs": ["203.0.113.0/28", "2001:db8:7::/48"]}),
@@ -250,7 +250,8 @@ def test_every_aws_resource_and_lookup_goes_through_the_sites_own_provider(g):
     provider = g.one(PROVIDER)
     assert provider.inputs["region"] == g.settings.region, provider.urn
     tags = json.loads(provider.inputs["defaultTags"])["tags"]
-    assert tags == {"Project": "flask-stack", "Stack": g.stack, "ManagedBy": "pulumi"}, provider.urn
+    expiry = {"ExpiresAt": g.settings.expires_at} if g.settings.ephemeral else {}
+    assert tags == {"Project": "flask-stack", "Stack": g.stack, "ManagedBy": "pulumi", **expiry}, provider.urn
     resources = [r for r in g.all if r.type.startswith("aws:")]
     assert len(resources) > 20
     for r in resources:

@@ -568,7 +568,48 @@ def test_defaults(platform):
     ("pr-12-b", False), ("staging", False),
 ])
 def test_ephemeral_default_follows_the_stack_name(stack, ephemeral):
-    assert load(minimal("digitalocean"), stack=stack).ephemeral is ephemeral
+    assert load(minimal("digitalocean"), stack=stack, offline=True).ephemeral is ephemeral
+
+
+EXPIRY = "2026-12-01T18:00:00Z"
+
+
+def test_an_ephemeral_stack_needs_an_expiry_to_deploy():
+    errors = errors_of(minimal("aws"), stack="pr-12")
+    assert [e.split(":")[1] for e in errors] == ["expiresAt"]
+    assert "pulumi config set expiresAt" in errors[0]
+    offline = load(minimal("aws"), stack="pr-12", offline=True)
+    assert any(note.startswith("flask-stack:expiresAt: is required") for note in offline.deferred)
+    assert load(changed(minimal("aws"), {"expiresAt": EXPIRY}), stack="pr-12").expires_at == EXPIRY
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("2026-12-01", "UTC time"), ("2026-12-01T18:00:00+01:00", "UTC time"),
+    ("2026-02-30T18:00:00Z", "not a real time"), (20261201, "UTC time"),
+])
+def test_a_bad_expiry_is_refused(value, fragment):
+    errors = errors_of(changed(minimal("aws"), {"expiresAt": value}), stack="pr-12")
+    assert any(e.startswith("flask-stack:expiresAt:") and fragment in e for e in errors), errors
+
+
+def test_an_expiry_on_a_lasting_stack_is_refused():
+    errors = errors_of(changed(minimal("aws"), {"expiresAt": EXPIRY}), stack="staging")
+    assert errors == ["flask-stack:expiresAt: is only for ephemeral stacks (pr-<number>, or "
+                      "ephemeral: true); remove it"]
+
+
+@pytest.mark.parametrize("platform, host, database", [
+    ("aws", "t3.small", "db.t4g.micro"), ("digitalocean", "s-1vcpu-1gb", "db-s-1vcpu-1gb")])
+def test_an_ephemeral_stack_runs_on_the_smallest_sizes(platform, host, database):
+    raw = changed(good(platform), {"expiresAt": EXPIRY, "ephemeral": DELETE})
+    if platform == "aws":
+        raw = changed(raw, {"hosts.size": "m7g.large", "hosts.arch": DELETE})
+    review = load(raw, stack="pr-3")
+    assert (review.hosts.size, review.database.size) == (host, database)
+    assert review.database.high_availability is False and review.hosts.arch == "x86_64"
+    assert review.hosts.count == good(platform)["hosts"]["count"]  # sizes only, not how many
+    lasting = load(changed(raw, {"expiresAt": DELETE}), stack="staging")
+    assert lasting.database.high_availability is True and lasting.hosts.size != host
 
 
 def test_ephemeral_can_be_turned_off_on_a_review_stack():
@@ -898,14 +939,14 @@ def test_dev_stack_loads_offline():
 
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
-    "digitalocean": {"ssh.hostKey",  # new droplets make their own host keys at first boot
+    "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
                      "hosts.trustedProxies", "database.url", "database.storageGb",  # rejected here
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones"},
-    "aws": {"ssh.hostKey", "hosts.trustedProxies", "database.url", "doProject",
+    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "database.url", "doProject",
             "domain.certificateArn"},  # the example issues its certificate through route53Zone
     "existing": {"region", "loadBalancer", "hosts.count", "hosts.size",  # no meaning or must stay unset
-                 "doProject", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
+                 "doProject", "expiresAt", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
                  "hosts.diskGb", "network.zones",
                  "database.engineVersion", "database.backupRetentionDays", "database.highAvailability",
                  "database.name", "database.user",  # database.url names the database

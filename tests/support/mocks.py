@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
 
 PROJECT = "flask-stack"
+REVIEW_EXPIRY = "2026-12-01T18:00:00Z"  # expiresAt of the review stacks (pr-<n>) the tests run
 
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 - Pulumi's marker of a secret, not one
@@ -137,6 +139,8 @@ def set_config(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Non
 
 def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tuple[str, ...] = (),
                 mocks: pulumi_mocks.Mocks | None = None) -> Run:
+    if re.fullmatch(r"pr-[0-9]+", stack) and "expiresAt" not in config:
+        config = {**config, "expiresAt": REVIEW_EXPIRY}  # as the review-stack workflow sets it
     monitor = RecordingMonitor(mocks or StrictMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False,
                              monitor=monitor)
