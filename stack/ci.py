@@ -7,6 +7,8 @@ The workflows' shell scripts (.github/scripts/) only glue these to the Pulumi an
   review-config STACK               write Pulumi.pr-<n>.yaml for a review stack on a fresh runner
   allow-ssh-from STACK CIDR         add the runner's address to Pulumi.<stack>.yaml's ssh.adminCidrs
   expired                           the review stacks the scheduled sweep destroys (JSON list)
+  has-stack NAME                    exit 0 when `pulumi stack ls --json` (stdin) lists the stack
+  find-comment --marker M           the id of the bot's comment holding <!-- M --> (`gh api` on stdin)
 
 Review stacks on a self-managed backend: the stack's config lives in Pulumi.pr-<n>.yaml, which only
 exists on the runner that made it, and such backends keep no stack tags. So every run rebuilds the
@@ -196,6 +198,45 @@ def expired(stacks: Iterable[Mapping[str, Any]], *, now: datetime, ttl: timedelt
     return found
 
 
+def has_stack(listing: Iterable[Mapping[str, Any]], name: str) -> bool:
+    """Whether `pulumi stack ls --json` lists `name` (plain, or qualified as on Pulumi Cloud)."""
+    return any(str(e.get("name", "")) == name or str(e.get("name", "")).endswith(f"/{name}")
+               for e in listing)
+
+
+# -- pull-request comments ------------------------------------------------------------------------
+BOT = "github-actions[bot]"
+
+
+def json_values(text: str) -> list[Any]:
+    """Every JSON value in `text`: `gh api --paginate` prints one array per page, back to back."""
+    decoder, values, at = json.JSONDecoder(), [], 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at >= len(text):
+            return values
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except ValueError as exc:
+            raise CiError(f"not JSON at character {at}: {exc}") from None
+        values.append(value)
+
+
+def find_comment(pages: Iterable[Any], marker: str, author: str = BOT) -> int | None:
+    """The id of the first comment by `author` that holds `<!-- marker -->`; a comment by anyone
+    else is never edited, even if it quotes the marker."""
+    tag = f"<!-- {marker} -->"
+    for page in pages:
+        for item in page if isinstance(page, list) else [page]:
+            if not isinstance(item, Mapping):
+                continue
+            login = (item.get("user") or {}).get("login")
+            if login == author and tag in str(item.get("body") or ""):
+                return int(item["id"])
+    return None
+
+
 # -- command line -------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stack.ci", description=__doc__.split("\n\n")[0])
@@ -237,7 +278,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--open-prs", type=Path, help="`gh pr list --state open --json number` output")
     p.add_argument("--ttl-days", type=float, default=7)
     p.add_argument("--now", help="ISO time to judge by (default: now)")
-    p.add_argument("--only", help="judge this stack only (an empty list: keep it)")
+    p.add_argument("--only", help="judge this stack (pr-<n>) only; an empty list: keep it")
+
+    p = commands.add_parser("has-stack", help="exit 0 when `pulumi stack ls --json` (stdin) lists NAME")
+    p.add_argument("name")
+
+    p = commands.add_parser("find-comment", help="id of the bot's comment holding the marker")
+    p.add_argument("--marker", required=True)
+    p.add_argument("--author", default=BOT)
 
     args = parser.parse_args(argv)
     try:
@@ -304,16 +352,37 @@ def _expired(args: argparse.Namespace) -> int:
     if now is None:
         raise CiError(f"--now {args.now!r} is not an ISO time")
     found = expired(listing, now=now, ttl=timedelta(days=args.ttl_days), open_prs=open_prs)
+    # Plain pr-<n> names: the workflows run in the project's directory, and a stack's concurrency
+    # group (flask-stack-pr-<n>) must be the same whoever runs on it.
+    names = [f"pr-{item.number}" for item in found]
     if args.only:
-        found = [e for e in found if e.name == args.only]
+        names = [name for name in names if name == args.only]
     for item in found:
-        print(f"{item.name}: {item.reason}", file=sys.stderr)
-    print(json.dumps([item.name for item in found]))
+        if not args.only or f"pr-{item.number}" == args.only:
+            print(f"pr-{item.number}: {item.reason}", file=sys.stderr)
+    print(json.dumps(names))
+    return 0
+
+
+def _has_stack(args: argparse.Namespace) -> int:
+    listing = json.loads(sys.stdin.read() or "[]")
+    if not isinstance(listing, list):
+        raise CiError("expected the JSON list `pulumi stack ls --json` prints")
+    return 0 if has_stack(listing, args.name) else 1
+
+
+def _find_comment(args: argparse.Namespace) -> int:
+    if not re.fullmatch(r"[a-z0-9-]+", args.marker):
+        raise CiError(f"marker {args.marker!r}: use lower-case letters, digits and dashes")
+    found = find_comment(json_values(sys.stdin.read()), args.marker, args.author)
+    if found is not None:
+        print(found)
     return 0
 
 
 COMMANDS = {"affected": _affected, "preview-comment": _preview_comment, "review-comment": _review_comment,
-            "review-config": _review_config, "allow-ssh-from": _allow_ssh_from, "expired": _expired}
+            "review-config": _review_config, "allow-ssh-from": _allow_ssh_from, "expired": _expired,
+            "has-stack": _has_stack, "find-comment": _find_comment}
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def test_expired_command_prints_a_matrix_list(tmp_path):
     result = cli("expired", "--now", NOW.isoformat(), "--open-prs", str(tmp_path / "open.json"),
                  stdin=json.dumps(STACK_LS))
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["pr-1", "pr-4", "organization/flask-stack/pr-5", "pr-6"]
+    assert json.loads(result.stdout) == ["pr-1", "pr-4", "pr-5", "pr-6"]  # plain names, for the matrix
     assert "pr-4: pull request #4 is closed" in result.stderr
     only = cli("expired", "--now", NOW.isoformat(), "--only", "pr-2", stdin=json.dumps(STACK_LS))
     assert json.loads(only.stdout) == []  # pushed to since: the destroy job leaves it
