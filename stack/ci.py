@@ -256,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--state", choices=("up", "failed", "destroyed"), required=True)
     p.add_argument("--url", default="")
     p.add_argument("--sha", default="")
-    p.add_argument("--ttl-days", type=int, default=7)
+    p.add_argument("--ttl-days", type=float, default=7)
     p.add_argument("--reason", default="")
     p.add_argument("--run-url", default="")
 

@@ -185,7 +185,7 @@ def _cell(text: str) -> str:
 
 
 # -- the review-stack comment -------------------------------------------------------------------
-def review_comment(stack: str, *, state: str, url: str = "", sha: str = "", ttl_days: int = 7,
+def review_comment(stack: str, *, state: str, url: str = "", sha: str = "", ttl_days: float = 7,
                    reason: str = "", run_url: str = "", now: datetime | None = None) -> str:
     """The comment that gives a pull request its review stack's address (state "up"), says an
     update failed ("failed"), or that the stack is gone ("destroyed", with the reason)."""
@@ -198,7 +198,7 @@ def review_comment(stack: str, *, state: str, url: str = "", sha: str = "", ttl_
         expires = (now + timedelta(days=ttl_days)).strftime("%Y-%m-%d %H:%M UTC")
         lines += [f"**{url or '(no url output)'}** serves this pull request{at}.{run}", "",
                   f"It is updated on every push and destroyed when the pull request closes, or "
-                  f"after {ttl_days} days without a push (about {expires} if nothing is pushed)."]
+                  f"after {ttl_days:g} days without a push (about {expires} if nothing is pushed)."]
     elif state == "failed":
         lines += [f"⚠️ Updating the review stack{at} failed{run}. Whatever the previous update "
                   "built is still up; the next push tries again."]
