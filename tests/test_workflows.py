@@ -114,6 +114,26 @@ def test_shellcheck_finds_a_broken_script(tmp_path):
     assert result.returncode == 1 and "SC2045" in result.stdout, result.stdout
 
 
+def run_blocks() -> list[tuple[str, str]]:
+    found = []
+    for path in [*WORKFLOW_FILES, *ACTION_FILES]:
+        document = load(path)
+        every = [s for job in (document.get("jobs") or {}).values() for s in steps(job)]
+        every += (document.get("runs") or {}).get("steps") or []
+        found += [(f"{path.name}: {s.get('name') or s['run'][:40]}", s["run"]) for s in every if "run" in s]
+    return found
+
+
+@pytest.mark.parametrize(("where", "script"), run_blocks(), ids=[w for w, _ in run_blocks()])
+def test_shellcheck_passes_on_every_run_block(where, script, tmp_path):
+    """What actionlint does with shellcheck, also where actionlint cannot be installed."""
+    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    path = tmp_path / "step.sh"
+    path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)  # GitHub's bash -e {0}
+    result = subprocess.run([shellcheck, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{where}\n{result.stdout}"
+
+
 def test_every_script_is_executable_with_a_bash_shebang():
     for path in SCRIPT_FILES:
         if path.name == "lib.sh":  # sourced, never run
@@ -219,6 +239,27 @@ def test_jobs_on_pull_requests_with_secrets_skip_forks():
                 not_forks = "github.event.pull_request.head.repo.full_name == github.repository"
                 assert not_forks in job.get("if", ""), (
                     f"{path.name}:{name} hands secrets to a pull request's code without excluding forks")
+
+
+def test_expressions_name_steps_and_jobs_that_exist():
+    """steps.<id> names an earlier step of the same job; needs.<job> a job this one needs."""
+    for path in WORKFLOW_FILES:
+        document = load(path)
+        for name, job in document["jobs"].items():
+            needs = job.get("needs") or []
+            needs = [needs] if isinstance(needs, str) else needs
+            text = json.dumps(job)
+            for other in re.findall(r"needs\.([A-Za-z0-9_-]+)\.", text):
+                assert other in needs and other in document["jobs"], f"{path.name}:{name}: needs.{other}"
+            seen: list[str] = []
+            for step in steps(job):
+                for used in re.findall(r"steps\.([A-Za-z0-9_-]+)\.", json.dumps(step)):
+                    assert used in seen, f"{path.name}:{name}: steps.{used} before or without its step"
+                if "id" in step:
+                    seen.append(step["id"])
+            for key in ("environment", "outputs"):  # evaluated after the steps
+                for used in re.findall(r"steps\.([A-Za-z0-9_-]+)\.", json.dumps(job.get(key) or "")):
+                    assert used in seen, f"{path.name}:{name}: {key} uses steps.{used}"
 
 
 def test_the_scripts_the_workflows_run_exist():
