@@ -675,3 +675,13 @@ def test_pr_preview_comments_then_fails_when_a_preview_fails(repo, tmp_path):
     body = posted(repo)
     assert "| `staging` | ❌ failed (exit 255) |" in body and "could not decrypt configuration" in body
     assert '+LOG_LEVEL="info"' in body  # the diff still shows what the stack file changes
+
+
+def test_pr_preview_without_a_backend_says_so_in_the_comment(repo, tmp_path):
+    commit(repo, "stack/render.py", (repo.root / "stack/render.py").read_text() + "\n# touched\n")
+    result = repo.run("pr-preview", str(tmp_path / "results"), BASE_REF="main", PR_NUMBER="12")
+    assert result.returncode == 1
+    assert "::error title=Pulumi is not set up for CI::" in result.stdout
+    assert not any(a[0] == "preview" for a in repo.argvs("pulumi"))
+    body = posted(repo)
+    assert "**Not previewed: Pulumi is not set up for CI** (staging)" in body
