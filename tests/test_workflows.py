@@ -306,6 +306,9 @@ def option(name):
     return args[args.index(name) + 1] if name in args else None
 
 if args[:2] == ["stack", "ls"]:
+    if os.environ.get("FAKE_LS_RC"):
+        print("error: could not read the backend", file=sys.stderr)
+        sys.exit(int(os.environ["FAKE_LS_RC"]))
     print(os.environ.get("FAKE_STACKS", "[]"))
 elif args[:2] == ["stack", "init"]:
     Path(f"Pulumi.{args[2]}.yaml").write_text(
@@ -519,6 +522,12 @@ def test_review_stack_destroy_of_a_missing_stack_does_nothing(project):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "::notice title=No review stack::" in result.stdout
     assert not any(a[0] == "destroy" for a in project.argvs("pulumi"))
+
+
+def test_review_stack_destroy_stops_when_the_backend_cannot_be_read(project):
+    result = project.run("review-stack", "destroy", "pr-12", FAKE_LS_RC="255")
+    assert result.returncode == 255, result.stdout + result.stderr
+    assert "nothing to destroy" not in result.stdout
 
 
 def test_review_stack_destroy_fails_with_pulumi(project):
