@@ -908,12 +908,17 @@ def test_missing_stack_file_lists_the_stacks(tmp_path):
         settings.from_stack_file("prod", tmp_path)
 
 
-EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+ALL_EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml"))
+# The per-environment stacks the workflows deploy (staging, prod, and the template of the review
+# stacks pr-<n>); they leave the SSH values to the user or to CI (tests/test_environments.py).
+ENVIRONMENT_FILES = ["prod.yaml", "review.yaml", "staging.yaml"]
+EXAMPLE_FILES = [name for name in ALL_EXAMPLE_FILES if name not in ENVIRONMENT_FILES]
 
 
 def test_every_platform_has_a_minimal_and_a_complete_example():
     expected = sorted(f"{p}-{kind}.yaml" for p in PLATFORMS for kind in ("minimal", "complete"))
     assert expected == EXAMPLE_FILES
+    assert sorted(set(ALL_EXAMPLE_FILES) - set(EXAMPLE_FILES)) == ENVIRONMENT_FILES
 
 
 @pytest.mark.parametrize("name", EXAMPLE_FILES)
@@ -926,7 +931,7 @@ def test_example_loads_offline_ready_to_deploy(name):
 
 @pytest.mark.parametrize("stack", ["dev", "pr-7"])
 def test_examples_also_load_as_other_stacks(stack):
-    for name in EXAMPLE_FILES:
+    for name in ALL_EXAMPLE_FILES:
         loaded = load_example(name, stack=stack)
         assert loaded.ephemeral is (stack == "pr-7" and "complete" not in name)
 
@@ -977,7 +982,7 @@ def test_complete_example_sets_every_key(platform):
     assert flat_keys(raw) <= accepted  # and nothing it sets is unknown
 
 
-@pytest.mark.parametrize("name", EXAMPLE_FILES)
+@pytest.mark.parametrize("name", ALL_EXAMPLE_FILES)
 def test_examples_use_documentation_addresses_and_domains(name):
     text = (EXAMPLES / name).read_text()
     documentation = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
