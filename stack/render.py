@@ -8,6 +8,7 @@ it: the secret environment file is built by the host step from Pulumi secrets.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -112,8 +113,15 @@ class Paths:
 
 
 def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the templates directory, made once: it keeps every compiled
+    template (and recompiles one whose file changed), so rendering 100 hosts compiles each once."""
+    return _environment(str(TEMPLATES))
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(templates: str) -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader(templates),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
