@@ -18,7 +18,7 @@ bind = ["unix:/run/app/gunicorn.sock"]
 # processes are for running Python on every core (README: "Why these defaults").
 workers = len(os.sched_getaffinity(0)) + 1
 worker_class = "gthread"
-threads = 16
+threads = 32
 timeout = 30
 graceful_timeout = 30
 keepalive = 20
