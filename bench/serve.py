@@ -71,8 +71,9 @@ def log(message: str) -> None:
 
 class Bench:
     def __init__(self, deployed: dict[str, sh.Deployed], meter: cpu.Meter, seconds: float,
-                 max_others: float):
+                 max_others: float, scratch: Path):
         self.deployed = deployed
+        self.scratch = scratch
         self.meter = meter
         self.seconds = seconds
         self.max_others = max_others
@@ -159,7 +160,11 @@ def reloads(bench: Bench, count: int, interval: float) -> dict:
 
             thread = threading.Thread(target=reload_loop, daemon=True)
             thread.start()
-            result = wrk.run(url, 64, count * interval + interval, close=close)
+            if close:  # 32 clients, 100 ms apart: a few hundred new connections a second
+                result = wrk.run(url, 32, count * interval + interval, close=True,
+                                 script=wrk.paced(bench.scratch, 100))
+            else:
+                result = wrk.run(url, 64, count * interval + interval)
             stop.set()
             thread.join(timeout=60)
             out[f"{what} / {client}"] = {"reloads": len(done), "requests": result.requests,
@@ -189,7 +194,8 @@ def print_report(report: dict) -> None:
     for name, r in report["serving"]["ratios"].items():
         print(f"  {name:48} {r['ratio']:6.2f}  target >= {r['target']:.2f}  "
               f"{'met' if r['met'] else 'NOT MET'}   rounds {r['per_round']}")
-    print("\nfailed requests during reloads (the stack's /, 64 clients)")
+    print("\nfailed requests during reloads (the stack's /; 64 keep-alive clients, or 32 closing "
+          "clients 100 ms apart)")
     for key, r in report["reloads"].items():
         print(f"  {key:44} {r['reloads']} reloads {r['requests']:8d} requests {r['failed']:5d} failed "
               f"{r['errors'] or ''}")
@@ -211,7 +217,8 @@ def main() -> int:
     started = time.monotonic()
     with Testbed() as testbed:
         hosts = testbed.boot(len(VARIANTS), prefix="sv")
-        app = sh.bench_app(Path(tempfile.mkdtemp(prefix="bench-serve-")))
+        scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
+        app = sh.bench_app(scratch)
         deployed = {}
         for (name, extra), host in zip(VARIANTS.items(), hosts, strict=True):
             deployed[name] = sh.deploy(testbed, host, app, name, extra)
@@ -221,7 +228,7 @@ def main() -> int:
             sh.wait_ok(deployed[name].url(80, "/io"), name)
         # Every test host's cgroup sits in the testbed slot's: that one counts them all.
         meter = cpu.Meter([path.parent for path in hosts[0].cgroup_paths])
-        bench = Bench(deployed, meter, args.seconds, args.max_others)
+        bench = Bench(deployed, meter, args.seconds, args.max_others, scratch)
         report = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
                   "machine": cpu.machine(), "rounds": args.rounds, "seconds": args.seconds,
                   "loadavg_start": os.getloadavg()[0]}
