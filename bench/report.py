@@ -52,8 +52,11 @@ def serving(serve: dict) -> list[str]:
     lines += ["", "| target | measured | |", "|---|---:|---|"]
     for name, r in serve["serving"]["ratios"].items():
         what, conns = name.rsplit(" @", 1)
-        lines.append(f"| {what}, {conns} clients, ≥ {r['target']:.2f} | {r['ratio']:.2f} | "
-                     f"{'met' if r['met'] else '**not met**'} |")
+        if r["target"] is None:
+            lines.append(f"| {what}, {conns} clients (no target) | {r['ratio']:.2f} | |")
+        else:
+            lines.append(f"| {what}, {conns} clients, ≥ {r['target']:.2f} | {r['ratio']:.2f} | "
+                         f"{'met' if r['met'] else '**not met**'} |")
     lines += ["", "| during | keep-alive clients: failed / requests | closing clients: failed / requests |",
               "|---|---:|---:|"]
     reloads = serve["reloads"]
