@@ -15,7 +15,8 @@ from pathlib import Path
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 COLUMNS = [("stack", "stack (defaults)"), ("naive", "naive recipe"), ("gunicorn", "Gunicorn alone"),
-           ("nginx", "Nginx alone"), ("io-gevent", "gevent"), ("io-threads", "threads 64")]
+           ("nginx", "Nginx alone"), ("io-gevent", "gevent"), ("io-threads", "threads 64"),
+           ("gunicorn-log", "Gunicorn alone + access log")]
 ROUTES = [("hello", "`/`"), ("static", "50 KB static"), ("io", "`/io` (20 ms wait)")]
 
 

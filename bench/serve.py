@@ -40,9 +40,9 @@ CONNECTIONS = (64, 256)
 ROUTES = {"hello": "/", "static": f"/static/{sh.STATIC_FILE}", "io": "/io"}
 # Which setups each route is measured on (Nginx alone has no app, so no /io).
 SETUPS = {
-    "hello": ("stack", "naive", "gunicorn", "nginx", "io-gevent", "io-threads"),
+    "hello": ("stack", "naive", "gunicorn", "nginx", "io-gevent", "io-threads", "gunicorn-log"),
     "static": ("stack", "naive", "gunicorn", "nginx"),
-    "io": ("stack", "naive", "gunicorn", "io-gevent", "io-threads"),
+    "io": ("stack", "naive", "gunicorn", "io-gevent", "io-threads", "gunicorn-log"),
 }
 DESCRIBE = {
     "stack": "the rendered stack, defaults",
@@ -51,6 +51,7 @@ DESCRIBE = {
     "nginx": "Nginx alone (ceiling)",
     "io-gevent": "stack with workerClass: gevent",
     "io-threads": "stack with threads: 64",
+    "gunicorn-log": "Gunicorn alone + access log",
 }
 VARIANTS = {"a": {}, "g": {"workerClass": "gevent"}, "t": {"threads": 64}}
 TARGETS = [
