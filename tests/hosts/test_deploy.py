@@ -247,7 +247,8 @@ def test_the_release_command_runs_once_per_rollout_with_the_apps_environment(sta
     rocket.write_text(rocket.read_text() + "\n# release with a release command\n")
     stack.deploy()
     with psycopg.connect(stack.database_url) as conn:
-        rows = conn.execute("select host, greeting from releases").fetchall()
+        rows = conn.execute("select host, greeting from releases where host = any(%s)",
+                            ([h.name for h in stack.hosts],)).fetchall()  # the other front's too
     assert len(rows) == 1 and rows[0][1] == "hello", rows  # once, with app.env loaded
 
 
