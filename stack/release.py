@@ -108,9 +108,13 @@ def requirements_text(settings: Settings) -> str:
         lines.append("-r ../requirements.txt")
     names = {re.split(r"[\s\[<>=!~;]", line.strip(), maxsplit=1)[0].lower()
              for line in own.splitlines() if line.strip() and not line.startswith(("#", "-"))}
+    gevent = app.worker_class == "gevent"
     if "gunicorn" not in names:
-        lines.append(GUNICORN)
-    if app.worker_class == "gevent" and "gevent" not in names:
+        # Gunicorn's gevent worker imports `packaging`, which only its `gevent` extra brings.
+        lines.append(GUNICORN.replace("==", "[gevent]==") if gevent else GUNICORN)
+    elif gevent and "packaging" not in names:
+        lines.append("packaging")
+    if gevent and "gevent" not in names:
         lines.append(GEVENT)
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,90 @@
+"""wrk, run from the outer machine, and what it prints, as data.
+
+`run(url, connections, seconds)` starts `wrk --latency` and returns a `Result`: requests per
+second, latency percentiles, socket errors (connect, read, write, timeout) and non-2xx answers,
+and the CPU time wrk itself used (it shares the machine's cores with the test host).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+@dataclass
+class Result:
+    rps: float
+    requests: int
+    latency_ms: dict[str, float] = field(default_factory=dict)  # "50", "75", "90", "99"
+    errors: dict[str, int] = field(default_factory=dict)  # connect, read, write, timeout, non2xx
+    wall: float = 0.0
+    cpu: float = 0.0  # seconds of CPU wrk used
+    raw: str = ""
+
+    @property
+    def failed(self) -> int:
+        return sum(self.errors.values())
+
+    @property
+    def p99(self) -> float:
+        return self.latency_ms.get("99", float("nan"))
+
+
+def available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text).groups()
+    return float(number) * UNITS[unit]
+
+
+def parse(out: str) -> Result:
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
+    if not rps or not total:
+        raise ValueError(f"wrk printed no figures:\n{out[-2000:]}")
+    result = Result(rps=float(rps.group(1)), requests=int(total.group(1)), raw=out)
+    for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+([0-9.]+(?:us|ms|s|m))\s*$", out, re.M):
+        result.latency_ms[pct] = _ms(value)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors:
+        result.errors.update(zip(("connect", "read", "write", "timeout"), map(int, errors.groups()),
+                                 strict=True))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        result.errors["non2xx"] = int(non2xx.group(1))
+    return result
+
+
+def argv(url: str, connections: int, seconds: float, *, threads: int = 2, timeout: float = 10,
+         close: bool = False, cpus: str | None = None) -> list[str]:
+    command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s",
+               f"--timeout={timeout:g}s", "--latency"]
+    if close:
+        command += ["-H", "Connection: close"]
+    command.append(url)
+    if cpus:
+        command = ["taskset", "-c", cpus, *command]
+    return command
+
+
+def run(url: str, connections: int, seconds: float, **options) -> Result:
+    command = argv(url, connections, seconds, **options)
+    started = time.monotonic()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}:\n{out[-2000:]}")
+    result = parse(out)
+    result.wall = time.monotonic() - started
+    result.cpu = usage.ru_utime + usage.ru_stime
+    return result
