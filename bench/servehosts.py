@@ -92,7 +92,7 @@ def bench_app(into: Path) -> Path:
     """A copy of bench/app with its 50 KB static file (fixed pseudo-random bytes)."""
     app = into / "app"
     shutil.copytree(ROOT / "bench" / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    (app / "static" / STATIC_FILE).write_bytes(random.Random(8).randbytes(STATIC_BYTES))
+    (app / "static" / STATIC_FILE).write_bytes(random.Random(8).randbytes(STATIC_BYTES))  # noqa: S311 - filler bytes
     return app
 
 
