@@ -80,6 +80,7 @@ capture_journal() {{
   journal=$(journalctl -u {service} -n 400 --no-pager -o short-precise 2>&1 \
     | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{{3}} ' | tail -n 40 || true)
 }}
+code=000  # the last status the front gave; set before any probe so a report can always name it
 probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
 healthy_within() {{
   local deadline=$((SECONDS + $1))
@@ -383,6 +384,7 @@ if [ "$previous" != "$rel" ]; then
     # Healthy means: every worker runs the new release, and the front gets 200 from it.
     if ! wait_workers_in "$rel" {svc} {settings.deploy.health_timeout} \
         || ! healthy_within {settings.deploy.health_timeout}; then
+      probe || true  # the workers never took the release: report what the front answers now
       capture_journal
       if [ -n "$previous" ]; then
         undo_release

@@ -205,3 +205,27 @@ def test_a_private_acme_servers_ca_is_trusted_by_the_certificate_step_only(tls_g
     assert TEST_CA_PEM.splitlines()[1] in script
     assert "REQUESTS_CA_BUNDLE=/etc/app/tls/acme-ca-bundle.pem" in script
     assert "REQUESTS_CA_BUNDLE" not in steps_of(tls_graph, "web-0")["certificate"].inputs["create"]
+
+
+def test_a_failure_reported_before_any_probe_names_the_host_and_status(tmp_path):
+    """The release's report when the workers never took the new release: no probe has run yet
+    (the front was never asked), and `set -u` must not turn the report into 'unbound variable'."""
+    from stack import scripts, settings
+
+    loaded = settings.load(config(deploy={"healthTimeout": 5}), stack="dev", project_dir=ROOT,
+                           secret_keys=frozenset({"ssh", "database", "app"}), offline=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"curl": "printf 200", "journalctl": "echo 'ModuleNotFoundError: rocket'"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = (scripts.SHELL_PRELUDE.format(step="app-web-0-release", host="web-0")
+              + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+              + scripts.health_functions(loaded, "web-0", "203.0.113.10")
+              + 'unhealthy "Rolled back to release r1"\n')
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 1, ran.stderr
+    assert "unbound variable" not in ran.stderr, ran.stderr
+    assert "on host web-0 (203.0.113.10)" in ran.stderr and "(last status 000)" in ran.stderr
+    assert "Rolled back to release r1; the previous version answers 200 again" in ran.stderr
+    assert "ModuleNotFoundError: rocket" in ran.stderr
