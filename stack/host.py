@@ -1,4 +1,4 @@
-"""AppHost: one host's steps, bootstrap → env → release → configure → health gate.
+"""AppHost: one host's steps, bootstrap → env → release → configure (→ certificate) → health gate.
 
 Every step is a pulumi-command `remote.Command` (the release archive a `CopyToRemote`) whose
 inputs are the script itself and a content hash, so an unchanged `pulumi up` runs nothing, and
@@ -66,6 +66,7 @@ class AppHost(pulumi.ComponentResource):
     gate: remote.Command
     release: remote.Command
     database: remote.Command | None = None
+    certificate: remote.Command | None = None  # with tls.enabled
 
     def __init__(self, name: str, args: AppHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:hosts:AppHost", name, None, opts)
@@ -115,8 +116,19 @@ class AppHost(pulumi.ComponentResource):
         configure = step("configure", scripts.configure(s, host, args.files, where),
                          [release, env, *args.after], [config_hash])
 
+        served = [configure]
+        gate_triggers: list[Any] = [args.release.sha256, config_hash, env.triggers]
+        if s.tls.enabled:
+            # After configure: the front answers the ACME challenges by then. certbot.timer
+            # renews afterwards, so this runs again only when the domain or ACME settings change.
+            certificate_script = scripts.certificate(s, host, args.files, where)
+            certificate = step("certificate", certificate_script, [configure],
+                               [sha(certificate_script.text())])
+            self.certificate = certificate
+            served.append(certificate)
+            gate_triggers.append(certificate.triggers)
+
         gate_script = scripts.gate(s, host, where)
-        self.gate = step("gate", gate_script, [configure, release, env],
-                         [args.release.sha256, config_hash, env.triggers])
+        self.gate = step("gate", gate_script, [*served, release, env], gate_triggers)
         self.release_id = args.release.id
         self.register_outputs({"release": args.release.id, "config": config_hash})

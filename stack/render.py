@@ -28,6 +28,7 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
+LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
 WSGI_MODULE = "flaskstack_wsgi"
 FRONT_USERS = {"nginx": "www-data", "haproxy": "haproxy"}
 ACME_PORT = 8402
@@ -90,6 +91,39 @@ class Paths:
     @property
     def acme_webroot(self) -> str:
         return "/var/www/acme"
+
+    @property
+    def tls_dir(self) -> str:
+        """Where the front reads its certificate (root only): installed from certbot's lineage
+        by the renewal hook, or a self-signed placeholder until the first one is obtained."""
+        return f"{self.etc}/tls"
+
+    @property
+    def tls_fullchain(self) -> str:
+        return f"{self.tls_dir}/fullchain.pem"
+
+    @property
+    def tls_key(self) -> str:
+        return f"{self.tls_dir}/privkey.pem"
+
+    @property
+    def tls_pem(self) -> str:
+        """Chain and key in one file, as HAProxy reads them."""
+        return f"{self.tls_dir}/haproxy.pem"
+
+    @property
+    def acme_ca_bundle(self) -> str:
+        """The system's CAs plus tls.acmeCaBundle, for the ACME client (REQUESTS_CA_BUNDLE)."""
+        return f"{self.tls_dir}/acme-ca-bundle.pem"
+
+    @property
+    def renew_hook(self) -> str:
+        """certbot runs every executable here after it renews a certificate."""
+        return f"/etc/letsencrypt/renewal-hooks/deploy/flask-stack-{self.app}"
+
+    @property
+    def certbot_dropin(self) -> str:
+        return f"/etc/systemd/system/certbot.service.d/flask-stack-{self.app}.conf"
 
     @property
     def service_unit(self) -> str:
@@ -212,9 +246,12 @@ def context(settings: Settings, host: Host) -> dict:
         "tls": {
             "enabled": tls.enabled,
             "ciphers": INTERMEDIATE_CIPHERS,
-            "certificate": f"/etc/letsencrypt/live/{settings.domain.name}/fullchain.pem",
-            "certificate_key": f"/etc/letsencrypt/live/{settings.domain.name}/privkey.pem",
-            "haproxy_pem": f"/etc/haproxy/certs/{settings.domain.name}.pem",
+            "certificate": paths.tls_fullchain,
+            "certificate_key": paths.tls_key,
+            "haproxy_pem": paths.tls_pem,
+            "lineage": f"{LETSENCRYPT_LIVE}/{settings.domain.name}",
+            "front": "nginx" if settings.front == "nginx" else "haproxy",
+            "reload_timeout": 30,
         },
         "nginx": {
             "upstream": f"{app.name.replace('-', '_')}_gunicorn",
@@ -265,6 +302,8 @@ def render_host(settings: Settings, host: Host) -> dict[str, str]:
         files[paths.nginx_site] = "nginx/site.conf.j2"
     else:
         files[paths.haproxy_cfg] = "haproxy/haproxy.cfg.j2"
+    if settings.tls.enabled:
+        files[paths.renew_hook] = "tls/renew-hook.sh.j2"
     return {path: env.get_template(template).render(ctx) for path, template in sorted(files.items())}
 
 

@@ -19,7 +19,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from stack.release import Release
-from stack.render import Paths
+from stack.render import ACME_PORT, LETSENCRYPT_LIVE, Paths
 from stack.settings import Settings
 
 SHELL_PRELUDE = """set -Eeuo pipefail
@@ -80,6 +80,7 @@ capture_journal() {{
   journal=$(journalctl -u {service} -n 400 --no-pager -o short-precise 2>&1 \
     | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{{3}} ' | tail -n 40 || true)
 }}
+code=000  # the last status the front gave; set before any probe so a report can always name it
 probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
 healthy_within() {{
   local deadline=$((SECONDS + $1))
@@ -178,6 +179,8 @@ def packages(settings: Settings) -> list[str]:
     wanted = {front, "python3-venv", "unattended-upgrades", "curl", "ca-certificates"}
     if settings.platform == "digitalocean":
         wanted.add("postgresql-client")  # the database step grants the app's user its rights
+    if settings.tls.enabled:
+        wanted |= {"certbot", "openssl"}  # the ACME client (its certbot.timer renews) and checks
     return sorted(wanted)
 
 
@@ -381,6 +384,7 @@ if [ "$previous" != "$rel" ]; then
     # Healthy means: every worker runs the new release, and the front gets 200 from it.
     if ! wait_workers_in "$rel" {svc} {settings.deploy.health_timeout} \
         || ! healthy_within {settings.deploy.health_timeout}; then
+      probe || true  # the workers never took the release: report what the front answers now
       capture_journal
       if [ -n "$previous" ]; then
         undo_release
@@ -448,6 +452,8 @@ trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
         s.raw(f"mkdir -p \"$stage/files\"{q(f.path.rsplit('/', 1)[0])}")
         s.raw(heredoc(f.path, files[f.path], under='"$stage/files"'))
     s.raw(f"chgrp -R {q(app)} \"$stage/files\"; chmod -R g+rX \"$stage/files\"")
+    if settings.tls.enabled:
+        s.raw(placeholder_certificate(settings, host))
     # -- validate: nothing is installed unless every file passes its own tool
     if nginx:
         site = p.nginx_site.rsplit("/", 1)[1]
@@ -538,6 +544,99 @@ if [ "$changed" != " " ] && ! healthy_within {settings.deploy.health_timeout}; t
 fi
 installing=0
 echo "configured {host}:$changed"
+""")
+    return s
+
+
+# -- certificate ----------------------------------------------------------------------------
+def tls_names(settings: Settings) -> list[str]:
+    domain = settings.domain.name or ""
+    return [domain, f"www.{domain}"] if settings.domain.www_redirect else [domain]
+
+
+def placeholder_certificate(settings: Settings, host: str) -> str:
+    """Shell text for configure: until the certificate step has installed a real certificate,
+    a self-signed one lets the front load its TLS config (Nginx and HAProxy refuse to start
+    without the files). Plain HTTP, the ACME challenges among it, works meanwhile."""
+    p = Paths(settings.app.name)
+    domain = settings.domain.name or ""
+    san = ",".join(f"DNS:{n}" for n in tls_names(settings))
+    make = cmd("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+               "-nodes", "-days", "30", "-subj", f"/CN={domain}", "-addext", f"subjectAltName={san}",
+               "-keyout", p.tls_key, "-out", p.tls_fullchain)
+    return f"""
+if [ ! -s {q(p.tls_fullchain)} ] || [ ! -s {q(p.tls_key)} ] || [ ! -s {q(p.tls_pem)} ]; then
+  install -d -m 0700 -o root -g root {q(p.tls_dir)}
+  ( umask 077; {make} >/dev/null 2>&1 ) || fail "could not make a placeholder certificate with openssl"
+  ( umask 077; cat {q(p.tls_fullchain)} {q(p.tls_key)} > {q(p.tls_pem)} )
+  echo "flask-stack: no certificate for {domain} on {host} yet: a self-signed placeholder serves HTTPS until the certificate step installs the real one"
+fi
+"""
+
+
+def certificate(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
+    """Obtain the domain's certificate over HTTP-01 (once; certbot.timer renews it), install it
+    where the front reads it and reload the front (the renew hook, which certbot also runs after
+    every renewal). Nginx answers the challenges from the ACME webroot; HAProxy passes them to
+    certbot's own server on a loopback port while it runs. If the ACME server says no, nothing
+    changes on the host, and the step fails naming the host and the domain."""
+    p = Paths(settings.app.name)
+    tls = settings.tls
+    domain = settings.domain.name or ""
+    names = tls_names(settings)
+    where = host + (f" ({address})" if address and address != host else "")
+    s = Script("certificate", host)
+    s.raw(f"install -d -m 0700 -o root -g root {q(p.tls_dir)}")
+    s.raw(f"install -d -m 0755 {q(p.renew_hook.rsplit('/', 1)[0])}")
+    s.raw(heredoc(p.renew_hook + ".new", files[p.renew_hook]))
+    s.raw(f"chmod 0755 {q(p.renew_hook + '.new')}; mv -f {q(p.renew_hook + '.new')} {q(p.renew_hook)}")
+    dropin = p.certbot_dropin
+    if tls.acme_ca_bundle:
+        s.raw("# The ACME server's HTTPS certificate comes from a private CA (tls.acmeCaBundle): the")
+        s.raw("# ACME client trusts it besides the system's CAs, here and in certbot.service (renewals).")
+        s.raw(heredoc(p.tls_dir + "/acme-ca.pem", tls.acme_ca_bundle))
+        s.raw(f"cat /etc/ssl/certs/ca-certificates.crt {q(p.tls_dir + '/acme-ca.pem')} > "
+              f"{q(p.acme_ca_bundle + '.new')} && mv -f {q(p.acme_ca_bundle + '.new')} {q(p.acme_ca_bundle)}")
+        s.raw(f"export REQUESTS_CA_BUNDLE={q(p.acme_ca_bundle)}")
+        unit = (f"# Rendered by flask-stack for {settings.app.name}.\n[Service]\n"
+                f"Environment=REQUESTS_CA_BUNDLE={p.acme_ca_bundle}\n")
+        s.raw(f"install -d -m 0755 {q(dropin.rsplit('/', 1)[0])}")
+        s.raw(heredoc(dropin + ".new", unit))
+        s.raw(f"if cmp -s {q(dropin + '.new')} {q(dropin)}; then rm -f {q(dropin + '.new')}; "
+              f"else mv -f {q(dropin + '.new')} {q(dropin)}; systemctl daemon-reload; fi")
+    else:
+        s.raw(f"if [ -e {q(dropin)} ]; then rm -f {q(dropin)}; systemctl daemon-reload; fi")
+    s.raw('systemctl enable --now --quiet certbot.timer || fail "certbot.timer (renewals) could not be '
+          'started"')
+    if settings.front == "nginx":
+        authenticator = "webroot"
+        how = ["--webroot", "--webroot-path", p.acme_webroot]
+    else:
+        authenticator = "standalone"
+        how = ["--standalone", "--http-01-address", "127.0.0.1", "--http-01-port", str(ACME_PORT)]
+    certbot = ["certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
+               "--email", tls.email or "", "--server", tls.acme_directory, "--cert-name", domain,
+               "--preferred-challenges", "http", "--keep-until-expiring", *how]
+    for name in names:
+        certbot += ["--domain", name]
+    renewal = f"/etc/letsencrypt/renewal/{domain}.conf"
+    names_text = " and ".join(names)  # host names checked by the settings: plain text in quotes
+    s.raw(f"acme={q(tls.acme_directory)}")
+    s.raw(f"""
+# A certificate from another ACME server, or answered another way, is replaced now: renewals
+# would otherwise keep going to the old server, or answer challenges where nothing listens.
+force=()
+if [ -f {q(renewal)} ]; then
+  grep -qxF {q("server = " + tls.acme_directory)} {q(renewal)} || force=(--force-renewal)
+  grep -qxF {q("authenticator = " + authenticator)} {q(renewal)} || force=(--force-renewal)
+fi
+if ! out=$({cmd(*certbot)} "${{force[@]}}" 2>&1); then
+  fail "no certificate for {names_text} from $acme: the ACME server could not validate host {where} over HTTP-01 or refused the order. Nothing changed on the host: it serves what it served before. Check that {names_text} resolve to this host and that port 80 is open to the internet. certbot said:
+$(tail -n 25 <<<"$out")"
+fi
+RENEWED_LINEAGE={q(f"{LETSENCRYPT_LIVE}/{domain}")} {q(p.renew_hook)} \
+  || fail "the certificate for {domain} was obtained but the front did not serve it (above); the previous certificate serves again"
+echo "flask-stack: {host} serves the certificate of {names_text} from $acme; certbot.timer renews it"
 """)
     return s
 

@@ -130,6 +130,9 @@ class Tls:
     enabled: bool  # the hosts terminate TLS themselves (single-host mode or existing servers)
     email: str | None
     acme_directory: str
+    # PEM of the CA(s) behind a private ACME server's own HTTPS certificate; None for a server
+    # with a publicly trusted one (Let's Encrypt).
+    acme_ca_bundle: str | None = None
 
 
 @dataclass(frozen=True)
@@ -657,6 +660,8 @@ def _tls(r: Reader, domain: Domain, cloud: bool, load_balancer: bool) -> Tls:
                      expect='an email address like "ops@example.com"')
     directory = r.string("acmeDirectory", LETS_ENCRYPT, pattern=r"https://[^\s]+",
                          expect="an https:// ACME directory URL")
+    bundle = r.string("acmeCaBundle", None, check=_pem_certificates,
+                      expect="PEM certificates (-----BEGIN CERTIFICATE----- ...)")
     if enabled:
         if not domain.name:
             r.error("enabled", "needs domain.name: certificates are issued for a domain")
@@ -665,8 +670,24 @@ def _tls(r: Reader, domain: Domain, cloud: bool, load_balancer: bool) -> Tls:
                                "behind the load balancer, domain.name gives the balancer a certificate")
         if not email:
             r.error("email", "is required when tls.enabled is true (the ACME account's contact)")
+    if bundle and directory == LETS_ENCRYPT:
+        r.error("acmeCaBundle", "is for a private ACME server (tls.acmeDirectory); Let's Encrypt's "
+                                "certificate is publicly trusted, so remove it")
     r.finish()
-    return Tls(enabled=enabled, email=email, acme_directory=directory)
+    return Tls(enabled=enabled, email=email, acme_directory=directory,
+               acme_ca_bundle=bundle.strip() + "\n" if bundle else None)
+
+
+_PEM_CERT = re.compile(r"-----BEGIN CERTIFICATE-----\s*\n[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
+
+
+def _pem_certificates(text: str) -> str | None:
+    """None when `text` is one or more PEM certificates and nothing else."""
+    rest = _PEM_CERT.sub("", text.strip()).strip()
+    if not _PEM_CERT.search(text) or rest:
+        return ("expected PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----) "
+                "of the CA behind the ACME server's HTTPS, and nothing else (never a private key)")
+    return None
 
 
 def _rate_limit(r: Reader) -> RateLimit:

@@ -119,10 +119,10 @@ def nginx_tree(case: stacks.Case, root: Path, certificates) -> Path:
     conf = hostfs.nginx_prefix(files, root)
     if config.tls.enabled:
         cert, key = certificates(config.domain.name)
-        live = render.local_path(root, f"/etc/letsencrypt/live/{config.domain.name}")
-        live.mkdir(parents=True, exist_ok=True)
-        shutil.copy(cert, live / "fullchain.pem")
-        shutil.copy(key, live / "privkey.pem")
+        paths = render.Paths(config.app.name)
+        render.local_path(root, paths.tls_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, render.local_path(root, paths.tls_fullchain))
+        shutil.copy(key, render.local_path(root, paths.tls_key))
     return conf
 
 
@@ -193,7 +193,7 @@ def haproxy_tree(case: stacks.Case, root: Path, certificates) -> Path:
     cfg = hostfs.haproxy_prefix(files, root)
     if config.tls.enabled:
         cert, key = certificates(config.domain.name)
-        pem = render.local_path(root, f"/etc/haproxy/certs/{config.domain.name}.pem")
+        pem = render.local_path(root, render.Paths(config.app.name).tls_pem)
         pem.parent.mkdir(parents=True, exist_ok=True)
         pem.write_text(cert.read_text() + key.read_text())
     return cfg
@@ -229,7 +229,8 @@ def test_haproxy_check_fails_on_a_warning(haproxy, certificates, tmp_path):
 
 def test_haproxy_check_fails_without_the_certificate(haproxy, certificates, tmp_path):
     cfg = haproxy_tree(stacks.case("variant:haproxy-tls"), tmp_path, certificates)
-    next(cfg.parent.glob("certs/*.pem")).unlink()
+    config = stacks.case("variant:haproxy-tls").load()
+    render.local_path(tmp_path, render.Paths(config.app.name).tls_pem).unlink()
     assert haproxy_check(haproxy, cfg) != []
 
 

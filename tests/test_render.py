@@ -374,10 +374,10 @@ def test_nginx_tls_uses_the_domain_certificate_and_hsts(case):
         assert not any(d.name.startswith("ssl_") for s in servers for d in s.walk())
         return
     assert http.values("ssl_protocols") == [["TLSv1.2", "TLSv1.3"]]
-    live = f"/etc/letsencrypt/live/{config.domain.name}"
+    paths = render.Paths(config.app.name)
     server = app_server(config, servers)
-    assert server.values("ssl_certificate") == [[f"{live}/fullchain.pem"]]
-    assert server.values("ssl_certificate_key") == [[f"{live}/privkey.pem"]]
+    assert server.values("ssl_certificate") == [[paths.tls_fullchain]]
+    assert server.values("ssl_certificate_key") == [[paths.tls_key]]
     assert server.values("add_header")[0][:2] == ["Strict-Transport-Security", "max-age=63072000"]
 
 
@@ -475,3 +475,22 @@ def test_the_wsgi_entry_passes_factory_arguments_as_python():
     wsgi = first_host(stacks.case("variant:nginx-factory"))[render.Paths(config.app.name).wsgi]
     assert "    target = target('shop', debug=False)\n" in wsgi
     compile(wsgi, "wsgi.py", "exec")
+
+
+# -- TLS on the host -------------------------------------------------------------------------
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_the_renew_hook_comes_with_tls_only_and_reloads_the_front(case):
+    config = case.load()
+    paths = render.Paths(config.app.name)
+    files = first_host(case)
+    if not config.tls.enabled:
+        assert paths.renew_hook not in files
+        return
+    hook = files[paths.renew_hook]
+    assert hook.startswith("#!/bin/sh\n")
+    checked = subprocess.run(["sh", "-n"], input=hook, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert '[ "${RENEWED_LINEAGE:-}" = "$lineage" ] || exit 0' in hook
+    assert f"lineage=/etc/letsencrypt/live/{config.domain.name}\n" in hook
+    assert f"systemctl reload {config.front}" in hook
+    assert f"-servername {config.domain.name}" in hook

@@ -30,7 +30,7 @@ def config(app_path: str = "app", **extra) -> dict:
         "deploy": {"batchSize": 2},
     }
     for key, value in extra.items():
-        base[key] = {**base.get(key, {}), **value}
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return base
 
 
@@ -151,3 +151,81 @@ def test_an_app_change_touches_only_upload_release_and_the_gate(tmp_path):
     (app / "rocket.py").write_text((app / "rocket.py").read_text() + "\n# a change\n")
     after = run(config(app_path=str(app))).monitor
     assert changed_steps(before, after) == {"upload", "release", "gate"}
+
+
+# -- TLS on the hosts ------------------------------------------------------------------------
+TLS = {"domain": {"name": "example.com"},
+       "tls": {"enabled": True, "email": "ops@example.com",
+               "acmeDirectory": "https://acme-staging-v02.api.letsencrypt.org/directory"}}
+
+
+@pytest.fixture(scope="module")
+def tls_graph():
+    return run(config(**TLS)).monitor
+
+
+def test_with_tls_each_host_gets_a_certificate_step_between_configure_and_the_gate(tls_graph):
+    for host in ("web-0", "web-1", "web-2"):
+        steps = steps_of(tls_graph, host)
+        assert sorted(steps) == sorted((*STEPS, "certificate")), host
+        assert steps["configure"].urn in steps["certificate"].dependencies
+        assert steps["certificate"].urn in steps["gate"].dependencies
+        script = shlex.split(steps["certificate"].inputs["create"])[4]
+        assert "--server https://acme-staging-v02.api.letsencrypt.org/directory" in script
+        assert "--webroot --webroot-path /var/www/acme" in script
+        assert "--domain example.com --domain www.example.com" in script
+        checked = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+    assert not any(r.name.endswith("-certificate") for r in run(config()).monitor.registered)
+
+
+def test_haproxy_answers_challenges_through_certbots_own_server_on_loopback():
+    graph = run(config(front="haproxy", **TLS)).monitor
+    script = steps_of(graph, "web-0")["certificate"].inputs["create"]
+    assert "--standalone --http-01-address 127.0.0.1 --http-01-port 8402" in script
+    assert "--webroot" not in script
+
+
+def test_the_certificate_step_runs_again_only_when_the_domain_or_acme_settings_change(tls_graph):
+    assert changed_steps(tls_graph, run(config(app={"timeout": 45}, **TLS)).monitor) == {"configure", "gate"}
+    other = {**TLS, "tls": {**TLS["tls"], "email": "security@example.com"}}
+    assert changed_steps(tls_graph, run(config(**other)).monitor) == {"certificate", "gate"}
+    bootstrap = steps_of(tls_graph, "web-0")["bootstrap"].inputs["create"]
+    assert "certbot" in bootstrap and "openssl" in bootstrap
+
+
+def test_a_private_acme_servers_ca_is_trusted_by_the_certificate_step_only(tls_graph):
+    from tests.support.stacks import TEST_CA_PEM
+
+    private = {**TLS, "tls": {**TLS["tls"], "acmeDirectory": "https://acme.internal/dir",
+                              "acmeCaBundle": TEST_CA_PEM}}
+    graph = run(config(**private)).monitor
+    assert changed_steps(tls_graph, graph) == {"certificate", "gate"}
+    script = steps_of(graph, "web-0")["certificate"].inputs["create"]
+    assert TEST_CA_PEM.splitlines()[1] in script
+    assert "REQUESTS_CA_BUNDLE=/etc/app/tls/acme-ca-bundle.pem" in script
+    assert "REQUESTS_CA_BUNDLE" not in steps_of(tls_graph, "web-0")["certificate"].inputs["create"]
+
+
+def test_a_failure_reported_before_any_probe_names_the_host_and_status(tmp_path):
+    """The release's report when the workers never took the new release: no probe has run yet
+    (the front was never asked), and `set -u` must not turn the report into 'unbound variable'."""
+    from stack import scripts, settings
+
+    loaded = settings.load(config(deploy={"healthTimeout": 5}), stack="dev", project_dir=ROOT,
+                           secret_keys=frozenset({"ssh", "database", "app"}), offline=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"curl": "printf 200", "journalctl": "echo 'ModuleNotFoundError: rocket'"}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    script = (scripts.SHELL_PRELUDE.format(step="app-web-0-release", host="web-0")
+              + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+              + scripts.health_functions(loaded, "web-0", "203.0.113.10")
+              + 'unhealthy "Rolled back to release r1"\n')
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 1, ran.stderr
+    assert "unbound variable" not in ran.stderr, ran.stderr
+    assert "on host web-0 (203.0.113.10)" in ran.stderr and "(last status 000)" in ran.stderr
+    assert "Rolled back to release r1; the previous version answers 200 again" in ran.stderr
+    assert "ModuleNotFoundError: rocket" in ran.stderr

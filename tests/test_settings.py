@@ -315,6 +315,17 @@ INVALID = [
     case("tls-email-bad", EXISTING, "tls.email", {"tls.email": "ops"}, "email address"),
     case("tls-acme-http", EXISTING, "tls.acmeDirectory",
          {"tls.acmeDirectory": "http://acme.example.com/directory"}, "https://"),
+    case("tls-ca-bundle-not-pem", EXISTING, "tls.acmeCaBundle",
+         {"tls.acmeDirectory": "https://acme.internal/dir", "tls.acmeCaBundle": "MIIB..."},
+         "PEM certificates"),
+    case("tls-ca-bundle-with-a-key", EXISTING, "tls.acmeCaBundle",
+         {"tls.acmeDirectory": "https://acme.internal/dir",
+          "tls.acmeCaBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                              "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"},
+         "never a private key"),
+    case("tls-ca-bundle-for-lets-encrypt", EXISTING, "tls.acmeCaBundle",
+         {"tls.acmeCaBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"},
+         "private ACME server"),
     # rate limit
     case("rate-zero", DO, "rateLimit.requestsPerSecond", {"rateLimit.requestsPerSecond": 0},
          "from 1 to 100000"),
@@ -534,6 +545,7 @@ DEFAULTS = {
     "app.max_body_size": "10m", "app.release_command": None, "app.env": (), "app.secret_env": (),
     "domain.name": None, "domain.www_redirect": True,
     "tls.enabled": False, "tls.email": None, "tls.acme_directory": settings.LETS_ENCRYPT,
+    "tls.acme_ca_bundle": None,
     "rate_limit.enabled": False, "rate_limit.requests_per_second": 10, "rate_limit.burst": 20,
     "deploy.batch_size": 1, "deploy.health_path": "/healthz", "deploy.health_timeout": 60,
     "deploy.releases_kept": 5,
@@ -958,6 +970,8 @@ NOT_IN_COMPLETE = {
                  "ssh.publicKey", "ssh.adminCidrs", "network", "network.vpcCidr",  # nothing is created
                  "ssh.hostKey"},  # one key for every server: see the comment in the example
 }
+for _unset in NOT_IN_COMPLETE.values():
+    _unset.add("tls.acmeCaBundle")  # only for a private ACME server; the examples use Let's Encrypt
 
 
 def flat_keys(raw: dict[str, Any]) -> set[str]:

@@ -1,153 +1,46 @@
 """The program's remote steps, replayed over real SSH onto real booted Debian hosts.
 
-One stack of two hosts (deploy.batchSize 1, so each host is a batch) lives through the module:
-a first deploy from a fresh image, an unchanged replay, a config change and an app change under
-load, then faults. Everything a host runs is exactly what the program declared under the mocks.
+One stack of two hosts (deploy.batchSize 1, so each host is a batch) lives through the module,
+once with each front (Nginx, HAProxy): a first deploy from a fresh image, an unchanged replay, a
+config change and an app change under load, then faults. Everything a host runs is exactly what
+the program declared under the mocks.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import shutil
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from stack import render
-from tests.support.mocks import run_program
-from tests.support.replay import Replayer, workdir
+from tests.hosts.deploying import APP_SECRET, get, host_state, load, new_stack, wait_for
 
 pytestmark = pytest.mark.hosts
-ROOT = Path(__file__).resolve().parents[2]
-APP_SECRET = "s3cret-value-for-the-app"
+FRONTS = ("nginx", "haproxy")
 
 
-@dataclass
-class Stack:
-    testbed: object
-    hosts: list
-    app: Path
-    database_url: str
-    replayer: Replayer
-    extra: dict = field(default_factory=dict)
-
-    def config(self) -> dict:
-        cfg = {
-            "platform": "existing",
-            "hosts": {"addresses": [h.address for h in self.hosts]},
-            "ssh": {"user": "deploy", "privateKey": self.testbed.private_key},
-            "database": {"url": self.database_url},
-            "app": {"path": str(self.app), "secretEnv": {"SECRET_KEY": APP_SECRET},
-                    "env": {"GREETING": "hello"}},
-            "deploy": {"batchSize": 1, "healthTimeout": 20},
-        }
-        for key, value in self.extra.items():
-            cfg[key] = {**cfg.get(key, {}), **value}
-        return cfg
-
-    def deploy_changed_config(self, change: dict, **kwargs):
-        for key, value in change.items():
-            self.extra[key] = {**self.extra.get(key, {}), **value}
-        return self.deploy(**kwargs)
-
-    def deploy(self, *, expect_failure: bool = False):
-        run = run_program(self.config(), stack="hosts", secret_keys=("ssh", "database", "app"))
-        outcome = self.replayer.replay(run)
-        if expect_failure:
-            assert outcome.failed is not None, f"the deploy should have failed; ran {outcome.ran}"
-        else:
-            assert outcome.failed is None, str(outcome.failed)
-        return outcome
-
-
-def get(host, path: str = "/", headers: dict | None = None, timeout: float = 5) -> tuple[int, str]:
-    conn = http.client.HTTPConnection(host.address, 80, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, response.read().decode()
-    finally:
-        conn.close()
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except OSError:
-            value = None
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
-        time.sleep(interval)
-
-
-@contextmanager
-def load(hosts, path: str = "/") -> Iterator[dict]:
-    """Non-keep-alive requests to every host until the block ends; counts what failed."""
-    stats = {"ok": 0, "failed": 0, "errors": []}
-    stop = threading.Event()
-
-    def worker(host):
-        while not stop.is_set():
-            try:
-                status, _ = get(host, path, headers={"Connection": "close"}, timeout=10)
-                if status == 200:
-                    stats["ok"] += 1
-                else:
-                    stats["failed"] += 1
-                    stats["errors"].append(f"{host.name}: HTTP {status}")
-            except OSError as exc:
-                stats["failed"] += 1
-                stats["errors"].append(f"{host.name}: {exc!r}")
-            time.sleep(0.02)
-
-    threads = [threading.Thread(target=worker, args=(h,), daemon=True) for h in hosts for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
-        yield stats
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=15)
-
-
-def host_state(host, app: str = "app") -> dict:
-    """What a replay must leave alone: file checksums, service PIDs, the current release."""
-    out = host.ssh(
-        f"sudo -n sh -c 'sha256sum /etc/{app}/* /etc/nginx/nginx.conf /etc/nginx/sites-available/{app}.conf "
-        f"/etc/systemd/system/{app}.service /etc/systemd/system/{app}.socket 2>/dev/null; "
-        f"systemctl show -p MainPID --value {app}.service; systemctl show -p MainPID --value nginx.service; "
-        f"readlink /srv/{app}/current'").stdout
-    return {"raw": out}
-
-
-@pytest.fixture(scope="module")
-def stack(testbed, tmp_path_factory):
-    hosts = testbed.boot(2, prefix="d")
-    app = tmp_path_factory.mktemp("deploy") / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    the_stack = Stack(testbed=testbed, hosts=hosts, app=app, database_url=testbed.postgres(),
-                      replayer=Replayer(workdir()))
+@pytest.fixture(scope="module", params=FRONTS)
+def stack(request, testbed, tmp_path_factory):
+    """Two hosts deployed with one front, through the whole module (pytest runs every test for
+    the first front, then every test for the second, each on hosts of its own)."""
+    hosts = testbed.boot(2, prefix=request.param[0])
+    the_stack = new_stack(testbed, hosts, tmp_path_factory, front=request.param)
     yield the_stack
     for host in hosts:
         testbed.destroy(host)
 
 
-def test_first_deploy_serves_the_app_through_nginx_on_every_host(stack):
+def test_first_deploy_serves_the_app_through_its_front_on_every_host(stack):
     started = time.monotonic()
     outcome = stack.deploy()
-    print(f"\nfresh hosts to serving: {time.monotonic() - started:.1f} s; steps: {outcome.seconds}")
+    print(f"\n{stack.front}: fresh hosts to serving: {time.monotonic() - started:.1f} s; "
+          f"steps: {outcome.seconds}")
+    other = "haproxy" if stack.front == "nginx" else "nginx"
     for host in stack.hosts:
+        listening = host.ssh("sudo -n ss -ltnpH 'sport = :80'").stdout
+        assert f'"{stack.front}"' in listening and f'"{other}"' not in listening, listening
         assert get(host, "/") == (200, "Hello World!"), host.name
         assert get(host, "/healthz")[0] == 200
         status, body = get(host, "/db")
@@ -288,17 +181,24 @@ def test_a_failed_release_is_tried_again_by_the_next_deploy(stack):
     stack.deploy()
 
 
-def test_an_invalid_nginx_template_is_never_installed(stack, monkeypatch, tmp_path):
+INVALID = {  # front: (template, the installed file, what the configure step says)
+    "nginx": ("nginx/site.conf.j2", "/etc/nginx/sites-available/app.conf", "the new Nginx config is invalid"),
+    "haproxy": ("haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "the new HAProxy config is invalid"),
+}
+
+
+def test_an_invalid_front_template_is_never_installed(stack, monkeypatch, tmp_path):
+    template, installed, message = INVALID[stack.front]
     templates = tmp_path / "templates"
     shutil.copytree(render.TEMPLATES, templates)
-    site = templates / "nginx" / "site.conf.j2"
-    site.write_text(site.read_text() + "\nan_unknown_directive on;\n")
+    broken = templates / template
+    broken.write_text(broken.read_text() + "\nan_unknown_directive on;\n")
     monkeypatch.setattr(render, "TEMPLATES", templates)
-    live = stack.hosts[0].ssh("sudo -n sha256sum /etc/nginx/sites-available/app.conf").stdout
+    live = stack.hosts[0].ssh(f"sudo -n sha256sum {installed}").stdout
     outcome = stack.deploy(expect_failure=True)
     assert outcome.failed.step == "app-web-0-configure"
-    assert "the new Nginx config is invalid" in str(outcome.failed)
-    assert stack.hosts[0].ssh("sudo -n sha256sum /etc/nginx/sites-available/app.conf").stdout == live
+    assert message in str(outcome.failed)
+    assert stack.hosts[0].ssh(f"sudo -n sha256sum {installed}").stdout == live
     for host in stack.hosts:
         assert get(host, "/") == (200, "Hello again!")
 
@@ -347,7 +247,8 @@ def test_the_release_command_runs_once_per_rollout_with_the_apps_environment(sta
     rocket.write_text(rocket.read_text() + "\n# release with a release command\n")
     stack.deploy()
     with psycopg.connect(stack.database_url) as conn:
-        rows = conn.execute("select host, greeting from releases").fetchall()
+        rows = conn.execute("select host, greeting from releases where host = any(%s)",
+                            ([h.name for h in stack.hosts],)).fetchall()  # the other front's too
     assert len(rows) == 1 and rows[0][1] == "hello", rows  # once, with app.env loaded
 
 

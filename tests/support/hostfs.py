@@ -23,6 +23,12 @@ def relocate(text: str, root: Path, prefixes: tuple[str, ...]) -> str:
     return text
 
 
+def app_paths(files: dict[str, str]) -> render.Paths:
+    """The app's paths, from where its rendered Gunicorn config goes (/etc/<app>/...)."""
+    conf = next(p for p in files if p.endswith("/gunicorn.conf.py"))
+    return render.Paths(PurePosixPath(conf).parts[2])
+
+
 def write_tree(files: dict[str, str], root: Path) -> None:
     for path, content in files.items():
         target = render.local_path(root, path)
@@ -42,7 +48,8 @@ def nginx_prefix(
     port: serve on 127.0.0.1:port instead of 80/443 (a live test); socket: the upstream
     address to use instead of the rendered one (a Gunicorn started by the test)."""
     nginx_files = {p: c for p, c in files.items() if p.startswith("/etc/nginx/")}
-    prefixes = ("/etc/nginx", "/var/log/nginx", "/run/nginx.pid", "/srv/", "/var/www/", "/etc/letsencrypt")
+    prefixes = ("/etc/nginx", "/var/log/nginx", "/run/nginx.pid", "/srv/", "/var/www/", "/etc/letsencrypt",
+                app_paths(files).tls_dir)
     out = {}
     for path, content in nginx_files.items():
         content = relocate(content, root, prefixes)
@@ -103,10 +110,10 @@ def gunicorn_prefix(
 def haproxy_prefix(files: dict[str, str], root: Path) -> Path:
     """Lay the rendered haproxy.cfg out under `root`; returns the file to pass to `haproxy -c -f`.
 
-    Its certificates (/etc/haproxy/certs) and the stats socket's directory (/run/haproxy) move
+    Its certificate (/etc/<app>/tls) and the stats socket's directory (/run/haproxy) move
     under `root`; /dev/log stays (nothing is logged by a check)."""
     path = render.Paths("").haproxy_cfg
-    content = relocate(files[path], root, ("/etc/haproxy", "/run/haproxy"))
+    content = relocate(files[path], root, ("/etc/haproxy", "/run/haproxy", app_paths(files).tls_dir))
     write_tree({path: content}, root)
     render.local_path(root, "/run/haproxy").mkdir(parents=True, exist_ok=True)
     return render.local_path(root, path)
@@ -138,7 +145,7 @@ def systemd_prefix(files: dict[str, str], root: Path) -> list[Path]:
 
 def self_signed(cert: Path, key: Path, domain: str) -> None:
     """A throwaway certificate for `domain` (and www.`domain`), so `nginx -t`/`haproxy -c` can
-    load the paths a host gets from Let's Encrypt."""
+    load the files a host gets from Let's Encrypt (/etc/<app>/tls)."""
     cert.parent.mkdir(parents=True, exist_ok=True)
     key.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(

@@ -29,6 +29,20 @@ FACTORY_APP = Path(__file__).resolve().parent / "factory_app"
 TRICKY_ENV_VALUE = """it's "quoted" $HOME ${PATH} # not a comment \\ `id`"""
 TRICKY_ENV_LINE = r'''TRICKY="it's \"quoted\" \$HOME \${PATH} # not a comment \\ \`id\`"'''
 
+# A CA certificate (never trusted anywhere: its key was thrown away) for tls.acmeCaBundle.
+TEST_CA_PEM = """-----BEGIN CERTIFICATE-----
+MIIBmjCCAUGgAwIBAgIUa4pn3Qv2WSE/Xdtin3HAEOavi00wCgYIKoZIzj0EAwIw
+IzEhMB8GA1UEAwwYZmxhc2stc3RhY2sgdGVzdCBBQ01FIENBMB4XDTI2MTEyNDA4
+MTUxOFoXDTM2MTEyMTA4MTUxOFowIzEhMB8GA1UEAwwYZmxhc2stc3RhY2sgdGVz
+dCBBQ01FIENBMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEbE0t7n644M2HqnRJ
+2pG0uwyGfbzcPsiDOUE3X0P2iWvrju6EopKQwdoQ5uNd1qIfbDOUtJyPRAXFBrEC
+6ZnyRaNTMFEwHQYDVR0OBBYEFPebZ12H6rFUcFXLH+s5/hvqmf/ZMB8GA1UdIwQY
+MBaAFPebZ12H6rFUcFXLH+s5/hvqmf/ZMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI
+zj0EAwIDRwAwRAIgA/EN2hYIvNqfpdIapx25OVOhtGJ4LC72l/9acUjlpqsCIAni
+SR1NQEmnF/ivwKVIk7eHAH6+aOSG+Svq4HJk0cN1
+-----END CERTIFICATE-----
+"""
+
 _EXISTING = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": {"user": "deploy"}}
 
 
@@ -68,6 +82,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
         _EXISTING, domain={"name": "example.com"},
         tls={"enabled": True, "email": "ops@example.com"}, rateLimit={"enabled": True},
         app={"workers": 2, "workerClass": "sync", "maxBodySize": "1m"}),
+    # HAProxy terminating TLS with certificates from a private ACME server (its CA trusted).
+    "haproxy-tls-private-acme": _with(
+        _EXISTING, front="haproxy", domain={"name": "example.com", "wwwRedirect": False},
+        tls={"enabled": True, "email": "ops@example.com", "acmeDirectory": "https://acme.internal:9000/dir",
+             "acmeCaBundle": TEST_CA_PEM}, rateLimit={"enabled": True}),
     # A single cloud host (no load balancer) terminating TLS, no www redirect, gevent workers.
     "nginx-tls-single-host": {
         "platform": "digitalocean", "region": "fra1", "loadBalancer": False, "hosts": {"count": 1},
