@@ -100,7 +100,8 @@ def markdown(directory: Path) -> str:
     parts = []
     for name, render in (("serve", serving), ("deploy", deploy), ("program", program)):
         data = load(directory, name)
-        parts.append("\n".join(render(data)) if data else f"*(no {name} results yet: `sudo bench/run {name}`)*")
+        missing = f"*(no {name} results yet: `sudo bench/run {name}`)*"
+        parts.append("\n".join(render(data)) if data else missing)
     return "\n\n".join(parts) + "\n"
 
 
