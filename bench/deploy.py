@@ -1,15 +1,22 @@
 """Deploy timings on real test hosts: prints figures, asserts nothing.
 
-    .venv/bin/python -m bench.deploy [--hosts 2]
+    .venv/bin/python -m bench.deploy [--json out.json]
 
-Fresh host to serving (every step), an unchanged replay, and a release-only change, rolled in
-batches of one host, measured with the same replayer the host tests use. Targets (issue 3):
-fresh host <= 30 s, release-only change <= 10 s per batch, unchanged replay runs nothing.
+Measured with the same replayer the host tests use (the exact remote steps the program declares):
+
+1. two hosts in batches of one: fresh hosts to serving (every step), an unchanged replay, a
+   release-only change (the app's code) and a config-only change (a Gunicorn setting);
+2. four hosts in batches of two: fresh hosts to serving, then a rolling release-only change.
+
+Targets (issue 3): fresh host <= 30 s, release-only change <= 10 s per batch, unchanged replay
+runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import shutil
 import tempfile
 import time
@@ -22,47 +29,92 @@ from tests.support.replay import Replayer, workdir
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=2)
-    args = parser.parse_args()
-    app = Path(tempfile.mkdtemp(prefix="bench-app-")) / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    with Testbed() as testbed:
-        booted = time.monotonic()
-        hosts = testbed.boot(args.hosts, prefix="b")
-        boot_seconds = time.monotonic() - booted
-        config = {
+class Stack:
+    """One stack on test hosts, deployed again and again by the replayer."""
+
+    def __init__(self, testbed, hosts, app: Path, batch_size: int, database: str | None):
+        self.testbed, self.hosts, self.app = testbed, hosts, app
+        self.config = {
             "platform": "existing", "hosts": {"addresses": [h.address for h in hosts]},
             "ssh": {"user": "deploy", "privateKey": testbed.private_key},
-            "database": {"url": testbed.postgres()}, "app": {"path": str(app)},
-            "deploy": {"batchSize": 1},
+            "app": {"path": str(app)}, "deploy": {"batchSize": batch_size},
         }
-        replayer = Replayer(workdir())
+        if database:
+            self.config["database"] = {"url": database}
+        self.replayer = Replayer(workdir())
+        self.batches = -(-len(hosts) // batch_size)
 
-        def deploy() -> tuple[float, list[str]]:
-            started = time.monotonic()
-            outcome = replayer.replay(run_program(config, stack="bench", secret_keys=("ssh", "database")))
-            if outcome.failed:
-                raise SystemExit(str(outcome.failed))
-            return time.monotonic() - started, outcome.ran
+    def deploy(self) -> tuple[float, list[str]]:
+        started = time.monotonic()
+        run = run_program(self.config, stack=f"bench{len(self.hosts)}", secret_keys=("ssh", "database"))
+        outcome = self.replayer.replay(run)
+        if outcome.failed:
+            raise SystemExit(str(outcome.failed))
+        return time.monotonic() - started, outcome.ran
 
-        fresh, ran_fresh = deploy()
-        unchanged, ran_unchanged = deploy()
-        rocket = app / "rocket.py"
-        rocket.write_text(rocket.read_text() + "\n# a release-only change\n")
-        release_only, ran_release = deploy()
-    rows = [
-        ("boot test hosts (not the program's)", boot_seconds, f"{args.hosts} hosts"),
-        ("fresh hosts to serving", fresh, f"{len(ran_fresh)} steps, {args.hosts} batches"),
-        ("  per batch", fresh / args.hosts, "target <= 30 s"),
-        ("unchanged replay", unchanged, f"{len(ran_unchanged)} steps ran (target 0)"),
-        ("release-only change", release_only, f"{len(ran_release)} steps"),
-        ("  per batch", release_only / args.hosts, "target <= 10 s"),
-    ]
-    print(f"{'what':40} {'seconds':>8}  notes")
+    def change_release(self, note: str) -> None:
+        rocket = self.app / "rocket.py"
+        rocket.write_text(rocket.read_text() + f"\n# {note}\n")
+
+
+def copy_app(into: Path) -> Path:
+    app = into / "app"
+    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    return app
+
+
+def kinds(ran: list[str]) -> str:
+    """The steps that ran, by kind: "configure x2, gate x2"."""
+    counts: dict[str, int] = {}
+    for name in ran:
+        kind = name.rsplit("-", 1)[-1]
+        counts[kind] = counts.get(kind, 0) + 1
+    return ", ".join(f"{k} x{n}" for k, n in counts.items()) or "nothing"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    rows: list[tuple[str, float, str]] = []
+    with Testbed() as testbed:
+        database = testbed.postgres()
+        booted = time.monotonic()
+        hosts = testbed.boot(2, prefix="b")
+        rows.append(("boot 2 test hosts (not the program's)", time.monotonic() - booted, ""))
+        two = Stack(testbed, hosts, copy_app(scratch / "two"), batch_size=1, database=database)
+        seconds, ran = two.deploy()
+        rows.append(("2 fresh hosts to serving, batches of 1", seconds, f"{len(ran)} steps"))
+        rows.append(("  per batch (target <= 30 s)", seconds / two.batches, ""))
+        seconds, ran = two.deploy()
+        rows.append(("unchanged replay", seconds, f"{len(ran)} steps ran (target 0)"))
+        two.change_release("a release-only change")
+        seconds, ran = two.deploy()
+        rows.append(("release-only change, 2 batches of 1", seconds, kinds(ran)))
+        rows.append(("  per batch (target <= 10 s)", seconds / two.batches, ""))
+        two.config["app"] = {**two.config["app"], "timeout": 40}
+        seconds, ran = two.deploy()
+        rows.append(("config-only change, 2 batches of 1", seconds, kinds(ran)))
+        rows.append(("  per batch", seconds / two.batches, ""))
+        testbed.destroy(*hosts)
+
+        hosts = testbed.boot(4, prefix="r")
+        four = Stack(testbed, hosts, copy_app(scratch / "four"), batch_size=2, database=database)
+        seconds, ran = four.deploy()
+        rows.append(("4 fresh hosts to serving, batches of 2", seconds, f"{len(ran)} steps"))
+        rows.append(("  per batch", seconds / four.batches, ""))
+        four.change_release("a rolling release")
+        seconds, ran = four.deploy()
+        rows.append(("rolling release, 4 hosts in batches of 2", seconds, kinds(ran)))
+        rows.append(("  per batch", seconds / four.batches, ""))
+    print(f"{'what':44} {'seconds':>8}  notes")
     for what, seconds, note in rows:
-        print(f"{what:40} {seconds:8.1f}  {note}")
+        print(f"{what:44} {seconds:8.1f}  {note}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+            "rows": [{"what": w, "seconds": round(s, 1), "note": n} for w, s, n in rows]}, indent=1) + "\n")
     return 0
 
 

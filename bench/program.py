@@ -73,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="1,10,100")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--one", nargs=2, metavar=("PLATFORM", "HOSTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -82,6 +83,7 @@ def main() -> int:
     measure("existing", 1)  # builds the release archive into .cache/ once
     print(f"{'platform':<13}{'hosts':>6}{'resources':>11}{'per host':>10}{'evaluate s':>12}"
           f"{'process s':>11}{'peak MB':>9}")
+    rows = []
     for platform in PLATFORMS:
         base = None
         for hosts in counts:
@@ -90,12 +92,18 @@ def main() -> int:
             if base is None:
                 base = (hosts, resources)
             per_host = (resources - base[1]) / (hosts - base[0]) if hosts != base[0] else float("nan")
-            print(f"{platform:<13}{hosts:>6}{resources:>11}{per_host:>10.1f}"
-                  f"{statistics.median(r['seconds'] for r in runs):>12.2f}"
-                  f"{statistics.median(r['wall'] for r in runs):>11.2f}"
-                  f"{max(r['peak_mb'] for r in runs):>9.0f}")
+            row = {"platform": platform, "hosts": hosts, "resources": resources,
+                   "per_host": None if hosts == base[0] else per_host,
+                   "evaluate_s": statistics.median(r["seconds"] for r in runs),
+                   "process_s": statistics.median(r["wall"] for r in runs),
+                   "peak_mb": max(r["peak_mb"] for r in runs)}
+            rows.append(row)
+            print(f"{platform:<13}{hosts:>6}{resources:>11}{per_host:>10.1f}{row['evaluate_s']:>12.2f}"
+                  f"{row['process_s']:>11.2f}{row['peak_mb']:>9.0f}")
     print("evaluate s: the program under the mocks (median); process s: the whole process with its "
           "imports; per host: resources each further host adds")
+    if args.json:
+        args.json.write_text(json.dumps({"repeat": args.repeat, "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -1,8 +1,8 @@
 """The test hosts bench/serve measures, deployed by the program, plus the comparison setups.
 
 Host `a` gets the bench app (bench/app) deployed by the program with its defaults: the rendered
-stack, Nginx on port 80 in front of Gunicorn on a unix socket. Once it serves, three more setups
-are started on the same host, from the same release, so all four share one host and one run:
+stack, Nginx on port 80 in front of Gunicorn on a unix socket. Once it serves, four more setups
+are started on the same host, from the same release, so all share one host and one run:
 
 - naive, port 8001: the classic recipe's starting point. Gunicorn with its own defaults (one sync
   worker) on 127.0.0.1:8000, started as `gunicorn --bind 127.0.0.1:8000 bench_app:app`, behind an
@@ -11,8 +11,12 @@ are started on the same host, from the same release, so all four share one host 
 - gunicorn, port 8002: Gunicorn alone with the stack's own rendered gunicorn.conf.py (same
   workers, worker class, threads, keep-alive, logging), bound to the host's address with
   `--bind 0.0.0.0:8002`; no Nginx. Static files go through Flask.
+- gunicorn-log, port 8004: the same as `gunicorn` plus an access log to the journal
+  (`--access-logfile -`), which the rendered config had before: what that log costs.
 - nginx, port 8003: Nginx alone, the ceiling: `return 200 "Hello World!"` for `/` and the
-  static folder straight from disk (`alias`), nothing else, no access log.
+  static folder straight from disk (`alias`) with the same open-file cache as the stack's static
+  location (without it Nginx alone is ~25% slower, and would be no ceiling), no access log, none
+  of the stack's extras (expiry headers, pre-compressed lookups, ACME and health locations).
 
 The two Gunicorns run as transient units (`systemd-run`) as the app's user with its environment.
 The Nginx server blocks live in /etc/nginx/sites-enabled/bench.conf, under the rendered
@@ -35,7 +39,7 @@ from tests.support.replay import Replayer, workdir
 ROOT = Path(__file__).resolve().parent.parent
 STATIC_FILE = "50k.bin"
 STATIC_BYTES = 50 * 1024
-PORTS = {"stack": 80, "naive": 8001, "gunicorn": 8002, "nginx": 8003}
+PORTS = {"stack": 80, "naive": 8001, "gunicorn": 8002, "nginx": 8003, "gunicorn-log": 8004}
 
 EXTRAS = r"""
 set -euo pipefail
@@ -51,6 +55,8 @@ run() {  # run UNIT ARGS...: a transient service as the app's user, in the relea
 run bench-naive --bind 127.0.0.1:8000 --no-control-socket bench_app:app
 # Gunicorn alone: the stack's own config, bound to the host's address.
 run bench-gunicorn --config /etc/app/gunicorn.conf.py --bind 0.0.0.0:8002
+# The same with an access log to the journal, as the stack had before (what it costs).
+run bench-gunicorn-log --config /etc/app/gunicorn.conf.py --bind 0.0.0.0:8004 --access-logfile -
 cat > /etc/nginx/sites-enabled/bench.conf <<'EOF'
 # bench/serve: the comparison setups (see bench/servehosts.py)
 server {
@@ -68,6 +74,9 @@ server {
     }
     location /static/ {
         alias /srv/app/current/static/;
+        open_file_cache max=1000 inactive=60s;
+        open_file_cache_valid 10s;
+        open_file_cache_errors on;
     }
 }
 EOF
@@ -92,7 +101,7 @@ def bench_app(into: Path) -> Path:
     """A copy of bench/app with its 50 KB static file (fixed pseudo-random bytes)."""
     app = into / "app"
     shutil.copytree(ROOT / "bench" / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    (app / "static" / STATIC_FILE).write_bytes(random.Random(8).randbytes(STATIC_BYTES))  # noqa: S311 - filler bytes
+    (app / "static" / STATIC_FILE).write_bytes(random.Random(8).randbytes(STATIC_BYTES))  # noqa: S311 - test data
     return app
 
 

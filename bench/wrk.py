@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
@@ -64,15 +65,26 @@ def parse(out: str) -> Result:
 
 
 def argv(url: str, connections: int, seconds: float, *, threads: int = 2, timeout: float = 10,
-         close: bool = False, cpus: str | None = None) -> list[str]:
+         close: bool = False, script: Path | None = None, cpus: str | None = None) -> list[str]:
     command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s",
                f"--timeout={timeout:g}s", "--latency"]
     if close:
         command += ["-H", "Connection: close"]
+    if script:
+        command += ["-s", str(script)]
     command.append(url)
     if cpus:
         command = ["taskset", "-c", cpus, *command]
     return command
+
+
+def paced(directory: Path, delay_ms: int) -> Path:
+    """A wrk script making each connection wait `delay_ms` between requests. Clients that close
+    every connection leave this machine's end in TIME_WAIT for 60 s (wrk closes first), so an
+    unpaced run uses up the ~28k local ports in seconds and then mostly waits for them."""
+    script = directory / f"paced-{delay_ms}.lua"
+    script.write_text(f"function delay()\n  return {int(delay_ms)}\nend\n")
+    return script
 
 
 def run(url: str, connections: int, seconds: float, **options) -> Result:

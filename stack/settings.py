@@ -432,7 +432,7 @@ def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
         workers = r.integer("workers", None, 1, 64)
     worker_class = r.choice("workerClass", WORKER_CLASSES, "gthread")
     threads_set = r.has("threads")
-    threads = r.integer("threads", 4 if worker_class == "gthread" else 1, 1, 64)
+    threads = r.integer("threads", 32 if worker_class == "gthread" else 1, 1, 64)
     if threads_set and worker_class != "gthread" and threads != 1:
         r.error("threads", f"only applies to workerClass gthread (it is {worker_class}); "
                            "remove threads or set workerClass: gthread")

@@ -292,7 +292,8 @@ def test_gunicorn_resolved_settings(case, tmp_path):
     assert cfg["worker_class"] == app.worker_class
     # A sync worker with threads > 1 would silently become gthread: threads stays 1 unless gthread.
     assert cfg["threads"] == (app.threads if app.worker_class == "gthread" else 1)
-    expected_workers = app.workers or len(os.sched_getaffinity(0)) * 2 + 1
+    cpus = len(os.sched_getaffinity(0))
+    expected_workers = app.workers or (cpus * 2 + 1 if app.worker_class == "sync" else cpus + 1)
     assert cfg["workers"] == expected_workers
     assert cfg["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
     assert cfg["forwarded_allow_ips"] == ["127.0.0.1", "::1"]
@@ -301,7 +302,7 @@ def test_gunicorn_resolved_settings(case, tmp_path):
     assert cfg["timeout"] == app.timeout and cfg["graceful_timeout"] == app.graceful_timeout
     assert cfg["keepalive"] == app.keepalive
     assert cfg["max_requests"] == app.max_requests
-    assert cfg["accesslog"] == "-" and cfg["errorlog"] == "-"
+    assert cfg["accesslog"] is None and cfg["errorlog"] == "-"
 
 
 def test_gunicorn_check_fails_when_the_entry_is_missing(tmp_path):

@@ -304,6 +304,10 @@ def test_the_app_answers_through_nginx_and_gunicorn(public):
 def test_nginx_keeps_its_pid_and_logs_under_the_scratch_root(public):
     assert int((public.root / "run" / "nginx.pid").read_text()) == public.nginx.pid
     public.get("/")
+    # The access log is buffered: the line lands within its flush interval (1 s).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not public.logs["nginx access.log"].stat().st_size:
+        time.sleep(0.05)
     assert public.logs["nginx access.log"].stat().st_size > 0
     assert public.logs["nginx error.log"].exists()
 

@@ -540,7 +540,7 @@ DEFAULTS = {
     "database.engine_version": "16", "database.backup_retention_days": 7,
     "database.high_availability": False, "database.name": "app", "database.user": "app",
     "app.name": "app", "app.entry": "rocket:app", "app.workers": None, "app.worker_class": "gthread",
-    "app.threads": 4, "app.timeout": 30, "app.graceful_timeout": 30, "app.keepalive": 20,
+    "app.threads": 32, "app.timeout": 30, "app.graceful_timeout": 30, "app.keepalive": 20,
     "app.max_requests": 0, "app.listen": "unix", "app.static_url": "/static", "app.static_dir": "static",
     "app.max_body_size": "10m", "app.release_command": None, "app.env": (), "app.secret_env": (),
     "domain.name": None, "domain.www_redirect": True,

@@ -1,0 +1,79 @@
+"""Who used the machine's CPUs during a measurement: the test hosts, wrk, or anyone else.
+
+The test hosts share this machine's cores with wrk and with whatever else runs here (other test
+sessions, for one). `Meter` reads the machine's busy time (/proc/stat) and the testbed's own
+cgroup (cpu.stat of the slot's cgroup, holding every test host), so a run can tell how much
+CPU went to other processes while it measured, and be repeated when that was too much.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> float:
+    """Seconds of CPU time the machine spent busy (all cores) since boot."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / TICK
+
+
+def cgroup_usage(paths: list[Path]) -> float:
+    """Seconds of CPU the first readable cgroup (v2 cpu.stat) used since it was made."""
+    for path in paths:
+        try:
+            text = (path / "cpu.stat").read_text()
+        except OSError:
+            continue
+        found = re.search(r"^usage_usec (\d+)$", text, re.M)
+        if found:
+            return int(found.group(1)) / 1e6
+    return 0.0
+
+
+@dataclass
+class Sample:
+    wall: float
+    busy: float
+    ours: float
+
+
+class Meter:
+    """`start()` then `stop(extra_cpu)`: CPU seconds per second used by the test hosts, by
+    `extra_cpu` (wrk) and by everything else on the machine."""
+
+    def __init__(self, cgroups: list[Path]):
+        self.cgroups = cgroups
+
+    def sample(self) -> Sample:
+        return Sample(time.monotonic(), machine_busy(), cgroup_usage(self.cgroups))
+
+    def start(self) -> Sample:
+        return self.sample()
+
+    def stop(self, begin: Sample, extra_cpu: float = 0.0) -> dict[str, float]:
+        end = self.sample()
+        wall = max(end.wall - begin.wall, 1e-6)
+        busy = (end.busy - begin.busy) / wall
+        hosts = (end.ours - begin.ours) / wall
+        wrk = extra_cpu / wall
+        return {"busy": busy, "hosts": hosts, "wrk": wrk, "others": max(0.0, busy - hosts - wrk)}
+
+
+def machine() -> dict[str, str]:
+    """nproc, CPU model and RAM, as the README's table states them."""
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return {"nproc": str(os.cpu_count()), "cpu": model, "ram": f"{mem_kb / 1024 / 1024:.0f} GiB",
+            "kernel": platform.release()}
