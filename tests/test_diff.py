@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.project import copy_project
+
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("stack", "templates", "app", "Pulumi.yaml", "Pulumi.dev.yaml")
 
@@ -21,14 +23,7 @@ def git(repo: Path, *args: str) -> str:
 @pytest.fixture
 def repo(tmp_path) -> Path:
     """A copy of the project in a fresh git repository with one commit on main."""
-    repo = tmp_path / "project"
-    repo.mkdir()
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, repo / name)
+    repo = copy_project(tmp_path / "project", COPIED)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "base")

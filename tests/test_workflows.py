@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.project import copy_project
+
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB = ROOT / ".github"
 WORKFLOW_FILES = sorted((GITHUB / "workflows").glob("*.yml"))
@@ -392,14 +394,7 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path) -> Project:
-    root = tmp_path / "project"
-    root.mkdir()
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, root / name)
+    root = copy_project(tmp_path / "project", COPIED)
     (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
     return Project(root)
 
