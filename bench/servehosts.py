@@ -15,7 +15,7 @@ are started on the same host, from the same release, so all share one host and o
   (`--access-logfile -`), which the rendered config had before: what that log costs.
 - nginx, port 8003: Nginx alone, the ceiling: `return 200 "Hello World!"` for `/` and the
   static folder straight from disk (`alias`) with the same open-file cache as the stack's static
-  location (without it Nginx alone is ~25% slower, and would be no ceiling), no access log, none
+  location (without it Nginx alone is ~20% slower, and would be no ceiling), no access log, none
   of the stack's extras (expiry headers, pre-compressed lookups, ACME and health locations).
 
 The two Gunicorns run as transient units (`systemd-run`) as the app's user with its environment.
