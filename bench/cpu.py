@@ -38,6 +38,41 @@ def cgroup_usage(paths: list[Path]) -> float:
     return 0.0
 
 
+def unit_seconds(root: str) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) of the live processes under the cgroup `root`
+    (a test slot's, "/flask-stack/<slot>/"), summed per host and systemd unit: "sv-a/nginx.service".
+
+    Read from each process's /proc entry on this machine, so it needs no cgroup controller
+    inside the containers; the time of processes that exited meanwhile is not in it, which is
+    fine for the long-lived Nginx and Gunicorn processes it is for."""
+    found: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            groups = (entry / "cgroup").read_text()
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        path = next((line.split(":", 2)[2] for line in groups.splitlines() if root in line), None)
+        if path is None:
+            continue
+        host = path.split(root, 1)[1].split("/", 1)[0]
+        unit = next((part for part in reversed(path.split("/")) if part.endswith(".service")), "other")
+        key = f"{host}/{unit}"
+        found[key] = found.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return found
+
+
+def per_request(before: dict[str, float], after: dict[str, float], requests: int,
+                wrk_seconds: float) -> dict[str, float]:
+    """Microseconds of CPU per request for each unit that used any, and for wrk."""
+    used = {key: after[key] - before.get(key, 0.0) for key in after}
+    out = {key: value * 1e6 / max(requests, 1) for key, value in sorted(used.items()) if value > 0}
+    out["wrk"] = wrk_seconds * 1e6 / max(requests, 1)
+    return out
+
+
 @dataclass
 class Sample:
     wall: float

@@ -73,8 +73,9 @@ def log(message: str) -> None:
 
 class Bench:
     def __init__(self, deployed: dict[str, sh.Deployed], meter: cpu.Meter, seconds: float,
-                 max_others: float, scratch: Path):
+                 max_others: float, scratch: Path, units_root: str):
         self.deployed = deployed
+        self.units_root = units_root
         self.scratch = scratch
         self.meter = meter
         self.seconds = seconds
@@ -89,12 +90,15 @@ class Bench:
         """One wrk run; done again (up to 3 times) when other processes took too much CPU."""
         best = None
         for attempt in range(4):
+            units = cpu.unit_seconds(self.units_root)
             began = self.meter.start()
             result = wrk.run(url, connections, seconds or self.seconds, **options)
             split = self.meter.stop(began, result.cpu)
+            per_request = cpu.per_request(units, cpu.unit_seconds(self.units_root), result.requests,
+                                          result.cpu)
             run = {"rps": result.rps, "requests": result.requests, "p50": result.latency_ms.get("50"),
                    "p99": result.p99, "errors": result.errors, "failed": result.failed,
-                   "cpu": split, "attempts": attempt + 1}
+                   "cpu": split, "us_per_request": per_request, "attempts": attempt + 1}
             if best is None or split["others"] < best["cpu"]["others"]:
                 best = run
             if split["others"] <= self.max_others:
@@ -104,7 +108,9 @@ class Bench:
 
 
 def medians(runs: list[dict]) -> dict:
-    return {"rps": statistics.median(r["rps"] for r in runs),
+    units = sorted({unit for r in runs for unit in r["us_per_request"]})
+    return {"us_per_request": {unit: statistics.median(r["us_per_request"].get(unit, 0.0) for r in runs)
+                               for unit in units},"rps": statistics.median(r["rps"] for r in runs),
             "p99": statistics.median(r["p99"] for r in runs),
             "failed": sum(r["failed"] for r in runs),
             "others": statistics.median(r["cpu"]["others"] for r in runs),
@@ -193,6 +199,14 @@ def print_report(report: dict) -> None:
                 c = cells[f"{route}/{conns}/{setup}"]
                 print(f"  {DESCRIBE[setup]:42}{c['rps']:9.0f}{c['p99']:9.1f}{c['failed']:8d}"
                       f"         {c['hosts']:.2f} {c['wrk']:.2f} {c['others']:.2f}")
+    print("\nCPU per request, microseconds (medians; per host and systemd unit, then wrk): where "
+          "the hello ratios come from")
+    for conns in CONNECTIONS:
+        for setup in ("stack", "gunicorn", "io-gevent"):
+            c = cells[f"hello/{conns}/{setup}"]
+            shown = {unit: us for unit, us in c["us_per_request"].items() if us >= 1}
+            print(f"  hello @{conns:<4} {DESCRIBE[setup]:34} {sum(shown.values()):5.0f} = "
+                  + " + ".join(f"{unit} {us:.0f}" for unit, us in shown.items()))
     print("\ntargets (median of per-round ratios)")
     for name, r in report["serving"]["ratios"].items():
         verdict = ("no target     " if r["target"] is None else
@@ -216,6 +230,7 @@ def main() -> int:
     args = parser.parse_args()
     if not wrk.available():
         raise SystemExit("wrk is not installed: apt-get install -y wrk (bench/run does it)")
+    from tests.hosts import cgroups
     from tests.hosts.harness import Testbed
 
     started = time.monotonic()
@@ -232,7 +247,8 @@ def main() -> int:
             sh.wait_ok(deployed[name].url(80, "/io"), name)
         # Every test host's cgroup sits in the testbed slot's: that one counts them all.
         meter = cpu.Meter([path.parent for path in hosts[0].cgroup_paths])
-        bench = Bench(deployed, meter, args.seconds, args.max_others, scratch)
+        bench = Bench(deployed, meter, args.seconds, args.max_others, scratch,
+                      units_root=f"/{cgroups.TOP}/{hosts[0].cgroup_paths[0].parent.name}/")
         report = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
                   "machine": cpu.machine(), "rounds": args.rounds, "seconds": args.seconds,
                   "loadavg_start": os.getloadavg()[0]}
