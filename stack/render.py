@@ -138,6 +138,12 @@ class Paths:
         return "/etc/nginx/nginx.conf"
 
     @property
+    def nginx_workers(self) -> str:
+        """Nginx's worker count, written on the host from its CPUs by the configure step
+        (scripts.nginx_workers), included by nginx.conf."""
+        return "/etc/nginx/flask-stack-workers.conf"
+
+    @property
     def nginx_site(self) -> str:
         return f"/etc/nginx/sites-available/{self.app}.conf"
 

@@ -420,6 +420,18 @@ def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
     return [ConfigFile(path, *kinds[path]) for path in sorted(files) if path in kinds]
 
 
+def nginx_workers(directory: str) -> str:
+    """Shell text writing Nginx's worker count into `directory` (a shell word): half the CPUs
+    this host gives us, at least one. Measured on 2 cores under 256 clients, one worker instead
+    of two cut Nginx's CPU per proxied request by about a fifth (README: "Why these defaults")."""
+    name = Paths("").nginx_workers.rsplit("/", 1)[1]
+    return f"""cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1
+cat > {directory}/{name} <<FLASKSTACK_WORKERS
+# Written by flask-stack's configure step: half of this host's $cpus CPUs, at least one.
+worker_processes $workers;
+FLASKSTACK_WORKERS"""
+
+
 def configure(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
     """Stage the rendered files, validate them with their own tools, install the changed ones
     and reload what they belong to; if the app then does not answer healthy, put the replaced
@@ -458,7 +470,10 @@ trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
     if nginx:
         site = p.nginx_site.rsplit("/", 1)[1]
         s.raw(f"""
+mkdir -p "$stage/files/etc/nginx"
+{nginx_workers('"$stage/files/etc/nginx"')}
 cp -a /etc/nginx "$stage/nginx"
+cp "$stage/files{p.nginx_workers}" "$stage/nginx/"
 cp "$stage/files{p.nginx_conf}" "$stage/nginx/nginx.conf"
 cp "$stage/files{p.nginx_site}" "$stage/nginx/sites-available/{site}"
 rm -f "$stage/nginx/sites-enabled/default"
@@ -502,6 +517,8 @@ put() {  # put STAGED TARGET MODE GROUP KIND
 """)
     for f in wanted:
         s.raw(f"put \"$stage/files\"{q(f.path)} {q(f.path)} {f.mode} {q(f.group)} {f.kind}")
+    if nginx:
+        s.raw(f"put \"$stage/files\"{q(p.nginx_workers)} {q(p.nginx_workers)} 0644 root front")
     svc, sock = q(lay.service), q(lay.socket)
     s.raw(f"""
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac

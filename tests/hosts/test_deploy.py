@@ -58,6 +58,19 @@ def test_the_app_sees_the_real_client_and_spoofed_headers_change_nothing(stack, 
         assert seen["scheme"] == "http", seen
 
 
+def test_nginx_runs_half_the_hosts_cpus_as_workers(stack):
+    for host in stack.hosts:
+        written = host.ssh("cat /etc/nginx/flask-stack-workers.conf", check=False)
+        if stack.front != "nginx":
+            assert written.returncode != 0, "the HAProxy front got an Nginx file"
+            continue
+        cpus = int(host.ssh("nproc").stdout)
+        workers = max(1, cpus // 2)
+        assert f"worker_processes {workers};" in written.stdout, written.stdout
+        running = host.ssh("pgrep -c -f '^nginx: worker process'").stdout.strip()
+        assert running == str(workers), f"{host.name}: {running} workers on {cpus} CPUs"
+
+
 def test_gunicorn_listens_on_no_tcp_port(stack):
     for host in stack.hosts:
         listening = host.ssh("sudo -n ss -ltnpH").stdout

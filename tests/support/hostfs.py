@@ -8,11 +8,12 @@ what a host receives.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
-from stack import render
+from stack import render, scripts
 
 NGINX_SYSTEM = Path("/etc/nginx")
 
@@ -62,6 +63,8 @@ def nginx_prefix(
         out[path] = content
     write_tree(out, root)
     etc = render.local_path(root, "/etc/nginx")
+    # The worker count nginx.conf includes, written as the configure step writes it on a host.
+    subprocess.run(["bash", "-c", scripts.nginx_workers(shlex.quote(str(etc)))], check=True)
     shutil.copy(NGINX_SYSTEM / "mime.types", etc / "mime.types")
     (etc / "sites-enabled").mkdir(exist_ok=True)
     (etc / "conf.d").mkdir(exist_ok=True)
