@@ -58,6 +58,7 @@ def serving(serve: dict) -> list[str]:
         else:
             lines.append(f"| {what}, {conns} clients, ≥ {r['target']:.2f} | {r['ratio']:.2f} | "
                          f"{'met' if r['met'] else '**not met**'} |")
+    lines += cpu_split(cells)
     lines += ["", "| during | keep-alive clients: failed / requests | closing clients: failed / requests |",
               "|---|---:|---:|"]
     reloads = serve["reloads"]
@@ -66,6 +67,31 @@ def serving(serve: dict) -> list[str]:
         count = f" ×{ka['reloads']}" if ka["reloads"] else ""
         lines.append(f"| {what}{count} | {ka['failed']} / {ka['requests']} | "
                      f"{close['failed']} / {close['requests']} |")
+    return lines
+
+
+UNITS = [("nginx.service", "Nginx"), ("app.service", "Gunicorn (the app's)"),
+         ("bench-gunicorn.service", "Gunicorn alone"), ("wrk", "wrk")]
+
+
+def cpu_split(cells: dict) -> list[str]:
+    """CPU per request on `/` by process (µs), for the setups the hello target compares; empty
+    for results written before bench/serve measured it."""
+    wanted = [(conns, setup) for conns in (64, 256) for setup in ("stack", "gunicorn")]
+    if not all("us_per_request" in cells.get(f"hello/{c}/{s}", {}) for c, s in wanted):
+        return []
+    lines = ["", "CPU per request on `/`, µs (medians; by process, read from /proc on this machine):", "",
+             "| clients | setup | total | " + " | ".join(title for _, title in UNITS) + " | other |",
+             "|---:|---|---:|" + "---:|" * (len(UNITS) + 1)]
+    for conns, setup in wanted:
+        used: dict[str, float] = {}  # per unit, summed over the test hosts
+        for unit, us in cells[f"hello/{conns}/{setup}"]["us_per_request"].items():
+            name = unit.rsplit("/", 1)[-1]
+            used[name] = used.get(name, 0.0) + us
+        shown = [used.pop(unit, 0.0) for unit, _ in UNITS]
+        other = sum(used.values())
+        lines.append(f"| {conns} | {dict(COLUMNS)[setup]} | {sum(shown) + other:.0f} | "
+                     + " | ".join(f"{us:.0f}" if us else "–" for us in shown) + f" | {other:.0f} |")
     return lines
 
 
