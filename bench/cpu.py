@@ -40,7 +40,7 @@ def cgroup_usage(paths: list[Path]) -> float:
 
 def unit_seconds(root: str) -> dict[str, float]:
     """CPU seconds (user + system, all threads) of the live processes under the cgroup `root`
-    (a test slot's, "/flask-stack/<slot>/"), summed per host and systemd unit: "sv-a/nginx.service".
+    (a test slot's, "/flask-stack/<slot>/"), summed per host and systemd unit: "sv1/nginx.service".
 
     Read from each process's /proc entry on this machine, so it needs no cgroup controller
     inside the containers; the time of processes that exited meanwhile is not in it, which is

@@ -109,14 +109,15 @@ class Bench:
 
 def medians(runs: list[dict]) -> dict:
     units = sorted({unit for r in runs for unit in r["us_per_request"]})
-    return {"us_per_request": {unit: statistics.median(r["us_per_request"].get(unit, 0.0) for r in runs)
-                               for unit in units},"rps": statistics.median(r["rps"] for r in runs),
+    return {"rps": statistics.median(r["rps"] for r in runs),
             "p99": statistics.median(r["p99"] for r in runs),
             "failed": sum(r["failed"] for r in runs),
             "others": statistics.median(r["cpu"]["others"] for r in runs),
             "hosts": statistics.median(r["cpu"]["hosts"] for r in runs),
             "wrk": statistics.median(r["cpu"]["wrk"] for r in runs),
-            "runs": [round(r["rps"]) for r in runs]}
+            "runs": [round(r["rps"]) for r in runs],
+            "us_per_request": {unit: statistics.median(r["us_per_request"].get(unit, 0.0) for r in runs)
+                               for unit in units}}
 
 
 def serving(bench: Bench, rounds: int) -> dict:
