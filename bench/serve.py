@@ -1,6 +1,6 @@
 """Serving benchmark on real test hosts deployed by the program: prints figures, asserts nothing.
 
-    .venv/bin/python -m bench.serve [--rounds 5] [--seconds 5] [--json out.json]
+    .venv/bin/python -m bench.serve [--rounds 6] [--seconds 5] [--json out.json]
 
 Hosts (bench/servehosts.py says exactly how each setup is made):
   a   the bench app (bench/app) deployed with the defaults; on the same host, started after the
@@ -9,10 +9,12 @@ Hosts (bench/servehosts.py says exactly how each setup is made):
   t   the same app deployed with `threads: 64` (the recommendation for apps that cannot use gevent).
 
 wrk runs from this machine against every setup, interleaved: each round measures every setup of a
-route and connection count back to back (A B C D, A B C D, ...), so load from elsewhere on the
-machine hits them alike; figures are medians over rounds, and each ratio is the median of the
-per-round ratios. A run during which other processes used more than --max-others cores is done
-again (up to 3 times), and the CPU split (test hosts, wrk, others) is reported.
+route and connection count back to back (A B C D, B A C D, ...), so load from elsewhere on the
+machine hits them alike. The two setups a target compares run first and next to each other, in
+turn first and second (hence an even number of rounds), so the machine's drift over a round
+favours neither. Figures are medians over rounds, and each ratio is the median of the per-round
+ratios. A run during which other processes used more than --max-others cores is done again (up to
+3 times), and the CPU split (test hosts, wrk, others) is reported.
 
 Then failed requests during reloads: `systemctl reload nginx` and `systemctl reload app` (HUP),
 each several times under load from keep-alive clients and from clients that close every
@@ -38,10 +40,11 @@ from bench import servehosts as sh
 IO_WAIT = 0.020
 CONNECTIONS = (64, 256)
 ROUTES = {"hello": "/", "static": f"/static/{sh.STATIC_FILE}", "io": "/io"}
-# Which setups each route is measured on (Nginx alone has no app, so no /io).
+# Which setups each route is measured on (Nginx alone has no app, so no /io). For hello and
+# static the first two are the pair their target compares (/io's targets are against the limit).
 SETUPS = {
-    "hello": ("stack", "naive", "gunicorn", "nginx", "io-gevent", "io-threads", "gunicorn-log"),
-    "static": ("stack", "naive", "gunicorn", "nginx"),
+    "hello": ("stack", "gunicorn", "naive", "nginx", "io-gevent", "io-threads", "gunicorn-log"),
+    "static": ("stack", "nginx", "naive", "gunicorn"),
     "io": ("stack", "naive", "gunicorn", "io-gevent", "io-threads", "gunicorn-log"),
 }
 DESCRIBE = {
@@ -120,15 +123,25 @@ def medians(runs: list[dict]) -> dict:
                                for unit in units}}
 
 
+def cells(round_number: int) -> list[tuple[str, int, str]]:
+    """Every (route, connections, setup) in the order of one round: a target's pair first, and
+    which of the two goes first alternates from round to round."""
+    order = []
+    for route, setups in SETUPS.items():
+        first, second, *rest = setups
+        pair = [first, second] if round_number % 2 == 0 else [second, first]
+        order += [(route, conns, setup) for conns in CONNECTIONS for setup in pair + rest]
+    return order
+
+
 def serving(bench: Bench, rounds: int) -> dict:
-    cells = [(route, conns, setup) for route in SETUPS for conns in CONNECTIONS for setup in SETUPS[route]]
-    log(f"warming up {len(cells)} setups ...")
-    for route, conns, setup in cells:
+    log(f"warming up {len(cells(0))} setups ...")
+    for route, conns, setup in cells(0):
         wrk.run(bench.url(setup, route), conns, 1)
     runs: dict[str, list[dict]] = {}
     for n in range(rounds):
         log(f"round {n + 1}/{rounds}")
-        for route, conns, setup in cells:
+        for route, conns, setup in cells(n):
             runs.setdefault(f"{route}/{conns}/{setup}", []).append(
                 bench.measure(bench.url(setup, route), conns))
     results = {key: medians(value) for key, value in runs.items()}
@@ -222,7 +235,7 @@ def print_report(report: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--reloads", type=int, default=5, help="reloads per load (default 5)")
     parser.add_argument("--max-others", type=float, default=0.15,
