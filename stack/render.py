@@ -279,6 +279,7 @@ def context(settings: Settings, host: Host) -> dict:
             "server_address": listen if unix else app.listen,
             "rate_limit_per_10s": settings.rate_limit.requests_per_second * 10 + settings.rate_limit.burst,
             "acme_port": ACME_PORT,
+            "threads": settings.front_workers,
         },
         "gunicorn": {
             "bind": f"unix:{listen}" if unix else listen,

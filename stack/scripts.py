@@ -420,15 +420,20 @@ def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
     return [ConfigFile(path, *kinds[path]) for path in sorted(files) if path in kinds]
 
 
-def nginx_workers(directory: str) -> str:
-    """Shell text writing Nginx's worker count into `directory` (a shell word): half the CPUs
-    this host gives us, at least one. On 2 cores under 256 clients, one worker instead of two
-    took Nginx from about 70 to about 60 µs of CPU per proxied request (README: "Why these
-    defaults")."""
+def nginx_workers(directory: str, count: int | None = None) -> str:
+    """Shell text writing Nginx's worker count into `directory` (a shell word): `count` (the
+    frontWorkers setting) or, without one, half the CPUs this host gives us, at least one. On 2
+    cores under 256 clients, one worker instead of two took Nginx from about 70 to about 60 µs of
+    CPU per proxied request (README: "Why these defaults")."""
     name = Paths("").nginx_workers.rsplit("/", 1)[1]
-    return f"""cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1
+    if count is None:
+        rule = 'cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1'
+        why = "half of this host's $cpus CPUs, at least one"
+    else:
+        rule, why = f"workers={int(count)}", "frontWorkers"
+    return f"""{rule}
 cat > {directory}/{name} <<FLASKSTACK_WORKERS
-# Written by flask-stack's configure step: half of this host's $cpus CPUs, at least one.
+# Written by flask-stack's configure step: {why}.
 worker_processes $workers;
 FLASKSTACK_WORKERS"""
 
@@ -471,7 +476,7 @@ trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
     if nginx:
         site = p.nginx_site.rsplit("/", 1)[1]
         s.raw(f"""
-{nginx_workers('"$stage/files/etc/nginx"')}
+{nginx_workers('"$stage/files/etc/nginx"', settings.front_workers)}
 cp -a /etc/nginx "$stage/nginx"
 cp "$stage/files{p.nginx_workers}" "$stage/nginx/"
 cp "$stage/files{p.nginx_conf}" "$stage/nginx/nginx.conf"

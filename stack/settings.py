@@ -187,6 +187,9 @@ class Settings:
     domain: Domain
     tls: Tls
     front: str
+    # Nginx worker processes or HAProxy threads; None = auto (Nginx: half the host's CPUs, at
+    # least one; HAProxy: one thread per CPU), decided on the host from its CPUs.
+    front_workers: int | None
     rate_limit: RateLimit
     deploy: Deploy
     ssh: Ssh
@@ -251,6 +254,9 @@ def load(
     domain = _domain(section("domain"), platform, region, load_balancer)
     tls = _tls(section("tls"), domain, cloud, load_balancer)
     front = top.choice("front", FRONTS, "nginx")
+    front_workers = None
+    if top.raw("frontWorkers") not in (None, "auto"):
+        front_workers = top.integer("frontWorkers", None, 1, 256)
     rate_limit = _rate_limit(section("rateLimit"))
     deploy = _deploy(section("deploy"), app)
     ssh = _ssh(section("ssh"), platform, hosts.image, defaults, errors)
@@ -269,7 +275,8 @@ def load(
     return Settings(
         project=PROJECT, stack=stack, platform=platform, region=region,
         load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
-        tls=tls, front=front, rate_limit=rate_limit, deploy=deploy, ssh=ssh, network=network,
+        tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
+        ssh=ssh, network=network,
         ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project),
         deferred=tuple(deferred or ()),
     )

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import render
+from stack import render, scripts
 from tests.support import hostfs, stacks
 
 pytestmark = pytest.mark.tools
@@ -116,7 +116,7 @@ def host_files(case: stacks.Case) -> tuple[render.Paths, dict[str, str]]:
 def nginx_tree(case: stacks.Case, root: Path, certificates) -> Path:
     config = case.load()
     files = render.render_host(config, render.hosts_of(config)[0])
-    conf = hostfs.nginx_prefix(files, root)
+    conf = hostfs.nginx_prefix(files, root, workers=config.front_workers)
     if config.tls.enabled:
         cert, key = certificates(config.domain.name)
         paths = render.Paths(config.app.name)
@@ -141,6 +141,14 @@ def nginx_test(nginx: str, conf: Path) -> list[str]:
 def test_nginx_accepts_the_config(case, nginx, certificates, tmp_path):
     conf = nginx_tree(case, tmp_path, certificates)
     assert nginx_test(nginx, conf) == []
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, max(1, len(os.sched_getaffinity(0)) // 2)), (3, 3)])
+def test_the_worker_file_holds_half_the_cpus_or_front_workers(setting, expected, tmp_path):
+    # The configure step's own shell text, run here: nproc counts the CPUs this process may use.
+    subprocess.run(["bash", "-c", scripts.nginx_workers(str(tmp_path), setting)], check=True)
+    written = (tmp_path / render.Paths("app").nginx_workers.rsplit("/", 1)[1]).read_text()
+    assert re.findall(r"^worker_processes (\d+);$", written, re.M) == [str(expected)], written
 
 
 def test_nginx_check_fails_on_a_broken_config(nginx, certificates, tmp_path):
@@ -211,6 +219,16 @@ def haproxy_check(haproxy: str, cfg: Path) -> list[str]:
 def test_haproxy_accepts_the_config(case, haproxy, certificates, tmp_path):
     cfg = haproxy_tree(case, tmp_path, certificates)
     assert haproxy_check(haproxy, cfg) == []
+
+
+def test_front_workers_sets_haproxys_threads_and_auto_leaves_them_to_haproxy():
+    def haproxy_cfg(case_id: str) -> str:
+        config = stacks.case(case_id).load()
+        return render.render_host(config, render.hosts_of(config)[0])["/etc/haproxy/haproxy.cfg"]
+
+    assert stacks.case("variant:haproxy-tls").load().front_workers == 2
+    assert "\n    nbthread 2\n" in haproxy_cfg("variant:haproxy-tls")
+    assert "nbthread" not in haproxy_cfg("variant:haproxy-plain")
 
 
 def test_haproxy_check_fails_on_a_removed_directive(haproxy, certificates, tmp_path):

@@ -277,6 +277,8 @@ INVALID = [
          {"app.secretEnv.SECRET_KEY": Secret("a\nb")}, "must be one line"),
     case("secret-env-clash", DO, "app.secretEnv", {"app.secretEnv.GREETING": Secret("hi")},
          "GREETING also set in app.env"),
+    case("front-workers-zero", DO, "frontWorkers", {"frontWorkers": 0}, "from 1 to 256"),
+    case("front-workers-word", AWS, "frontWorkers", {"frontWorkers": "half"}, 'got "half"'),
     case("workers-zero", DO, "app.workers", {"app.workers": 0}, "from 1 to 64"),
     case("workers-word", AWS, "app.workers", {"app.workers": "many"}, 'got "many"'),
     case("worker-class-unknown", DO, "app.workerClass", {"app.workerClass": "eventlet"},
@@ -535,7 +537,7 @@ def test_minimal_config_loads(platform):
 
 
 DEFAULTS = {
-    "load_balancer": True, "front": "nginx", "ephemeral": False,
+    "load_balancer": True, "front": "nginx", "front_workers": None, "ephemeral": False,
     "hosts.count": 2, "hosts.image": "debian-12",
     "database.engine_version": "16", "database.backup_retention_days": 7,
     "database.high_availability": False, "database.name": "app", "database.user": "app",
@@ -677,6 +679,11 @@ def test_values_are_normalised():
     assert loaded.ssh.host_key == PUBLIC_KEY
     assert loaded.app.listen == "[::1]:8000"
     assert loaded.app.workers is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), (4, 4), ("4", 4)])
+def test_front_workers_is_auto_or_a_count(value, expected):
+    assert load(changed(good("digitalocean"), {"frontWorkers": value})).front_workers == expected
 
 
 @pytest.mark.parametrize("entry", ["rocket:app", "rocket:create_app()", "rocket:app.wsgi_app",

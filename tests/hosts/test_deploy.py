@@ -124,7 +124,10 @@ def test_running_every_step_again_changes_nothing(stack):
 
 
 def test_a_config_change_runs_only_configure_and_reaches_hosts_without_a_failed_request(stack):
-    stack.extra = {"app": {"timeout": 40}}
+    # A Gunicorn setting and the front's worker count (one more than the automatic one, so the
+    # setting is what shows): both reload under load.
+    workers = max(1, int(stack.hosts[0].ssh("nproc").stdout) // 2) + 1
+    stack.extra = {"app": {"timeout": 40}, "frontWorkers": workers}
     with load(stack.hosts) as stats:
         time.sleep(1)
         outcome = stack.deploy()
@@ -134,6 +137,13 @@ def test_a_config_change_runs_only_configure_and_reaches_hosts_without_a_failed_
     for host in stack.hosts:
         conf = host.ssh("sudo -n cat /etc/app/gunicorn.conf.py").stdout
         assert "timeout = 40" in conf
+        if stack.front == "nginx":
+            written = host.ssh("cat /etc/nginx/flask-stack-workers.conf").stdout
+            assert f"worker_processes {workers};" in written, written
+            count = "pgrep -c -f '^nginx: worker process'"
+            wait_for(lambda h=host, c=count: h.ssh(c).stdout.strip() == str(workers), timeout=10)
+        else:
+            assert f"\n    nbthread {workers}\n" in host.ssh("cat /etc/haproxy/haproxy.cfg").stdout
 
 
 def test_an_app_change_runs_only_release_steps_and_reaches_hosts_without_a_failed_request(stack):

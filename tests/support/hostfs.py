@@ -43,11 +43,13 @@ def nginx_prefix(
     *,
     port: int | None = None,
     socket: str | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Lay the rendered Nginx files out under `root`; returns the nginx.conf to pass to -c.
 
     port: serve on 127.0.0.1:port instead of 80/443 (a live test); socket: the upstream
-    address to use instead of the rendered one (a Gunicorn started by the test)."""
+    address to use instead of the rendered one (a Gunicorn started by the test); workers: the
+    stack's frontWorkers."""
     nginx_files = {p: c for p, c in files.items() if p.startswith("/etc/nginx/")}
     prefixes = ("/etc/nginx", "/var/log/nginx", "/run/nginx.pid", "/srv/", "/var/www/", "/etc/letsencrypt",
                 app_paths(files).tls_dir)
@@ -64,7 +66,7 @@ def nginx_prefix(
     write_tree(out, root)
     etc = render.local_path(root, "/etc/nginx")
     # The worker count nginx.conf includes, written as the configure step writes it on a host.
-    subprocess.run(["bash", "-c", scripts.nginx_workers(shlex.quote(str(etc)))], check=True)
+    subprocess.run(["bash", "-c", scripts.nginx_workers(shlex.quote(str(etc)), workers)], check=True)
     shutil.copy(NGINX_SYSTEM / "mime.types", etc / "mime.types")
     (etc / "sites-enabled").mkdir(exist_ok=True)
     (etc / "conf.d").mkdir(exist_ok=True)

@@ -3,8 +3,9 @@
 - the project's stack files (Pulumi.*.yaml) and every example (examples/*.yaml), found by glob,
   so a new file is checked without editing a test;
 - VARIANTS, built here, for what the files may not cover: HAProxy as the front, TLS on the hosts,
-  rate limiting, www redirects, Gunicorn on a loopback TCP port, fixed workers, each worker class,
-  an app factory entry, and an environment value full of shell metacharacters.
+  rate limiting, www redirects, Gunicorn on a loopback TCP port, fixed workers (Gunicorn's and the
+  front's), each worker class, an app factory entry, and an environment value full of shell
+  metacharacters.
 
 All load offline (`settings.load(..., offline=True)`): the SSH private key and other deploy-only
 values are not needed to render.
@@ -57,9 +58,9 @@ def _with(base: Mapping[str, Any], **sections: Any) -> dict[str, Any]:
 
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    # Public HAProxy terminating TLS, www redirect, rate limit, sync workers, fixed count.
+    # Public HAProxy terminating TLS, www redirect, rate limit, sync workers, fixed counts.
     "haproxy-tls": _with(
-        _EXISTING, front="haproxy", domain={"name": "example.com"},
+        _EXISTING, front="haproxy", frontWorkers=2, domain={"name": "example.com"},
         tls={"enabled": True, "email": "ops@example.com"},
         rateLimit={"enabled": True, "requestsPerSecond": 5, "burst": 10},
         app={"workers": 3, "workerClass": "sync"}),
@@ -77,9 +78,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Plain public HAProxy, no domain, gevent workers on IPv6 loopback.
     "haproxy-plain": _with(_EXISTING, front="haproxy",
                            app={"listen": "[::1]:8000", "workerClass": "gevent"}),
-    # Nginx terminating TLS on an existing server, rate limit, sync workers, small bodies.
+    # Nginx terminating TLS on an existing server, rate limit, sync workers, small bodies, a
+    # fixed Nginx worker count.
     "nginx-tls-existing": _with(
-        _EXISTING, domain={"name": "example.com"},
+        _EXISTING, frontWorkers=3, domain={"name": "example.com"},
         tls={"enabled": True, "email": "ops@example.com"}, rateLimit={"enabled": True},
         app={"workers": 2, "workerClass": "sync", "maxBodySize": "1m"}),
     # HAProxy terminating TLS with certificates from a private ACME server (its CA trusted).
