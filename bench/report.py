@@ -25,6 +25,13 @@ def load(directory: Path, name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _wakeup(w: dict | None) -> str:
+    if not w:
+        return ""
+    return (f" One process waking another and being woken back (a pipe) took {w['same_cpu_us']:.1f} µs "
+            f"on one CPU and {w['across_cpus_us']:.1f} µs across two.")
+
+
 def serving(serve: dict) -> list[str]:
     m = serve["machine"]
     cells = serve["serving"]["cells"]
@@ -37,7 +44,8 @@ def serving(serve: dict) -> list[str]:
         f"interleaved {serve['seconds']:g} s wrk runs per cell. wrk (2 threads) runs on the same "
         f"two cores as the test host, unpinned: the host used {hosts:.2f} cores and wrk {wrk:.2f} "
         f"(medians over cells); other "
-        f"processes on the machine took {_median(others):.2f} (median, at most {others[-1]:.2f}).",
+        f"processes on the machine took {_median(others):.2f} (median, at most {others[-1]:.2f})."
+        + _wakeup(serve.get("wakeup")),
         "",
         "| route | clients | " + " | ".join(title for _, title in COLUMNS) + " |",
         "|---|---:|" + "---:|" * len(COLUMNS),
@@ -91,7 +99,7 @@ def cpu_split(cells: dict) -> list[str]:
         shown = [used.pop(unit, 0.0) for unit, _ in UNITS]
         other = sum(used.values())
         lines.append(f"| {conns} | {dict(COLUMNS)[setup]} | {sum(shown) + other:.0f} | "
-                     + " | ".join(f"{us:.0f}" if us else "–" for us in shown) + f" | {other:.0f} |")
+                     + " | ".join(f"{us:.0f}" if us >= 0.5 else "–" for us in shown) + f" | {other:.0f} |")
     return lines
 
 

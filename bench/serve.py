@@ -203,6 +203,10 @@ def print_report(report: dict) -> None:
     print(f"\nbench/serve {report['date']}: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM; "
           f"{report['rounds']} rounds x {report['seconds']:g} s per setup, interleaved; wrk "
           f"-t2 from this machine, not pinned (it shares the cores with the test hosts)")
+    if report.get("wakeup"):
+        w = report["wakeup"]
+        print(f"wake-up round trip between two processes (a pipe): {w['same_cpu_us']:.1f} us on one CPU, "
+              f"{w['across_cpus_us']:.1f} us across two")
     cells = report["serving"]["cells"]
     for route, setups in SETUPS.items():
         for conns in CONNECTIONS:
@@ -265,7 +269,7 @@ def main() -> int:
                       units_root=f"/{cgroups.TOP}/{hosts[0].cgroup_paths[0].parent.name}/")
         report = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
                   "machine": cpu.machine(), "rounds": args.rounds, "seconds": args.seconds,
-                  "loadavg_start": os.getloadavg()[0]}
+                  "loadavg_start": os.getloadavg()[0], "wakeup": cpu.wakeup_round_trip()}
         report["serving"] = serving(bench, args.rounds)
         log("reloads ...")
         report["reloads"] = reloads(bench, args.reloads, 3.0)
