@@ -113,8 +113,13 @@ class AppHost(pulumi.ComponentResource):
 
         config_files = {f.path: args.files[f.path] for f in scripts.config_files(s, args.files)}
         config_hash = render.content_hash(config_files)
+        configure_triggers: list[Any] = [config_hash]
+        if s.front == "nginx" and s.front_workers is None and s.hosts.size:
+            # Nginx's worker count comes from the host's CPUs when configure runs; a resized
+            # host (new size, same machine) runs it again so the count follows the new CPUs.
+            configure_triggers.append(f"size {s.hosts.size}")
         configure = step("configure", scripts.configure(s, host, args.files, where),
-                         [release, env, *args.after], [config_hash])
+                         [release, env, *args.after], configure_triggers)
 
         served = [configure]
         gate_triggers: list[Any] = [args.release.sha256, config_hash, env.triggers]

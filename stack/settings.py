@@ -254,9 +254,9 @@ def load(
     domain = _domain(section("domain"), platform, region, load_balancer)
     tls = _tls(section("tls"), domain, cloud, load_balancer)
     front = top.choice("front", FRONTS, "nginx")
-    front_workers = None
+    front_workers = None  # at most 64: HAProxy's threads in one group
     if top.raw("frontWorkers") not in (None, "auto"):
-        front_workers = top.integer("frontWorkers", None, 1, 256)
+        front_workers = top.integer("frontWorkers", None, 1, 64)
     rate_limit = _rate_limit(section("rateLimit"))
     deploy = _deploy(section("deploy"), app)
     ssh = _ssh(section("ssh"), platform, hosts.image, defaults, errors)

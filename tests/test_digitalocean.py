@@ -101,6 +101,22 @@ def id_of(resource: Registered) -> str:
 
 
 # -- droplets ---------------------------------------------------------------------------------
+def configure_triggers(run: Run) -> list:
+    steps = [r for r in run.monitor.by_type("command:remote:Command") if r.name.endswith("-configure")]
+    assert steps
+    return [plain(r.inputs["triggers"]) for r in steps]
+
+
+def test_a_resized_droplet_runs_configure_again_so_nginx_workers_follow_its_cpus(minimal):
+    resized = run("digitalocean-minimal", hosts={"size": "s-2vcpu-2gb"})
+    before, after = configure_triggers(minimal), configure_triggers(resized)
+    assert all(a != b for a, b in zip(before, after, strict=True))
+    assert all("size s-2vcpu-2gb" in t for t in after)
+    # A fixed count (or HAProxy, which counts the CPUs itself at start) needs no such run.
+    fixed = run("digitalocean-minimal", hosts={"size": "s-2vcpu-2gb"}, frontWorkers=2)
+    assert not any(str(t).startswith("size ") for ts in configure_triggers(fixed) for t in ts)
+
+
 def test_droplets_take_image_size_key_tag_monitoring_and_the_vpc(either):
     vpc, key = one(either, VPC), one(either, KEY)
     web_tag = next(t for t in either.monitor.by_type(TAG) if t.name == "site-web-tag")

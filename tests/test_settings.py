@@ -277,7 +277,7 @@ INVALID = [
          {"app.secretEnv.SECRET_KEY": Secret("a\nb")}, "must be one line"),
     case("secret-env-clash", DO, "app.secretEnv", {"app.secretEnv.GREETING": Secret("hi")},
          "GREETING also set in app.env"),
-    case("front-workers-zero", DO, "frontWorkers", {"frontWorkers": 0}, "from 1 to 256"),
+    case("front-workers-zero", DO, "frontWorkers", {"frontWorkers": 0}, "from 1 to 64"),
     case("front-workers-word", AWS, "frontWorkers", {"frontWorkers": "half"}, 'got "half"'),
     case("workers-zero", DO, "app.workers", {"app.workers": 0}, "from 1 to 64"),
     case("workers-word", AWS, "app.workers", {"app.workers": "many"}, 'got "many"'),
