@@ -106,10 +106,10 @@ def wakeup_round_trip(count: int = 20_000) -> dict[str, float]:
     """Microseconds for one process to wake another through a pipe and be woken back, with both
     on the same CPU and with each on its own CPU (a hop between Nginx and Gunicorn is such a
     wake-up). Measured on CPUs 0 and 1; empty on a machine with one CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
+    mine = os.sched_getaffinity(0)
+    cpus = sorted(mine)
     if len(cpus) < 2:
         return {}
-    mine = os.sched_getaffinity(0)
     out = {}
     try:
         for name, (here, there) in {"same_cpu_us": (cpus[0], cpus[0]),
