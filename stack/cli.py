@@ -51,6 +51,12 @@ def cmd_check(stack: str, directory: Path | None) -> int:
     except SettingsError as exc:
         print(exc.report(stack), file=sys.stderr)
         return 2
+    from stack import advice
+
+    for note in config.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    for note in advice.notes(config):
+        print(f"note: {note}", file=sys.stderr)
     if config.deferred:
         count = len(config.deferred)
         print(f"stack {stack!r}: {count} setting{'s' if count != 1 else ''} still to set before a deploy:",
@@ -95,6 +101,8 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
                 target.write_text(content)
         count = sum(len(f) for f in files.values())
         print(f"{stack}: wrote {count} files for {len(files)} host(s) under {out}")
+    for note in config.warnings:
+        print(f"warning: {note}", file=sys.stderr)
     for note in config.deferred:
         print(f"note: a deploy still needs {note}", file=sys.stderr)
     if config.app.secret_env:

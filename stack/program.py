@@ -11,9 +11,12 @@ from stack.reader import SettingsError
 def load_settings() -> settings.Settings:
     """The stack's settings, or a clean error (no traceback) listing every config problem."""
     try:
-        return settings.from_pulumi()
+        loaded = settings.from_pulumi()
     except SettingsError as exc:
         raise pulumi.RunError(exc.report(pulumi.get_stack())) from None
+    for warning in loaded.warnings:
+        pulumi.log.warn(warning)
+    return loaded
 
 
 def run() -> dict[str, object]:

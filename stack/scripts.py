@@ -90,10 +90,13 @@ healthy_within() {{
     sleep 0.5
   done
 }}
+# unhealthy WHAT-WAS-UNDONE [first]: fail with the journal; "first" when nothing served before,
+# so there is no previous version to ask.
 unhealthy() {{
   local last=$code after
   [ -n "${{journal:-}}" ] || capture_journal
-  if healthy_within {timeout}; then after="the previous version answers 200 again"
+  if [ "${{2:-}}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
+  elif healthy_within {timeout}; then after="the previous version answers 200 again"
   else after="the previous version does not answer either (status $code)"; fi
   fail "{health} did not answer 200 within {timeout} s (last status $last) {where}. $1; $after. Last lines of the app's journal:
 $journal"
@@ -320,6 +323,8 @@ if [ ! -f "$rel/.flaskstack/complete" ]; then
   echo {q(rel.sha256)}"  $archive" | sha256sum --check --quiet - \\
     || fail "the release archive $archive is damaged (checksum mismatch); run pulumi up again"
   rm -rf "$rel"
+  # A release that fails half-unpacked leaves nothing behind (the next run starts afresh).
+  trap 'rc=$?; if [ $rc -ne 0 ]; then rm -rf "$rel"; fi' EXIT
   install -d -m 0751 -o root -g {q(app)} "$rel"
   tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
   python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
@@ -336,22 +341,14 @@ if [ ! -f "$rel/.flaskstack/complete" ]; then
   chmod -R u+rwX,g+rX,g-w,o-rwx "$rel"
   chmod 0751 "$rel"
 """)
-    if settings.app.static_dir:
-        static = f"{target}/{settings.app.static_dir}"
-        s.raw(f"""
-  if [ -d {q(static)} ]; then
-    # The front serves these files itself, pre-compressed where it pays.
-    find {q(static)} -type f \\( -name '*.css' -o -name '*.js' -o -name '*.svg' -o -name '*.json' \\
-      -o -name '*.txt' -o -name '*.html' -o -name '*.xml' -o -name '*.map' \\) -size +1k \\
-      -exec gzip -9 -n -k -f {{}} +
-    chmod -R o+rX {q(static)}
-  fi
-""")
     s.raw("""
   touch "$rel/.flaskstack/complete"
+  trap - EXIT
 fi
 rm -f "$archive"
 """)
+    if settings.app.static_dir and settings.front == "nginx":  # HAProxy leaves them to the app
+        s.raw(static_files(f"{target}/{settings.app.static_dir}"))
     if release_command and settings.app.release_command:
         s.raw("# The release command runs once per rollout, here, before any traffic switches.")
         s.raw(cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
@@ -398,6 +395,23 @@ fi
 echo "release {rel.id} is current on {host}"
 """)
     return s
+
+
+def static_files(static: str) -> str:
+    """Shell text for the release step, run every time it runs (so a change of app.staticDir
+    alone applies): the static folder's text files pre-compressed for the front (gzip_static),
+    and the least the front's user needs to serve it from a release that is otherwise closed to
+    it: enter (not list) each folder on the way, read the static folder itself."""
+    return f"""
+static={q(static)}
+if [ -d "$static" ]; then
+  find "$static" -type f \\( -name '*.css' -o -name '*.js' -o -name '*.svg' -o -name '*.json' \\
+    -o -name '*.txt' -o -name '*.html' -o -name '*.xml' -o -name '*.map' \\) -size +1k -print0 \\
+    | while IFS= read -r -d '' file; do [ -e "$file.gz" ] || gzip -9 -n -k "$file"; done
+  chmod -R o+rX "$static"
+  folder=$(dirname "$static")
+  while [ "$folder" != "$rel" ] && [ "$folder" != / ]; do chmod o+x "$folder"; folder=$(dirname "$folder"); done
+fi"""
 
 
 # -- configure ------------------------------------------------------------------------------
@@ -451,17 +465,34 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     s.raw(health_functions(settings, host, address))
     s.raw(f"stage=$(mktemp -d {q(p.etc + '/.stage.XXXXXX')}); rb=\"$stage/replaced\"; installing=0")
     front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
+    svc, sock = q(lay.service), q(lay.socket)
+    site_link = f"/etc/nginx/sites-enabled/{p.nginx_site.rsplit('/', 1)[1]}" if nginx else ""
     s.raw(f"""
-# Whatever makes this step fail once files are being replaced, the replaced ones go back first.
+# What this host ran before, so a failure can put exactly that back. On the host's first config
+# (no unit of the app yet) that is: nothing of the app, and the front's own files.
+first=1; [ -f {q(p.service_unit)} ] && first=0
+front_was_active=0; systemctl is-active --quiet {front} && front_was_active=1
+other_was_active=0; systemctl is-active --quiet {other} 2>/dev/null && other_was_active=1
+link_existed=0; {f"[ -L {q(site_link)} ] && link_existed=1" if nginx else ":"}
+# Whatever makes this step fail once files are being replaced, the replaced ones go back first
+# (and on a first config the app's units are stopped and removed), leaving a front whose config
+# passes its own check.
 undo_config() {{
-  [ $installing = 1 ] && [ -d "$rb/files" ] || return 0
+  [ $installing = 1 ] || return 0
   installing=0
-  cp -a "$rb/files/." /
+  if [ $first = 1 ]; then systemctl disable --now --quiet {sock} {svc} >/dev/null 2>&1 || true; fi
+  if [ -d "$rb/files" ]; then cp -a "$rb/files/." /; fi
   if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
+  {f"[ $link_existed = 1 ] || rm -f {q(site_link)}" if nginx else ":"}
   systemctl daemon-reload
-  systemctl reset-failed {q(lay.service)} 2>/dev/null || true
-  systemctl restart {q(lay.service)} || true
-  systemctl reload-or-restart {front} || true
+  systemctl reset-failed {svc} {sock} >/dev/null 2>&1 || true
+  if [ $first = 0 ]; then systemctl restart {svc} || true; fi
+  if [ $front_was_active = 1 ]; then systemctl reload-or-restart {front} || true
+  else systemctl disable --now --quiet {front} >/dev/null 2>&1 || true; fi
+  if [ $other_was_active = 1 ]; then systemctl enable --now --quiet {other} || true; fi
+  if [ $first = 1 ]; then
+    echo "flask-stack: configure on host {host}: removed this first config of {app} again (its units, files and front site); the front's own config is back" >&2
+  fi
 }}
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
 """)
@@ -524,7 +555,6 @@ put() {  # put STAGED TARGET MODE GROUP KIND
         s.raw(f"put \"$stage/files\"{q(f.path)} {q(f.path)} {f.mode} {q(f.group)} {f.kind}")
     if nginx:
         s.raw(f"put \"$stage/files\"{q(p.nginx_workers)} {q(p.nginx_workers)} 0644 root front")
-    svc, sock = q(lay.service), q(lay.socket)
     s.raw(f"""
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet {sock} {svc}
@@ -558,11 +588,9 @@ elif [[ "$changed" == *" front "* ]]; then
 fi
 if [ "$changed" != " " ] && ! healthy_within {settings.deploy.health_timeout}; then
   capture_journal
-  if [ -d "$rb/files" ]; then
-    undo_config
-    unhealthy "Put back the previous config"
-  fi
-  unhealthy "Nothing older to go back to (the first config of this host)"
+  undo_config
+  if [ $first = 1 ]; then unhealthy "Removed this first config of the app again (the front's own config is back)" first; fi
+  unhealthy "Put back the previous config"
 fi
 installing=0
 echo "configured {host}:$changed"

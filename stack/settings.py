@@ -198,6 +198,7 @@ class Settings:
     expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
+    warnings: tuple[str, ...] = ()  # valid, but probably not what the user wants: said, not refused
 
     @property
     def is_prod(self) -> bool:
@@ -272,13 +273,20 @@ def load(
 
     if errors:
         raise SettingsError(errors)
+    warnings = []
+    if platform == "existing" and hosts.count > 1 and database.url is None:
+        warnings.append(
+            f"{PROJECT}:database.url: not set, with {hosts.count} hosts: each host keeps its own "
+            f"files under /var/lib/{app.name} ($STATE_DIRECTORY), so an app on SQLite gets a "
+            "separate database on every host, and app.releaseCommand sets up only the first one's. "
+            "Set database.url to a PostgreSQL server all hosts share, or deploy to one host")
     return Settings(
         project=PROJECT, stack=stack, platform=platform, region=region,
         load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
         tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
         ssh=ssh, network=network,
         ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project),
-        deferred=tuple(deferred or ()),
+        deferred=tuple(deferred or ()), warnings=tuple(warnings),
     )
 
 
@@ -451,14 +459,17 @@ def _app(r: Reader, project_dir: Path, errors: list[str]) -> App:
                       expect='"unix" or a loopback address like "127.0.0.1:8000"')
     static_url = r.string("staticUrl", "/static", pattern=r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*",
                           expect='a URL path like "/static" (no trailing slash)')
-    static_dir = r.string("staticDir", "static", pattern=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
-                          expect='a directory inside the app like "static"',
-                          check=_check_inside)
     explicit_static = r.has("staticDir")
-    if static_dir and not _is_dir(path / static_dir):
-        if explicit_static and _is_dir(path):
-            r.error("staticDir", f"{path_text}/{static_dir} is not a directory in the app")
-        static_dir = None
+    static_dir = r.string("staticDir", None, pattern=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
+                          expect='a directory inside the app like "static" or "myapp/static"',
+                          check=_check_inside)
+    if explicit_static and static_dir:
+        if _is_dir(path) and not _is_dir(path / static_dir):
+            r.error("staticDir", f"{path_text}/{static_dir} is not a directory in the app; point it "
+                                 "at the folder Flask serves /static from")
+            static_dir = None
+    elif not explicit_static:
+        static_dir = _flask_static_dir(path, entry)
     body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
                     expect='a size like "10m", "512k" or "1g"')
     if body and _size_bytes(body) > 4 * 1024**3:
@@ -500,6 +511,20 @@ def _check_entry(text: str) -> str | None:
     if not isinstance(node, ast.Name):
         return f"{how}, got {describe(text)}"
     return None
+
+
+def _flask_static_dir(path: Path, entry: str | None) -> str | None:
+    """Where Flask keeps the app's static files unless told otherwise: `static/` beside the
+    module that makes the app. Tried in order: the app's top folder, then the entry module's own
+    folder (a package's `myapp/static`); None when neither exists."""
+    candidates = ["static"]
+    if entry and _check_entry(entry) is None:
+        parts = entry.split(":", 1)[0].split(".")
+        if _is_file(path.joinpath(*parts, "__init__.py")):
+            candidates.append("/".join([*parts, "static"]))
+        elif len(parts) > 1:
+            candidates.append("/".join([*parts[:-1], "static"]))
+    return next((c for c in candidates if _is_dir(path / c)), None)
 
 
 def _is_dir(path: Path) -> bool:

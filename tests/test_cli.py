@@ -71,6 +71,42 @@ def test_check_lists_what_a_deploy_still_needs():
     assert result.stdout == ""
 
 
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def existing_stack(directory: Path, shape: str, hosts: int, app: str) -> None:
+    shutil.copytree(APPS / shape, directory / shape)
+    addresses = "".join(f"      - 203.0.113.{10 + i}\n" for i in range(hosts))
+    (directory / "Pulumi.shop.yaml").write_text(
+        "config:\n  flask-stack:platform: existing\n  flask-stack:hosts:\n    addresses:\n"
+        f"{addresses}  flask-stack:ssh:\n    user: deploy\n    privateKey:\n      secure: AAABAx\n"
+        f"  flask-stack:app:\n    path: {shape}\n{app}")
+
+
+def test_check_says_what_the_health_check_exercises_and_where_static_files_and_state_live(tmp_path):
+    existing_stack(tmp_path, "blogpkg", 2,
+                   "    entry: blog:create_app()\n    releaseCommand: flask --app blog init-db\n")
+    result = run([sys.executable, "-m", "stack", "check", "shop", "--dir", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "existing\n"  # bin/deploy reads the platform from stdout
+    lines = result.stderr.splitlines()
+    warned = "warning: flask-stack:database.url: not set, with 2 hosts"
+    assert any(line.startswith(warned) and "SQLite" in line for line in lines), result.stderr
+    assert "the app has no route for it (no '/healthz' in its code), so the generated WSGI entry answers" \
+        in result.stderr
+    assert "note: static files: /static/ from blog/static/ in the app; Nginx serves them from disk" in lines
+    assert "runs once per rollout, on the first host, so it must be safe to run again" in result.stderr
+
+
+def test_check_names_the_apps_own_health_route(tmp_path):
+    existing_stack(tmp_path, "ownhealth", 1, "    entry: service:app\n")
+    result = run([sys.executable, "-m", "stack", "check", "shop", "--dir", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert "the app's own route answers it (found '/healthz' in service.py)" in result.stderr
+    assert "warning:" not in result.stderr  # one host: its own state is the whole state
+    assert "no static folder found" in result.stderr
+
+
 def test_deploy_without_cli_or_credentials_says_what_to_install_and_set(tmp_path):
     # No pulumi on PATH, no cloud credentials, a HOME without ~/.pulumi or ~/.aws.
     env = {k: v for k, v in os.environ.items()

@@ -701,6 +701,24 @@ def test_static_dir_that_is_not_there_by_default_means_none(tmp_path):
     assert loaded.app.static_dir is None
 
 
+@pytest.mark.parametrize(("files", "entry", "found"), [
+    (["static/a.css", "blog/__init__.py", "blog/static/b.css"], "blog:create_app()", "static"),
+    (["blog/__init__.py", "blog/static/b.css"], "blog:create_app()", "blog/static"),
+    (["shop/__init__.py", "shop/web.py", "shop/static/b.css"], "shop.web:app", "shop/static"),
+    (["shop/__init__.py", "shop/web/__init__.py", "shop/web/static/b.css"], "shop.web:app",
+     "shop/web/static"),
+    (["rocket.py", "assets/b.css"], "rocket:app", None),
+])
+def test_the_static_folder_is_found_where_flask_keeps_it(tmp_path, files, entry, found):
+    app = tmp_path / "app"
+    for name in [*files, "requirements.txt"]:
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text("")
+    loaded = settings.load(changed(minimal("digitalocean"), {"app.entry": entry}), stack="dev",
+                           project_dir=tmp_path)
+    assert loaded.app.static_dir == found
+
+
 def test_settings_are_frozen():
     loaded = load(minimal("digitalocean"))
     with pytest.raises(dataclasses.FrozenInstanceError):

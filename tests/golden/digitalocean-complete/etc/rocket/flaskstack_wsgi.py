@@ -3,6 +3,10 @@
 (rocket:app), wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme
 as the front reports them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every
 request, so exactly one proxy hop is trusted and a client cannot spoof either header.
+
+The deploy's health check asks /healthz (deploy.healthPath). When the app routes that
+path itself, the app answers it (so it can check its database, say); when it does not, this
+entry answers 200 itself: the app has imported and a worker serves requests.
 """
 
 import importlib
@@ -10,6 +14,7 @@ import importlib
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 TRUSTED_HOPS = 1
+HEALTH_PATH = "/healthz"
 
 
 def _load():
@@ -22,11 +27,42 @@ def _load():
     return target
 
 
+def routes(app, path):
+    """Whether a Flask app answers GET `path` with a route of its own (a route that only
+    redirects, such as "/healthz/" for "/healthz", does not count: the check wants a 200)."""
+    url_map = getattr(app, "url_map", None)
+    if url_map is None:
+        return False
+    try:
+        url_map.bind("localhost").match(path, method="GET")
+    except Exception:  # NotFound, MethodNotAllowed, RequestRedirect
+        return False
+    return True
+
+
+def answer_health(wsgi_app):
+    """`wsgi_app`, with GET/HEAD of the health path answered here instead."""
+
+    def health(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Cache-Control", "no-store"), ("Content-Length", "3")])
+            return [b"ok\n"]
+        return wsgi_app(environ, start_response)
+
+    return health
+
+
 app = _load()
 proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
+app_answers_health = routes(app, HEALTH_PATH)
 if hasattr(app, "wsgi_app"):
     # A Flask app: wrap its wsgi_app so `app` stays the Flask object (the flask CLI still works).
     app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
+    if not app_answers_health:
+        app.wsgi_app = answer_health(app.wsgi_app)
     application = app
 else:
     application = ProxyFix(app, **proxy_fix)
+    if not app_answers_health:
+        application = answer_health(application)
