@@ -221,8 +221,10 @@ fi
     s.run("install", "-d", "-m", "0750", "-o", app, "-g", app, p.state, f"{p.state}/instance")
     s.run("install", "-d", "-m", "0755", f"{p.acme_webroot}/.well-known/acme-challenge")
     if settings.front == "nginx":
-        s.raw("# Debian's welcome page would answer for every unknown name.")
-        s.run("rm", "-f", "/etc/nginx/sites-enabled/default")
+        s.raw("# Debian's welcome page would answer for every unknown name (from now on, not only")
+        s.raw("# after the next reload).")
+        s.raw("if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; "
+              "if systemctl is-active --quiet nginx; then systemctl reload nginx; fi; fi")
     return s
 
 
@@ -526,8 +528,15 @@ haproxy -c -q -f "$stage/files{p.haproxy_cfg}" || fail "the new HAProxy config i
                 f"--property=EnvironmentFile=-{p.secret_env_file}",
                 f"{p.current}/venv/bin/python", "-m", "gunicorn", "--check-config", "-c")
     check += f" \"$stage/files\"{q(p.gunicorn_conf)}"
-    s.raw(f"{check} </dev/null || fail \"Gunicorn's --check-config failed with the new config (see above); "
-          "nothing was installed\"")
+    s.raw(f"""
+if ! out=$({check} </dev/null 2>&1); then
+  echo "$out" >&2
+  hint=""
+  if grep -qE 'Read-only file system|Permission denied' <<<"$out"; then
+    hint=" The app tried to write where it may not: its release is read-only on the host, and it may write only under {p.state} (\\$STATE_DIRECTORY); point the path at it, e.g. with an app.env value such as LOG_DIR={p.state}/logs."
+  fi
+  fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
+fi""")
     s.raw(f"""
 out=$(systemd-analyze verify "$stage/files{p.socket_unit}" "$stage/files{p.service_unit}" 2>&1) \\
   || {{ echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }}

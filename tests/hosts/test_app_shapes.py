@@ -1,0 +1,151 @@
+"""App shapes people really deploy (tests/apps), each by the documented settings alone, on real
+test hosts with each front: a package with an app factory, static files inside it and no health
+route; an app whose own health route goes deeper; a shop on PostgreSQL with Flask-Migrate
+migrations as the release command. And what a new user hits first: a first deploy that fails
+its health check (the app writes logs to a relative folder of the read-only release) leaves a
+host that passes its front's own check and serves nothing stale, and the corrected deploy
+succeeds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.hosts.deploying import Stack, get
+from tests.support.replay import Replayer, workdir
+
+pytestmark = pytest.mark.hosts
+APPS = Path(__file__).resolve().parents[1] / "apps"
+# Both fronts are installed on a test host (as on a host that once ran the other): both must pass.
+FRONT_CHECKS = "sudo -n nginx -t -q && sudo -n haproxy -c -q -f /etc/haproxy/haproxy.cfg"
+
+
+@pytest.fixture(scope="module", params=("nginx", "haproxy"))
+def bed(request, testbed, tmp_path_factory):
+    """Two fresh hosts per front, and a folder to copy the app shapes into."""
+    hosts = testbed.boot(2, prefix=f"s{request.param[0]}")
+    yield {"front": request.param, "hosts": hosts, "dir": tmp_path_factory.mktemp(f"shapes-{request.param}")}
+    testbed.destroy(*hosts)
+
+
+def shape_stack(testbed, bed, shape: str, hosts: list, app: dict) -> Stack:
+    """A stack deploying a copy of tests/apps/<shape> with a state of its own (a new stack)."""
+    source = bed["dir"] / shape
+    if not source.exists():
+        shutil.copytree(APPS / shape, source)
+    stack = Stack(testbed=testbed, hosts=hosts, app=source, database_url=testbed.postgres(),
+                  replayer=Replayer(workdir()), front=bed["front"])
+    stack.extra = {"app": app}
+    return stack
+
+
+def assert_clean(host, app_text: str) -> None:
+    """What a host that never served the app must look like after a failed first deploy: as it
+    was (a distribution's own front may still answer), with nothing of the app running."""
+    assert host.ssh(FRONT_CHECKS, check=False).returncode == 0
+    assert host.ssh("sudo -n find /etc/nginx/sites-enabled -xtype l").stdout == ""  # no dangling site
+    assert host.ssh("systemctl show -p LoadState --value app.service app.socket").stdout.split() == [
+        "not-found", "not-found"]
+    assert host.ssh("pgrep -u app", check=False).stdout == ""  # no Gunicorn left running
+    assert host.ssh("ls /etc/systemd/system/ | grep -c '^app\\.' || true").stdout.strip() == "0"
+    try:
+        _, body = get(host, "/")
+    except OSError:
+        body = ""  # nothing listens: fine, nothing stale either
+    assert app_text not in body
+
+
+def test_a_first_deploy_of_an_app_that_cannot_load_installs_nothing_and_the_fix_deploys(testbed, bed):
+    host = bed["hosts"][0]
+    # The blog logs to ./logs unless LOG_DIR says where: the release is read-only on a host.
+    blog = shape_stack(testbed, bed, "blogpkg", [host], {"entry": "blog:create_app()"})
+    failed = blog.deploy(expect_failure=True)
+    message = str(failed.failed)
+    assert failed.failed.step == "app-web-0-configure", message
+    assert "PermissionError: [Errno 13] Permission denied: 'logs'" in message  # the app's own words
+    assert "nothing was installed" in message and "LOG_DIR=/var/lib/app/logs" in message
+    assert_clean(host, "<h1>Posts")
+
+    blog.extra["app"]["env"] = {"GREETING": "hello", "LOG_DIR": "/var/lib/app/logs"}
+    blog.extra["app"]["releaseCommand"] = "flask --app blog init-db"
+    blog.deploy()
+    assert get(host, "/healthz") == (200, "ok\n")  # the generated entry: the blog has no such route
+    conn = http.client.HTTPConnection(host.address, 80, timeout=5)
+    conn.request("POST", "/post", body="title=first&body=hi",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert conn.getresponse().status == 201
+    conn.close()
+    status, page = get(host, "/")
+    assert status == 200 and "first" in page and "/static/style.css" in page
+    status, css = get(host, "/static/style.css")
+    assert status == 200 and ".post-59" in css
+    assert "new post first" in host.ssh("sudo -n cat /var/lib/app/logs/blog.log").stdout
+    assert host.ssh("sudo -n test -f /var/lib/app/instance/blog.sqlite", check=False).returncode == 0
+
+
+def test_package_static_files_are_served_with_the_least_permissions(bed):
+    host = bed["hosts"][0]
+    release = host.ssh("readlink /srv/app/current").stdout.strip()
+    modes = host.ssh(f"sudo -n stat -c '%A' {release}/blog {release}/blog/static "
+                     f"{release}/blog/templates {release}/blog/__init__.py").stdout.split()
+    assert modes[2:] == ["drwxr-x---", "-rw-r-----"]  # the rest of the release stays closed
+    if bed["front"] == "haproxy":  # the app serves them: the front's user needs nothing
+        assert modes[:2] == ["drwxr-x---", "drwxr-x---"]
+        return
+    assert modes[:2] == ["drwxr-x--x", "drwxr-xr-x"]  # Nginx may enter the package, read static/
+    conn = http.client.HTTPConnection(host.address, 80, timeout=5)
+    conn.request("GET", "/static/style.css", headers={"Accept-Encoding": "gzip"})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    assert response.status == 200 and response.getheader("Content-Encoding") == "gzip"
+    assert response.getheader("Cache-Control") is not None  # from disk, with the front's headers
+
+
+def test_a_first_deploy_that_fails_its_health_check_is_removed_and_the_fix_deploys(testbed, bed):
+    """The app's own /healthz answers 503 without GREETING: the first config is removed again."""
+    host = bed["hosts"][1]
+    own = shape_stack(testbed, bed, "ownhealth", [host], {"entry": "service:app", "env": {}})
+    own.extra["deploy"] = {"healthTimeout": 5}
+    failed = own.deploy(expect_failure=True)
+    message = str(failed.failed)
+    assert failed.failed.step == "app-web-0-configure", message
+    assert "/healthz did not answer 200 within 5 s (last status 503) on host web-0" in message
+    assert "nothing of the app served here before, so there is nothing to go back to" in message
+    for noise in ("not found", "Job for", "previous version"):
+        assert noise not in message, message
+    assert_clean(host, "own health app")
+
+    own.extra["app"]["env"] = {"GREETING": "hello"}
+    own.deploy()
+    assert get(host, "/healthz") == (200, "checked by the app")
+    assert get(host, "/") == (200, "own health app")
+
+
+def test_a_shop_with_migrations_as_the_release_command_serves_from_postgresql(testbed, bed):
+    # The same environment the blog and the health app had, so that the env step (which runs
+    # before the release and restarts the app it finds) does not take away what they need.
+    shop = shape_stack(testbed, bed, "migrations", bed["hosts"],
+                       {"entry": "shop:create_app()", "releaseCommand": "flask --app shop db upgrade",
+                        "env": {"GREETING": "hello", "LOG_DIR": "/var/lib/app/logs"}})
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:  # the other front's run
+        conn.execute("drop table if exists items, alembic_version")
+    shop.deploy()
+    with psycopg.connect(shop.database_url) as conn:
+        assert conn.execute("select version_num from alembic_version").fetchall() == [("0001",)]
+    first, second = bed["hosts"]
+    conn = http.client.HTTPConnection(first.address, 80, timeout=5)
+    conn.request("POST", "/add/anvil")
+    assert conn.getresponse().status == 201
+    conn.close()
+    for host in bed["hosts"]:  # one database for every host
+        assert get(host, "/") == (200, '{"items":["anvil"]}\n'), host.name
+    # Migrations are idempotent: running every step again (a fresh state) upgrades nothing.
+    shop.replayer.state.clear()
+    shop.deploy()
+    assert get(second, "/") == (200, '{"items":["anvil"]}\n')
