@@ -3,11 +3,15 @@ for gevent workers what Gunicorn's gevent worker imports."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
-from stack import release, settings
+from stack import release, scripts, settings
 
 RAW = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": {"user": "deploy"}}
 
@@ -38,3 +42,153 @@ def test_gevent_gets_gunicorns_gevent_extra_and_a_pinned_gevent(tmp_path):
 ])
 def test_an_app_pinning_gunicorn_itself_gets_only_what_gevent_needs(tmp_path, own, added):
     assert requirements(tmp_path, own, workerClass="gevent")[1:] == added
+
+
+# -- locking and fetching for the hosts (stack/wheels.py), with real uv and pip -------------------
+# The packages are made here and offered through --find-links with --no-index, so nothing but the
+# session's tools (setuptools to build sdists, Gunicorn, fetched once) comes from an index.
+TOOLS = ("setuptools==84.2.1", release.GUNICORN)
+
+
+@pytest.fixture(scope="session")
+def tools(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tools")
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                          "--only-binary=:all:", "--dest", str(folder), *TOOLS],
+                         capture_output=True, text=True, check=False)
+    assert got.returncode == 0, got.stderr
+    return folder
+
+
+def sdist(links: Path, name: str, version: str, *, compiled: bool = False, requires: str = "") -> Path:
+    """A tiny project of our own, packed as an sdist only (setuptools' sdist needs no build)."""
+    src = links.parent / f"src-{name}-{version}"
+    (src / name).mkdir(parents=True)
+    (src / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    binary = ("from setuptools.dist import Distribution\n\n\n"
+              "class Binary(Distribution):\n    def has_ext_modules(self):\n        return True\n\n\n")
+    (src / "setup.py").write_text(
+        "from setuptools import setup\n\n" + (binary if compiled else "")
+        + f"setup(name={name!r}, version={version!r}, packages=[{name!r}], "
+        f"install_requires={[r for r in requires.split(';;') if r]!r}"
+        + (", distclass=Binary" if compiled else "") + ")\n")
+    (src / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
+                                        'build-backend = "setuptools.build_meta"\n')
+    made = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(links)], cwd=src,
+                          capture_output=True, text=True, check=False)
+    assert made.returncode == 0, made.stderr
+    [built] = links.glob(f"{name}-{version}.tar.gz")
+    return built
+
+
+@pytest.fixture
+def links(tmp_path) -> Path:
+    folder = tmp_path / "links"
+    folder.mkdir()
+    return folder
+
+
+def app_with(tmp_path: Path, lines: str, tools: Path, links: Path, **hosts) -> settings.Settings:
+    app = tmp_path / "app"
+    app.mkdir(exist_ok=True)
+    (app / "rocket.py").write_text("app = None\n")
+    (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n--find-links {tools}\n{lines}")
+    raw = {**RAW, "app": {"path": str(app)}, "hosts": {**RAW["hosts"], **hosts}}
+    return settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
+
+
+def archived(rel: release.Release, name: str) -> str:
+    with tarfile.open(rel.archive) as tar:
+        member = tar.extractfile(name)
+        assert member is not None
+        return member.read().decode()
+
+
+def test_a_pure_package_with_only_an_sdist_is_built_into_a_wheel(tmp_path, tools, links):
+    sdist(links, "mailish", "0.9.1")
+    rel = release.build(app_with(tmp_path, "mailish==0.9.1\n", tools, links), tmp_path / "cache")
+    assert "mailish-0.9.1-py3-none-any.whl" in rel.wheels
+    assert rel.python == "3.11.2"
+    assert rel.requirements == ("gunicorn==27.0.1", "mailish==0.9.1")
+    # What the host installs is the lock, exact pins only; and the Python it was made for.
+    pins = [ln for ln in archived(rel, ".flaskstack/requirements.txt").splitlines() if not ln.startswith("#")]
+    assert pins == ["gunicorn==27.0.1", "mailish==0.9.1"]
+    assert archived(rel, ".flaskstack/python") == "3.11.2\n"
+
+
+def test_a_compiled_package_with_only_an_sdist_is_refused_with_what_to_do(tmp_path, tools, links):
+    sdist(links, "speedy", "1.2.0", compiled=True)
+    with pytest.raises(release.ReleaseError) as caught:
+        release.build(app_with(tmp_path, "speedy==1.2.0\n", tools, links), tmp_path / "cache")
+    message = str(caught.value)
+    assert message.startswith("app.path: speedy==1.2.0 has no wheel for the hosts "
+                              "(Python 3.11.2, manylinux_2_36_x86_64)")
+    for fix in ("Pin a version of speedy that has a wheel", "--find-links", "pick another package"):
+        assert fix in message
+
+
+@pytest.mark.parametrize(("python", "included"), [(None, True), ("3.11.7", False)])
+def test_markers_are_judged_for_the_hosts_exact_python(tmp_path, tools, links, python, included):
+    sdist(links, "oldtimer", "4.0.3")
+    line = 'oldtimer>=4.0.2; python_full_version <= "3.11.2"\n'
+    hosts = {"python": python} if python else {}
+    rel = release.build(app_with(tmp_path, line, tools, links, **hosts), tmp_path / "cache")
+    assert ("oldtimer==4.0.3" in rel.requirements) is included
+    assert rel.python == (python or "3.11.2")
+
+
+def test_an_app_code_change_reuses_the_dependencies_and_a_requirements_change_does_not(
+        tmp_path, tools, links):
+    sdist(links, "mailish", "0.9.1")
+    config = app_with(tmp_path, "mailish==0.9.1\n", tools, links)
+    first = release.build(config, tmp_path / "cache")
+    shutil.rmtree(links)  # a new fetch or lock of mailish would now fail
+    (config.app.path / "rocket.py").write_text("app = 'changed'\n")
+    second = release.build(config, tmp_path / "cache")
+    assert second.id != first.id and second.wheels == first.wheels
+    requirements = config.app.path / "requirements.txt"
+    requirements.write_text(requirements.read_text() + "# a comment is a change too\n")
+    with pytest.raises(release.ReleaseError, match="app.path: the app's requirements cannot be resolved"):
+        release.build(config, tmp_path / "cache")
+
+
+def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environment(
+        tmp_path, tools, links, monkeypatch):
+    sdist(links, "mailish", "0.9.1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # uv reads no PIP_*: they reach it as options
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{links} {tools}")
+    app = tmp_path / "app"
+    (app / "rocket").mkdir(parents=True)
+    (app / "rocket" / "__init__.py").write_text("app = None\n")
+    (app / "pyproject.toml").write_text(
+        '[project]\nname = "rocket"\nversion = "1.0"\ndependencies = ["mailish>=0.9"]\n'
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n')
+    raw = {**RAW, "app": {"path": str(app), "entry": "rocket:app"}}
+    config = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
+    first = release.build(config, tmp_path / "cache")
+    assert first.requirements == ("gunicorn==27.0.1", "mailish==0.9.1")
+    shutil.rmtree(links)
+    (app / "rocket" / "__init__.py").write_text("app = 'changed'\n")
+    second = release.build(config, tmp_path / "cache")
+    assert second.id != first.id and second.wheels == first.wheels
+    with tarfile.open(second.archive) as tar:
+        assert [n for n in tar.getnames() if n.startswith(".flaskstack/project/")] == [
+            ".flaskstack/project/rocket-1.0-py3-none-any.whl"]
+
+
+def test_an_unchanged_deploy_runs_neither_uv_nor_pip(tmp_path, tools, links, monkeypatch):
+    sdist(links, "mailish", "0.9.1")
+    config = app_with(tmp_path, "mailish==0.9.1\n", tools, links)
+    first = release.build(config, tmp_path / "cache")
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a[0][:3]}"))
+    assert release.build(config, tmp_path / "cache") == first
+
+
+def test_the_release_step_checks_the_hosts_python_before_it_changes_anything(tmp_path, tools, links):
+    config = app_with(tmp_path, "", tools, links, python="3.11.4")
+    rel = release.build(config, tmp_path / "cache")
+    text = scripts.release(config, "web-1", rel, release_command=False).text()
+    check = text.index('[ "$python" = "3.11.4" ] || fail "python3 here is $python, but the '
+                       "release's requirements were resolved for Python 3.11.4: set "
+                       'flask-stack:hosts.python to \\"$python\\"')
+    assert check < text.index('rm -rf "$rel"')

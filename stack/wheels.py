@@ -1,0 +1,344 @@
+"""The release's dependencies: locked for the hosts' exact Python and platform, then fetched.
+
+1. Lock. `uv pip compile` resolves the requirements (the app's requirements.txt or its
+   pyproject.toml dependencies, plus what stack/release.py adds for Gunicorn) for the hosts'
+   Python ("3.11.2": environment markers such as `python_full_version` are judged for it, not for
+   the Python that runs this program) and platform (`x86_64-manylinux_2_36`). Its output is a
+   PEP 751 `pylock.toml`, which lists for each pinned package the wheels that fit the target, so
+   what has no wheel is known without reading pip's messages.
+2. Fetch. One `pip download --no-deps --only-binary=:all:` for the target brings every pinned
+   package that has a wheel; one `pip wheel --no-deps --no-binary <those>` builds the rest from
+   their sdists here. A built wheel must install on the hosts (pure Python, `py3-none-any`): a
+   compiled one is refused with what to do instead.
+
+Where packages come from: the index options in the app's requirements.txt (`--index-url`,
+`--extra-index-url`, `--find-links`, `--no-index`, `--trusted-host`, also in files it includes
+with `-r`) and pip's environment variables PIP_INDEX_URL, PIP_EXTRA_INDEX_URL (space-separated),
+PIP_FIND_LINKS (space-separated), PIP_NO_INDEX and PIP_TRUSTED_HOST. Both uv and pip get them; pip's
+configuration files (pip.conf) are read by pip only, and uv's own UV_* variables by uv only, so
+put a private index in requirements.txt or in the PIP_* variables.
+
+The result is cached under <cache>/deps/<key>/ with `key` a hash of what decides it: the
+requirement texts, those index settings, the target and the tools' versions. The app's own code
+is not part of it, so a code change reuses the wheelhouse, and an unchanged deploy runs neither
+uv nor pip (no network). A requirement left unpinned stays locked at what it resolved to until
+a requirement or index setting changes; delete .cache/deps to resolve again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging import tags
+from packaging.utils import canonicalize_name, parse_wheel_filename
+
+UV_VERSION = "0.13.8"  # requirements.txt pins the same
+CACHE_FORMAT = "deps-1"  # bump when what the cache holds changes
+_INDEX_ENV = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX",
+              "PIP_TRUSTED_HOST", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS", "UV_INDEX",
+              "UV_DEFAULT_INDEX", "UV_NO_INDEX", "UV_INDEX_STRATEGY")
+
+
+class DependencyError(Exception):
+    """The dependencies cannot be locked or fetched; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the wheels must run on."""
+
+    python: str  # the hosts' exact python3: "3.11.2"
+    arch: str  # "x86_64" | "aarch64"
+    glibc: str  # "2_36"
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.python.split(".")[:2])
+
+    @property
+    def platform_tag(self) -> str:
+        return f"manylinux_{self.glibc}_{self.arch}"
+
+    @property
+    def platform_tags(self) -> list[str]:
+        """Every manylinux tag this glibc can run, newest first (pip does not expand them)."""
+        newest = int(self.glibc.split("_")[1])
+        found = [f"manylinux_2_{minor}_{self.arch}" for minor in range(newest, 16, -1)]
+        return [*found, f"manylinux2014_{self.arch}"]
+
+    @property
+    def uv_platform(self) -> str:
+        return f"{self.arch}-manylinux_{self.glibc}"
+
+    @property
+    def key(self) -> str:
+        return f"cp{self.python}-{self.platform_tag}"
+
+    def supported(self) -> set[tags.Tag]:
+        """The wheel tags the hosts' Python accepts."""
+        version = tuple(int(x) for x in self.minor.split("."))
+        return {*tags.cpython_tags(version, platforms=self.platform_tags),
+                *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", self.platform_tags)}
+
+    def describe(self) -> str:
+        return f"Python {self.python}, {self.platform_tag}"
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # as the lock spells it
+    version: str
+    has_wheel: bool  # a wheel for the target exists on the index
+
+    @property
+    def line(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Input:
+    """What the lock is made from: requirement files and lines, and where to look."""
+
+    files: tuple[Path, ...]  # requirement files (requirements.txt, pyproject.toml) uv reads
+    lines: tuple[str, ...]  # further requirements (Gunicorn, a package's static dependencies)
+    cwd: Path  # relative paths in the requirements are relative to the app
+
+    def texts(self) -> list[str]:
+        out = [f"{path.relative_to(self.cwd) if path.is_relative_to(self.cwd) else path}\n"
+               f"{path.read_text()}" for path in _all_files(self.files)]
+        return [*out, "\n".join(self.lines)]
+
+
+@dataclass(frozen=True)
+class Locked:
+    directory: Path  # the cache entry
+    pins: tuple[Pin, ...]
+    wheelhouse: Path
+
+    @property
+    def requirements(self) -> str:
+        """What the hosts install with `pip install --no-index --find-links <wheelhouse> -r`."""
+        head = "# Locked by flask-stack for the hosts (uv pip compile); installed from the wheelhouse.\n"
+        return head + "".join(f"{p.line}\n" for p in self.pins)
+
+
+# -- index options ----------------------------------------------------------------------------
+def _all_files(files: tuple[Path, ...]) -> list[Path]:
+    """The requirement files and every file they include with -r/-c, each once, in order."""
+    seen: list[Path] = []
+    todo = list(files)
+    while todo:
+        path = todo.pop(0).resolve()
+        if path in seen or not path.is_file():
+            continue
+        seen.append(path)
+        if path.name == "pyproject.toml":
+            continue
+        for option, value in _options(path):
+            if option in ("-r", "--requirement", "-c", "--constraint"):
+                todo.append(path.parent / value)
+    return seen
+
+
+def _options(path: Path) -> list[tuple[str, str]]:
+    """The (option, value) lines of one requirements file: `--find-links x`, `-f x`, `--x=y`."""
+    out: list[tuple[str, str]] = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line.startswith("-"):
+            continue
+        first, _, rest = line.partition(" ")
+        if first.startswith("--") and "=" in first:
+            first, _, value = first.partition("=")
+        else:
+            value = rest
+        out.append((first, value.strip()))
+    return out
+
+
+def index_options(inputs: Input) -> list[str]:
+    """The index options of the requirement files as pip arguments, paths made absolute
+    (relative find-links are relative to the file that names them, as pip has it)."""
+    args: list[str] = []
+    for path in _all_files(inputs.files):
+        if path.name == "pyproject.toml":
+            continue
+        for option, value in _options(path):
+            if option in ("-i", "--index-url"):
+                args += ["--index-url", value]
+            elif option == "--extra-index-url":
+                args += ["--extra-index-url", value]
+            elif option in ("-f", "--find-links"):
+                local = path.parent / value
+                args += ["--find-links", str(local.resolve()) if "://" not in value and local.exists()
+                         else value]
+            elif option == "--no-index":
+                args.append("--no-index")
+            elif option == "--trusted-host":
+                args += ["--trusted-host", value]
+    return args
+
+
+def _uv_index_args(file_args: list[str]) -> list[str]:
+    """pip's environment variables in uv's terms (uv reads no PIP_*), under the file's options:
+    as with pip, a file's --index-url wins over PIP_INDEX_URL."""
+    env = os.environ
+    args: list[str] = []
+    if env.get("PIP_INDEX_URL") and "--index-url" not in file_args:
+        args += ["--index-url", env["PIP_INDEX_URL"]]
+    for url in env.get("PIP_EXTRA_INDEX_URL", "").split():
+        args += ["--extra-index-url", url]
+    for link in env.get("PIP_FIND_LINKS", "").split():
+        args += ["--find-links", link]
+    if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
+        args.append("--no-index")
+    for host in env.get("PIP_TRUSTED_HOST", "").split():
+        args += ["--allow-insecure-host", host]
+    converted: list[str] = []
+    pairs = iter(file_args)
+    for arg in pairs:
+        if arg == "--no-index":
+            converted.append(arg)
+        elif arg == "--trusted-host":
+            converted += ["--allow-insecure-host", next(pairs)]
+        else:
+            converted += [arg, next(pairs)]
+    return [*args, *converted]
+
+
+# -- tools ------------------------------------------------------------------------------------
+def uv_command() -> list[str]:
+    """This program's own uv (the `uv` package in its virtualenv), never one on PATH."""
+    try:
+        import uv
+    except ImportError:
+        raise DependencyError(f"app.path: locking the app's requirements needs uv {UV_VERSION} in "
+                              f"this program's virtualenv: {sys.executable} -m pip install "
+                              f"uv=={UV_VERSION} (requirements.txt pins it)") from None
+    return [uv.find_uv_bin()]
+
+
+def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def _pip(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return _run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], cwd)
+
+
+def _said(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if not ln.startswith("WARNING: Location")]
+    return "\n".join(lines).strip()[-2000:]
+
+
+# -- the cache entry --------------------------------------------------------------------------
+def cache_key(inputs: Input, target: Target) -> str:
+    parts = [CACHE_FORMAT, UV_VERSION, target.key, *inputs.texts(),
+             *(f"{name}={os.environ.get(name, '')}" for name in _INDEX_ENV)]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
+
+
+def lock_and_fetch(inputs: Input, target: Target, cache: Path) -> Locked:
+    """The locked pins and a wheelhouse holding a wheel of each, from the cache when the
+    inputs are unchanged."""
+    entry = cache.resolve() / "deps" / cache_key(inputs, target)
+    wheelhouse = entry / "wheelhouse"
+    if (entry / ".complete").is_file():
+        return Locked(entry, _read_lock(entry / "pylock.toml"), wheelhouse)
+    shutil.rmtree(entry, ignore_errors=True)
+    wheelhouse.mkdir(parents=True)
+    pins = lock(inputs, target, entry)
+    fetch(inputs, target, pins, entry)
+    (entry / ".complete").write_text("ok\n")
+    return Locked(entry, pins, wheelhouse)
+
+
+def lock(inputs: Input, target: Target, entry: Path) -> tuple[Pin, ...]:
+    entry.mkdir(parents=True, exist_ok=True)
+    extra = entry / "added.in"
+    extra.write_text("".join(f"{line}\n" for line in inputs.lines))
+    file_args = index_options(inputs)
+    # --python: this interpreter builds any sdist uv needs metadata of; without it uv looks for
+    # (and would download) an interpreter of the hosts' exact version. --python-version still
+    # decides the markers.
+    result = _run([*uv_command(), "pip", "compile", "--quiet", "--no-header",
+                   "--python", sys.executable, "--no-python-downloads",
+                   "--python-version", target.python, "--python-platform", target.uv_platform,
+                   *_uv_index_args(file_args), "--output-file", str(entry / "pylock.toml"),
+                   *(str(f) for f in inputs.files), str(extra)], inputs.cwd)
+    if result.returncode != 0:
+        raise DependencyError(
+            f"app.path: the app's requirements cannot be resolved for the hosts "
+            f"({target.describe()}; hosts.python sets the version). uv said:\n{_said(result.stderr)}")
+    return _read_lock(entry / "pylock.toml")
+
+
+def _read_lock(path: Path) -> tuple[Pin, ...]:
+    data = tomllib.loads(path.read_text())
+    pins = []
+    for package in data.get("packages", []):
+        if "version" not in package:
+            raise DependencyError(
+                f"app.path: {package['name']} is required from a path or URL "
+                f"({package.get('directory') or package.get('archive') or package.get('vcs')}), "
+                f"which a release cannot pin yet: publish it to an index or a --find-links folder "
+                f"and require it by version")
+        pins.append(Pin(package["name"], package["version"], bool(package.get("wheels"))))
+    return tuple(sorted(pins, key=lambda p: canonicalize_name(p.name)))
+
+
+def fetch(inputs: Input, target: Target, pins: tuple[Pin, ...], entry: Path) -> None:
+    """A wheel of every pin into entry/wheelhouse: downloaded when the index has one for the
+    target, otherwise built here from the sdist and accepted only when pure Python."""
+    wheelhouse = entry / "wheelhouse"
+    options = index_options(inputs)
+    binary = [p for p in pins if p.has_wheel]
+    source = [p for p in pins if not p.has_wheel]
+    if binary:
+        listed = entry / "wheels.txt"
+        listed.write_text("".join(f"{p.line}\n" for p in binary))
+        got = _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(wheelhouse),
+                   *[arg for tag in target.platform_tags for arg in ("--platform", tag)],
+                   "--python-version", target.python, "--implementation", "cp",
+                   *options, "-r", str(listed), cwd=inputs.cwd)
+        if got.returncode != 0:
+            raise DependencyError(f"app.path: downloading the wheels of the app's requirements for "
+                                  f"the hosts ({target.describe()}) failed. pip said:\n{_said(got.stderr)}")
+    if source:
+        built_dir = entry / "built"
+        listed = entry / "sdists.txt"
+        listed.write_text("".join(f"{p.line}\n" for p in source))
+        names = ",".join(canonicalize_name(p.name) for p in source)
+        built = _pip("wheel", "--quiet", "--no-deps", "--no-binary", names, "--wheel-dir", str(built_dir),
+                     *options, "-r", str(listed), cwd=inputs.cwd)
+        if built.returncode != 0:
+            shown = ", ".join(p.line for p in source)
+            raise DependencyError(
+                f"app.path: {shown} {'has' if len(source) == 1 else 'have'} no wheel for the hosts "
+                f"({target.describe()}), and building from the sdist here failed. pip said:\n"
+                f"{_said(built.stderr)}")
+        supported = target.supported()
+        by_name = {canonicalize_name(p.name): p for p in source}
+        for wheel in sorted(built_dir.glob("*.whl")):
+            name, _, _, wheel_tags = parse_wheel_filename(wheel.name)
+            pin = by_name.get(name)
+            if pin is not None and not wheel_tags & supported:
+                raise DependencyError(
+                    f"app.path: {pin.line} has no wheel for the hosts ({target.describe()}) and its "
+                    f"sdist builds a compiled wheel ({wheel.name}), which would not run there. "
+                    f"Pin a version of {pin.name} that has a wheel for {target.platform_tag}; or "
+                    f"build that wheel for the hosts' platform yourself and offer it through "
+                    f"--find-links in requirements.txt; or pick another package.")
+            shutil.move(str(wheel), wheelhouse / wheel.name)
+    have = {canonicalize_name(parse_wheel_filename(w.name)[0]) for w in wheelhouse.glob("*.whl")}
+    lacking = [p.line for p in pins if canonicalize_name(p.name) not in have]
+    if lacking:
+        raise DependencyError(f"app.path: no wheel for the hosts ({target.describe()}) was found "
+                              f"for {', '.join(lacking)}")
