@@ -163,54 +163,50 @@ def _options(path: Path) -> list[tuple[str, str]]:
     return out
 
 
-def index_options(inputs: Input) -> list[str]:
-    """The index options of the requirement files as pip arguments, paths made absolute
-    (relative find-links are relative to the file that names them, as pip has it)."""
-    args: list[str] = []
+def index_options(inputs: Input) -> list[tuple[str, str]]:
+    """The index options of the requirement files, paths made absolute (a relative find-links is
+    relative to the file that names it, as pip has it): ("--find-links", "/abs"), ("--no-index", "")."""
+    out: list[tuple[str, str]] = []
+    names = {"-i": "--index-url", "--index-url": "--index-url", "--extra-index-url": "--extra-index-url",
+             "-f": "--find-links", "--find-links": "--find-links", "--no-index": "--no-index",
+             "--trusted-host": "--trusted-host"}
     for path in _all_files(inputs.files):
         if path.name == "pyproject.toml":
             continue
         for option, value in _options(path):
-            if option in ("-i", "--index-url"):
-                args += ["--index-url", value]
-            elif option == "--extra-index-url":
-                args += ["--extra-index-url", value]
-            elif option in ("-f", "--find-links"):
-                local = path.parent / value
-                args += ["--find-links", str(local.resolve()) if "://" not in value and local.exists()
-                         else value]
-            elif option == "--no-index":
-                args.append("--no-index")
-            elif option == "--trusted-host":
-                args += ["--trusted-host", value]
-    return args
+            if option not in names:
+                continue
+            if names[option] == "--find-links" and "://" not in value and (path.parent / value).exists():
+                value = str((path.parent / value).resolve())
+            out.append((names[option], value))
+    return out
 
 
-def _uv_index_args(file_args: list[str]) -> list[str]:
-    """pip's environment variables in uv's terms (uv reads no PIP_*), under the file's options:
-    as with pip, a file's --index-url wins over PIP_INDEX_URL."""
-    env = os.environ
+def _option_lines(options: list[tuple[str, str]]) -> str:
+    """The options as requirements-file lines: index URLs may carry credentials, which belong
+    in a file pip reads, not in a command line every local user can see."""
+    return "".join(f"{option} {value}".rstrip() + "\n" for option, value in options)
+
+
+def _uv_settings(options: list[tuple[str, str]]) -> tuple[list[str], dict[str, str]]:
+    """uv's arguments and environment for the index settings. uv reads the requirement files'
+    own options itself but no PIP_* variable: those become UV_* (index URLs, kept out of the
+    command line) and options; as with pip, a file's --index-url wins over PIP_INDEX_URL."""
+    env = dict(os.environ)
+    if env.get("PIP_INDEX_URL") and not env.get("UV_INDEX_URL") \
+            and not any(o == "--index-url" for o, _ in options):
+        env["UV_INDEX_URL"] = env["PIP_INDEX_URL"]
+    extra = " ".join(x for x in (env.get("UV_EXTRA_INDEX_URL", ""), env.get("PIP_EXTRA_INDEX_URL", "")) if x)
+    if extra:
+        env["UV_EXTRA_INDEX_URL"] = extra
     args: list[str] = []
-    if env.get("PIP_INDEX_URL") and "--index-url" not in file_args:
-        args += ["--index-url", env["PIP_INDEX_URL"]]
-    for url in env.get("PIP_EXTRA_INDEX_URL", "").split():
-        args += ["--extra-index-url", url]
-    for link in env.get("PIP_FIND_LINKS", "").split():
+    for link in [v for o, v in options if o == "--find-links"] + env.get("PIP_FIND_LINKS", "").split():
         args += ["--find-links", link]
-    if env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
+    if ("--no-index", "") in options or env.get("PIP_NO_INDEX", "").lower() in ("1", "true", "yes", "on"):
         args.append("--no-index")
-    for host in env.get("PIP_TRUSTED_HOST", "").split():
+    for host in [v for o, v in options if o == "--trusted-host"] + env.get("PIP_TRUSTED_HOST", "").split():
         args += ["--allow-insecure-host", host]
-    converted: list[str] = []
-    pairs = iter(file_args)
-    for arg in pairs:
-        if arg == "--no-index":
-            converted.append(arg)
-        elif arg == "--trusted-host":
-            converted += ["--allow-insecure-host", next(pairs)]
-        else:
-            converted += [arg, next(pairs)]
-    return [*args, *converted]
+    return args, env
 
 
 # -- tools ------------------------------------------------------------------------------------
@@ -225,8 +221,8 @@ def uv_command() -> list[str]:
     return [uv.find_uv_bin()]
 
 
-def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 def _pip(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -264,15 +260,15 @@ def lock(inputs: Input, target: Target, entry: Path) -> tuple[Pin, ...]:
     entry.mkdir(parents=True, exist_ok=True)
     extra = entry / "added.in"
     extra.write_text("".join(f"{line}\n" for line in inputs.lines))
-    file_args = index_options(inputs)
+    args, env = _uv_settings(index_options(inputs))
     # --python: this interpreter builds any sdist uv needs metadata of; without it uv looks for
     # (and would download) an interpreter of the hosts' exact version. --python-version still
     # decides the markers.
     result = _run([*uv_command(), "pip", "compile", "--quiet", "--no-header",
                    "--python", sys.executable, "--no-python-downloads",
                    "--python-version", target.python, "--python-platform", target.uv_platform,
-                   *_uv_index_args(file_args), "--output-file", str(entry / "pylock.toml"),
-                   *(str(f) for f in inputs.files), str(extra)], inputs.cwd)
+                   *args, "--output-file", str(entry / "pylock.toml"),
+                   *(str(f) for f in inputs.files), str(extra)], inputs.cwd, env)
     if result.returncode != 0:
         raise DependencyError(
             f"app.path: the app's requirements cannot be resolved for the hosts "
@@ -298,26 +294,28 @@ def fetch(inputs: Input, target: Target, pins: tuple[Pin, ...], entry: Path) -> 
     """A wheel of every pin into entry/wheelhouse: downloaded when the index has one for the
     target, otherwise built here from the sdist and accepted only when pure Python."""
     wheelhouse = entry / "wheelhouse"
-    options = index_options(inputs)
+    options = _option_lines(index_options(inputs))
     binary = [p for p in pins if p.has_wheel]
     source = [p for p in pins if not p.has_wheel]
     if binary:
         listed = entry / "wheels.txt"
-        listed.write_text("".join(f"{p.line}\n" for p in binary))
+        listed.write_text(options + "".join(f"{p.line}\n" for p in binary))
         got = _pip("download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", str(wheelhouse),
                    *[arg for tag in target.platform_tags for arg in ("--platform", tag)],
                    "--python-version", target.python, "--implementation", "cp",
-                   *options, "-r", str(listed), cwd=inputs.cwd)
+                   "-r", str(listed), cwd=inputs.cwd)
+        listed.unlink()  # it may name an index with its credentials
         if got.returncode != 0:
             raise DependencyError(f"app.path: downloading the wheels of the app's requirements for "
                                   f"the hosts ({target.describe()}) failed. pip said:\n{_said(got.stderr)}")
     if source:
         built_dir = entry / "built"
         listed = entry / "sdists.txt"
-        listed.write_text("".join(f"{p.line}\n" for p in source))
+        listed.write_text(options + "".join(f"{p.line}\n" for p in source))
         names = ",".join(canonicalize_name(p.name) for p in source)
         built = _pip("wheel", "--quiet", "--no-deps", "--no-binary", names, "--wheel-dir", str(built_dir),
-                     *options, "-r", str(listed), cwd=inputs.cwd)
+                     "-r", str(listed), cwd=inputs.cwd)
+        listed.unlink()
         if built.returncode != 0:
             shown = ", ".join(p.line for p in source)
             raise DependencyError(

@@ -3,10 +3,14 @@ for gevent workers what Gunicorn's gevent worker imports."""
 
 from __future__ import annotations
 
+import base64
+import functools
+import http.server
 import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,18 +64,55 @@ def tools(tmp_path_factory) -> Path:
     return folder
 
 
-def sdist(links: Path, name: str, version: str, *, compiled: bool = False, requires: str = "") -> Path:
-    """A tiny project of our own, packed as an sdist only (setuptools' sdist needs no build)."""
+# A build backend of a few lines, in the sdist itself: building needs nothing from an index, so
+# the pure packages build in a fraction of a second (setuptools is for the compiled one).
+BACKEND = """\
+import base64, hashlib, pathlib, zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    meta = pathlib.Path("PKG-INFO").read_text()
+    name, version = (line.split(": ", 1)[1] for line in meta.splitlines()[1:3])
+    info = f"{name}-{version}.dist-info"
+    files = {f"{name}/__init__.py": pathlib.Path(name, "__init__.py").read_text(),
+             f"{info}/METADATA": meta,
+             f"{info}/WHEEL": "Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\n"
+                              "Tag: py3-none-any\\n"}
+    record = []
+    out = f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(pathlib.Path(wheel_directory, out), "w") as whl:
+        for path, text in files.items():
+            data = text.encode()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(data)}")
+            whl.writestr(path, data)
+        whl.writestr(f"{info}/RECORD", "\\n".join([*record, f"{info}/RECORD,,"]) + "\\n")
+    return out
+"""
+
+
+def sdist(links: Path, name: str, version: str, *, compiled: bool = False) -> Path:
+    """A tiny project of our own, packed as an sdist only: a pure one with the backend above and
+    static metadata; a compiled one with setuptools, whose Distribution says it has extension
+    modules (so its wheel is platform-specific, and no compiler is needed)."""
     src = links.parent / f"src-{name}-{version}"
     (src / name).mkdir(parents=True)
     (src / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
-    binary = ("from setuptools.dist import Distribution\n\n\n"
-              "class Binary(Distribution):\n    def has_ext_modules(self):\n        return True\n\n\n")
+    if not compiled:
+        out = links / f"{name}-{version}.tar.gz"
+        (src / "PKG-INFO").write_text(f"Metadata-Version: 2.2\nName: {name}\nVersion: {version}\n")
+        (src / "backend.py").write_text(BACKEND)
+        (src / "pyproject.toml").write_text('[build-system]\nrequires = []\nbuild-backend = "backend"\n'
+                                            'backend-path = ["."]\n')
+        with tarfile.open(out, "w:gz") as tar:
+            tar.add(src, arcname=f"{name}-{version}")
+        return out
     (src / "setup.py").write_text(
-        "from setuptools import setup\n\n" + (binary if compiled else "")
-        + f"setup(name={name!r}, version={version!r}, packages=[{name!r}], "
-        f"install_requires={[r for r in requires.split(';;') if r]!r}"
-        + (", distclass=Binary" if compiled else "") + ")\n")
+        "from setuptools import setup\nfrom setuptools.dist import Distribution\n\n\n"
+        "class Binary(Distribution):\n    def has_ext_modules(self):\n        return True\n\n\n"
+        f"setup(name={name!r}, version={version!r}, packages=[{name!r}], distclass=Binary)\n")
     (src / "pyproject.toml").write_text('[build-system]\nrequires = ["setuptools"]\n'
                                         'build-backend = "setuptools.build_meta"\n')
     made = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(links)], cwd=src,
@@ -162,7 +203,10 @@ def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environm
     (app / "rocket" / "__init__.py").write_text("app = None\n")
     (app / "pyproject.toml").write_text(
         '[project]\nname = "rocket"\nversion = "1.0"\ndependencies = ["mailish>=0.9"]\n'
-        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n')
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (app / "backend.py").write_text(BACKEND)  # the sdists' backend, reading this PKG-INFO
+    (app / "PKG-INFO").write_text("Metadata-Version: 2.2\nName: rocket\nVersion: 1.0\n"
+                                  "Requires-Dist: mailish>=0.9\n")
     raw = {**RAW, "app": {"path": str(app), "entry": "rocket:app"}}
     config = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
     first = release.build(config, tmp_path / "cache")
@@ -192,3 +236,46 @@ def test_the_release_step_checks_the_hosts_python_before_it_changes_anything(tmp
                        "release's requirements were resolved for Python 3.11.4: set "
                        'flask-stack:hosts.python to \\"$python\\"')
     assert check < text.index('rm -rf "$rel"')
+
+
+class _Index(http.server.SimpleHTTPRequestHandler):
+    """A private index: directory pages of files (PEP 503 in its simplest form), behind a login."""
+
+    def do_GET(self):
+        if self.headers.get("Authorization") != "Basic " + base64.b64encode(b"deploy:s3cret").decode():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="index"')
+            self.end_headers()
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_private_index_in_pip_environment_serves_both_lock_and_fetch(tmp_path, tools, links, monkeypatch):
+    sdist(links, "mailish", "0.9.1")
+    root = tmp_path / "index"
+    for path in [*links.iterdir(), *tools.iterdir()]:
+        project = path.name.split("-")[0].lower().replace("_", "-")
+        (root / "simple" / project).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "simple" / project / path.name)
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_Index, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PIP_INDEX_URL", f"http://deploy:s3cret@127.0.0.1:{server.server_port}/simple/")
+        monkeypatch.setenv("PIP_FIND_LINKS", "")
+        app = tmp_path / "app"
+        app.mkdir()
+        (app / "rocket.py").write_text("app = None\n")
+        (app / "requirements.txt").write_text("mailish==0.9.1\n")
+        config = settings.load({**RAW, "app": {"path": str(app)}}, stack="dev", project_dir=tmp_path,
+                               offline=True)
+        rel = release.build(config, tmp_path / "cache")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert rel.wheels == ("gunicorn-27.0.1-py3-none-any.whl", "mailish-0.9.1-py3-none-any.whl")
+    assert "s3cret" not in "".join(p.read_text(errors="replace") for p in (tmp_path / "cache").rglob("*.t*")
+                                   if p.is_file() and p.suffix in (".txt", ".toml", ".in"))
