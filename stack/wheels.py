@@ -6,9 +6,11 @@
    the Python that runs this program) and platform (`x86_64-manylinux_2_36`). Its output is a
    PEP 751 `pylock.toml`, which lists for each pinned package the wheels that fit the target, so
    what has no wheel is known without reading pip's messages.
-2. Fetch. One `pip download --no-deps --only-binary=:all:` for the target brings every pinned
-   package that has a wheel; one `pip wheel --no-deps --no-binary <those>` builds the rest from
-   their sdists here. A built wheel must install on the hosts (pure Python, `py3-none-any`): a
+2. Fetch. The wheels the lock names come straight from their URLs, checked against the lock's
+   hashes; what cannot be had so (an index behind a login: the lock keeps no credentials) comes
+   from one `pip download --no-deps --only-binary=:all:` for the target; one
+   `pip wheel --no-deps --no-binary <those>` builds the packages that have no wheel from their
+   sdists here. A built wheel must install on the hosts (pure Python, `py3-none-any`): a
    compiled one is refused with what to do instead.
 
 Where packages come from: the index options in the app's requirements.txt (`--index-url`,
@@ -33,6 +35,9 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +86,14 @@ class Target:
     def key(self) -> str:
         return f"cp{self.python}-{self.platform_tag}"
 
-    def supported(self) -> set[tags.Tag]:
-        """The wheel tags the hosts' Python accepts."""
+    def ordered_tags(self) -> list[tags.Tag]:
+        """The wheel tags the hosts' Python accepts, the most specific first (as pip ranks them)."""
         version = tuple(int(x) for x in self.minor.split("."))
-        return {*tags.cpython_tags(version, platforms=self.platform_tags),
-                *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", self.platform_tags)}
+        return [*tags.cpython_tags(version, platforms=self.platform_tags),
+                *tags.compatible_tags(version, f"cp{version[0]}{version[1]}", self.platform_tags)]
+
+    def supported(self) -> set[tags.Tag]:
+        return set(self.ordered_tags())
 
     def describe(self) -> str:
         return f"Python {self.python}, {self.platform_tag}"
@@ -96,6 +104,8 @@ class Pin:
     name: str  # as the lock spells it
     version: str
     has_wheel: bool  # a wheel for the target exists on the index
+    wheel_url: str = ""  # the best of them, as the lock names it (without credentials)
+    sha256: str = ""  # its hash, from the lock
 
     @property
     def line(self) -> str:
@@ -247,7 +257,7 @@ def lock_and_fetch(inputs: Input, target: Target, cache: Path) -> Locked:
     entry = cache.resolve() / "deps" / cache_key(inputs, target)
     wheelhouse = entry / "wheelhouse"
     if (entry / ".complete").is_file():
-        return Locked(entry, _read_lock(entry / "pylock.toml"), wheelhouse)
+        return Locked(entry, _read_lock(entry / "pylock.toml", target), wheelhouse)
     shutil.rmtree(entry, ignore_errors=True)
     wheelhouse.mkdir(parents=True)
     pins = lock(inputs, target, entry)
@@ -273,10 +283,10 @@ def lock(inputs: Input, target: Target, entry: Path) -> tuple[Pin, ...]:
         raise DependencyError(
             f"app.path: the app's requirements cannot be resolved for the hosts "
             f"({target.describe()}; hosts.python sets the version). uv said:\n{_said(result.stderr)}")
-    return _read_lock(entry / "pylock.toml")
+    return _read_lock(entry / "pylock.toml", target)
 
 
-def _read_lock(path: Path) -> tuple[Pin, ...]:
+def _read_lock(path: Path, target: Target) -> tuple[Pin, ...]:
     data = tomllib.loads(path.read_text())
     pins = []
     for package in data.get("packages", []):
@@ -286,8 +296,56 @@ def _read_lock(path: Path) -> tuple[Pin, ...]:
                 f"({package.get('directory') or package.get('archive') or package.get('vcs')}), "
                 f"which a release cannot pin yet: publish it to an index or a --find-links folder "
                 f"and require it by version")
-        pins.append(Pin(package["name"], package["version"], bool(package.get("wheels"))))
+        pins.append(Pin(package["name"], package["version"], bool(package.get("wheels")),
+                        *_best_wheel(package.get("wheels", []), target)))
     return tuple(sorted(pins, key=lambda p: canonicalize_name(p.name)))
+
+
+def _best_wheel(entries: list[dict], target: Target) -> tuple[str, str]:
+    """(url, sha256) of the wheel pip would pick for the target, or ("", "")."""
+    rank = {tag: i for i, tag in enumerate(target.ordered_tags())}
+    best: tuple[int, str, str] | None = None
+    for wheel in entries:
+        url, sha = wheel.get("url", ""), wheel.get("hashes", {}).get("sha256", "")
+        name = wheel.get("name") or urllib.parse.unquote(urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1])
+        try:
+            found = min((rank[t] for t in parse_wheel_filename(name)[3] if t in rank), default=None)
+        except ValueError:
+            continue
+        if found is not None and url and sha and (best is None or found < best[0]):
+            best = (found, url, sha)
+    return (best[1], best[2]) if best else ("", "")
+
+
+def _download(pins: list[Pin], wheelhouse: Path) -> list[Pin]:
+    """The wheels straight from the URLs the lock names, checked against its hashes, a few at a
+    time (one pip process resolving 70 packages takes 20 s; this, a few). Returns the pins that
+    could not be had so: an index behind a login (the lock keeps no credentials), a proxy pip
+    knows of, a file that moved; pip fetches those."""
+
+    def one(pin: Pin) -> Pin | None:
+        parts = urllib.parse.urlsplit(pin.wheel_url)
+        name = urllib.parse.unquote(parts.path.rsplit("/", 1)[-1])
+        try:
+            if parts.scheme == "file":
+                data = Path(urllib.request.url2pathname(parts.path)).read_bytes()
+            elif parts.scheme in ("https", "http"):
+                with urllib.request.urlopen(pin.wheel_url, timeout=60) as answer:  # noqa: S310 (scheme checked)
+                    data = answer.read()
+            else:
+                return pin
+        except (OSError, ValueError):
+            return pin
+        if not pin.sha256 or hashlib.sha256(data).hexdigest() != pin.sha256 or "/" in name:
+            return pin
+        partial = wheelhouse / f".{name}.part"
+        partial.write_bytes(data)
+        partial.replace(wheelhouse / name)
+        return None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return [pin for pin in pool.map(one, [p for p in pins if p.wheel_url]) if pin is not None] + [
+            p for p in pins if not p.wheel_url]
 
 
 def fetch(inputs: Input, target: Target, pins: tuple[Pin, ...], entry: Path) -> None:
@@ -295,7 +353,7 @@ def fetch(inputs: Input, target: Target, pins: tuple[Pin, ...], entry: Path) -> 
     target, otherwise built here from the sdist and accepted only when pure Python."""
     wheelhouse = entry / "wheelhouse"
     options = _option_lines(index_options(inputs))
-    binary = [p for p in pins if p.has_wheel]
+    binary = _download([p for p in pins if p.has_wheel], wheelhouse)
     source = [p for p in pins if not p.has_wheel]
     if binary:
         listed = entry / "wheels.txt"

@@ -279,3 +279,19 @@ def test_a_private_index_in_pip_environment_serves_both_lock_and_fetch(tmp_path,
     assert rel.wheels == ("gunicorn-27.0.1-py3-none-any.whl", "mailish-0.9.1-py3-none-any.whl")
     assert "s3cret" not in "".join(p.read_text(errors="replace") for p in (tmp_path / "cache").rglob("*.t*")
                                    if p.is_file() and p.suffix in (".txt", ".toml", ".in"))
+
+
+def test_wheels_the_lock_names_come_from_their_urls_and_pip_only_builds(tmp_path, tools, links, monkeypatch):
+    sdist(links, "mailish", "0.9.1")
+    ran: list[list[str]] = []
+    real = subprocess.run
+
+    def recording(argv, *args, **kwargs):
+        ran.append([str(a) for a in argv])
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", recording)
+    rel = release.build(app_with(tmp_path, "mailish==0.9.1\n", tools, links), tmp_path / "cache")
+    assert "gunicorn-27.0.1-py3-none-any.whl" in rel.wheels  # from tools/, by its file:// URL
+    pip = [argv[argv.index("pip") + 1:][:2] for argv in ran if "pip" in argv and "-m" in argv]
+    assert pip == [["--disable-pip-version-check", "wheel"]]
