@@ -193,8 +193,10 @@ def test_an_app_code_change_reuses_the_dependencies_and_a_requirements_change_do
         release.build(config, tmp_path / "cache")
 
 
+@pytest.mark.parametrize("dependencies", ['dependencies = ["mailish>=0.9"]',
+                                          'dynamic = ["dependencies"]'])  # uv asks the backend
 def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environment(
-        tmp_path, tools, links, monkeypatch):
+        tmp_path, tools, links, monkeypatch, dependencies):
     sdist(links, "mailish", "0.9.1")
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # uv reads no PIP_*: they reach it as options
     monkeypatch.setenv("PIP_FIND_LINKS", f"{links} {tools}")
@@ -202,7 +204,7 @@ def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environm
     (app / "rocket").mkdir(parents=True)
     (app / "rocket" / "__init__.py").write_text("app = None\n")
     (app / "pyproject.toml").write_text(
-        '[project]\nname = "rocket"\nversion = "1.0"\ndependencies = ["mailish>=0.9"]\n'
+        f'[project]\nname = "rocket"\nversion = "1.0"\n{dependencies}\n'
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
     (app / "backend.py").write_text(BACKEND)  # the sdists' backend, reading this PKG-INFO
     (app / "PKG-INFO").write_text("Metadata-Version: 2.2\nName: rocket\nVersion: 1.0\n"
@@ -295,3 +297,24 @@ def test_wheels_the_lock_names_come_from_their_urls_and_pip_only_builds(tmp_path
     assert "gunicorn-27.0.1-py3-none-any.whl" in rel.wheels  # from tools/, by its file:// URL
     pip = [argv[argv.index("pip") + 1:][:2] for argv in ran if "pip" in argv and "-m" in argv]
     assert pip == [["--disable-pip-version-check", "wheel"]]
+
+
+def test_a_host_whose_python3_differs_fails_the_release_step_before_any_change(tmp_path, tools, links):
+    # The script's own PATH (the system's) decides which python3 answers: this machine's, here.
+    system = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    found = subprocess.run(["python3", "-c", "import platform; print(platform.python_version())"],
+                           env={"PATH": system}, capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        pytest.skip("no python3 on the system PATH")
+    have = found.stdout.strip()
+    wanted = "3.99.0" if have != "3.99.0" else "3.98.0"
+    config = app_with(tmp_path, "", tools, links, python=wanted)
+    rel = release.Release(id="0" * 20, sha256="0" * 64, archive=tmp_path / "none.tar.gz", files=(),
+                          wheels=(), python=wanted, requirements=())
+    # Were the check to pass, the next line would fail on this missing archive, before any change.
+    assert not Path(scripts.Layout(config).archive(rel)).exists()
+    script = scripts.release(config, "web-1", rel, release_command=False).text()
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert ran.returncode == 1
+    assert (f"flask-stack: release on host web-1: python3 here is {have}, but the release's requirements "
+            f"were resolved for Python {wanted}: set flask-stack:hosts.python to \"{have}\"") in ran.stderr
