@@ -6,11 +6,16 @@ Python version), so hosts install with `pip --no-index` and need no internet at 
 It is deterministic: sorted entries, fixed times and owners, gzip without a timestamp. Its name
 is the SHA-256 of its bytes, so an unchanged app is the same release and nothing re-runs.
 
+The dependencies are locked for the hosts' exact Python and platform and fetched (or built from
+sdists) by stack/wheels.py, cached by what decides them, not by the app's own files.
+
 Layout inside the archive (and under /srv/<app>/releases/<id>/ on a host):
   <the app's files>             the app's own tree, so `current/static` is its static folder
-  .flaskstack/requirements.txt  what the venv installs (the app's requirements + Gunicorn)
-  .flaskstack/wheelhouse/       every wheel that needs
-  .flaskstack/project.whl?      the app itself, when it is a pyproject package
+  .flaskstack/requirements.txt  what the venv installs: the locked pins (`name==version`, for the
+                                hosts' Python), the app's requirements + Gunicorn
+  .flaskstack/python            the hosts' Python version the pins were resolved for ("3.11.2")
+  .flaskstack/wheelhouse/       a wheel of every pin
+  .flaskstack/project/*.whl     the app itself, when it is a pyproject package
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ import re
 import subprocess
 import sys
 import tarfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import parse_wheel_filename
+
 from stack.settings import Settings
+from stack.wheels import DependencyError, Input, Locked, Target, lock_and_fetch
 
 # What the hosts' Python runs Gunicorn with: pinned here, unless the app pins its own.
 GUNICORN = "gunicorn==27.0.1"
 GEVENT = "gevent==25.9.1"
-# Debian/Ubuntu images: (Python version, glibc) of the system Python the release venv uses.
-IMAGE_PYTHON = {"debian-12": ("3.11", "2_36"), "ubuntu-24.04": ("3.12", "2_39"),
-                "ubuntu-22.04": ("3.10", "2_35")}
+# Debian/Ubuntu images: the glibc of their manylinux tag (their Python: settings.IMAGE_PYTHON).
+IMAGE_GLIBC = {"debian-12": "2_36", "ubuntu-24.04": "2_39", "ubuntu-22.04": "2_35"}
 EXCLUDED_DIRS = frozenset({".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "env", ".tox",
                            ".pytest_cache", ".mypy_cache", ".ruff_cache", "node_modules", "instance",
                            ".idea", ".vscode", "build", "dist", ".eggs"})
@@ -46,41 +54,19 @@ class ReleaseError(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
-    """What the wheels must run on."""
-
-    python: str  # "3.11"
-    arch: str  # "x86_64" | "aarch64"
-    glibc: str  # "2_36"
-
-    @property
-    def platform_tag(self) -> str:
-        return f"manylinux_{self.glibc}_{self.arch}"
-
-    @property
-    def platform_tags(self) -> list[str]:
-        """Every manylinux tag this glibc can run, newest first (pip does not expand them)."""
-        newest = int(self.glibc.split("_")[1])
-        tags = [f"manylinux_2_{minor}_{self.arch}" for minor in range(newest, 16, -1)]
-        return [*tags, f"manylinux2014_{self.arch}"]
-
-    @property
-    def key(self) -> str:
-        return f"cp{self.python.replace('.', '')}-{self.platform_tag}"
-
-
-@dataclass(frozen=True)
 class Release:
     id: str  # first 20 hex digits of the archive's SHA-256: the release directory's name
     sha256: str
     archive: Path
     files: tuple[str, ...]  # the app's files, as packed
     wheels: tuple[str, ...]
+    python: str  # the hosts' exact Python the requirements were resolved for: "3.11.2"
+    requirements: tuple[str, ...]  # the locked pins the venv installs: "flask==3.1.3"
 
 
 def target_of(settings: Settings) -> Target:
-    python, glibc = IMAGE_PYTHON[settings.hosts.image]
-    return Target(python=python, arch=settings.hosts.arch, glibc=glibc)
+    return Target(python=settings.hosts.python, arch=settings.hosts.arch,
+                  glibc=IMAGE_GLIBC[settings.hosts.image])
 
 
 def app_files(root: Path) -> list[Path]:
@@ -124,55 +110,65 @@ def _pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True, check=False)
 
 
-def _pip_errors(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if not ln.startswith("WARNING: Location")]
-    return "\n".join(lines).strip()[-2000:]
-
-
-def build_wheelhouse(settings: Settings, target: Target, cache: Path) -> tuple[Path, list[Path]]:
-    """Wheels of every dependency for the target platform, cached by what decides them.
-    Returns (wheelhouse directory, [project wheel] or [])."""
+def _is_package(settings: Settings) -> bool:
+    """A pyproject package without a requirements.txt: its own wheel is built and installed."""
     app = settings.app
+    return (app.path / "pyproject.toml").is_file() and not (app.path / "requirements.txt").is_file()
+
+
+def dependency_input(settings: Settings) -> Input:
+    """What the lock is made from: the app's requirements.txt (or a package's dependencies) and
+    the Gunicorn lines requirements_text adds."""
+    app = settings.app
+    added = tuple(line for line in requirements_text(settings).splitlines()
+                  if line and line != "-r ../requirements.txt")
+    if (app.path / "requirements.txt").is_file():
+        return Input(files=(app.path / "requirements.txt",), lines=added, cwd=app.path)
+    if _is_package(settings):
+        pyproject = app.path / "pyproject.toml"
+        try:
+            project = tomllib.loads(pyproject.read_text()).get("project", {})
+        except tomllib.TOMLDecodeError as exc:
+            raise ReleaseError(f"app.path: {pyproject} is not valid TOML: {exc}") from None
+        if "dependencies" in project.get("dynamic", []):  # uv asks the build backend
+            return Input(files=(pyproject,), lines=added, cwd=app.path)
+        return Input(files=(), lines=(*project.get("dependencies", []), *added), cwd=app.path)
+    return Input(files=(), lines=added, cwd=app.path)
+
+
+def project_wheel(settings: Settings, target: Target, cache: Path) -> list[Path]:
+    """A pyproject app's own wheel, built once per content of the app's files."""
+    app = settings.app
+    digest = hashlib.sha256()
+    for path in app_files(app.path):
+        digest.update(path.relative_to(app.path).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    out = cache / "project" / digest.hexdigest()[:24]
+    if (out / ".complete").is_file():
+        return sorted(out.glob("*.whl"))
+    built = _pip("wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(app.path))
+    if built.returncode != 0:
+        raise ReleaseError(f"app.path: building the app's wheel from {app.path / 'pyproject.toml'} "
+                           f"failed:\n{built.stderr.strip()[-2000:]}")
+    wheels = sorted(out.glob("*.whl"))
+    supported = target.supported()
+    for wheel in wheels:
+        if not parse_wheel_filename(wheel.name)[3] & supported:
+            raise ReleaseError(f"app.path: the app's own wheel {wheel.name} is compiled for this "
+                               f"machine, not for the hosts ({target.describe()}): keep the app "
+                               f"pure Python and put compiled code in a package with wheels")
+    (out / ".complete").write_text("ok\n")
+    return wheels
+
+
+def build_wheelhouse(settings: Settings, target: Target, cache: Path) -> tuple[Locked, list[Path]]:
+    """The locked dependencies with a wheel of each for the target (cached by what decides
+    them), and the app's own wheel when it is a package. Returns (locked, [project wheel] or [])."""
     cache = cache.resolve()
-    requirements = requirements_text(settings)
-    project: list[Path] = []
-    key_parts = [target.key, requirements]
-    if (app.path / "requirements.txt").is_file():
-        key_parts.append((app.path / "requirements.txt").read_text())
-    pyproject = app.path / "pyproject.toml"
-    if pyproject.is_file() and not (app.path / "requirements.txt").is_file():
-        # A package: build its own wheel (pure Python), then download what it depends on.
-        key_parts.append(hashlib.sha256(b"".join(p.read_bytes() for p in app_files(app.path))).hexdigest())
-    key = hashlib.sha256("\0".join(key_parts).encode()).hexdigest()[:24]
-    wheelhouse = cache / "wheelhouse" / key
-    done = wheelhouse / ".complete"
-    staging = cache / "requirements" / key
-    if done.exists():
-        return wheelhouse, sorted((staging / "project").glob("*.whl"))
-    wheelhouse.mkdir(parents=True, exist_ok=True)
-    staging.mkdir(parents=True, exist_ok=True)
-    (staging / "requirements.txt").write_text(requirements.replace("-r ../requirements.txt", "-r app.txt"))
-    if (app.path / "requirements.txt").is_file():
-        (staging / "app.txt").write_text((app.path / "requirements.txt").read_text())
-    targets = ["-r", str(staging / "requirements.txt")]
-    if pyproject.is_file() and not (app.path / "requirements.txt").is_file():
-        built = _pip("wheel", "--no-deps", "--wheel-dir", str(staging / "project"), str(app.path))
-        if built.returncode != 0:
-            raise ReleaseError(f"app.path: building the app's wheel from {pyproject} failed:\n"
-                               f"{built.stderr.strip()[-2000:]}")
-        project = sorted((staging / "project").glob("*.whl"))
-        targets += [str(w) for w in project]
-    result = _pip("download", "--quiet", "--dest", str(wheelhouse), "--only-binary=:all:",
-                  *[arg for tag in target.platform_tags for arg in ("--platform", tag)],
-                  "--python-version", target.python,
-                  "--implementation", "cp", *targets, cwd=staging)
-    if result.returncode != 0:
-        raise ReleaseError(
-            f"app.path: could not get wheels of the app's requirements for the hosts "
-            f"(Python {target.python}, {target.platform_tag}). Every requirement needs a wheel for "
-            f"that platform (pin a version that has one). pip said:\n{_pip_errors(result.stderr)}")
-    done.write_text("ok\n")
-    return wheelhouse, project
+    try:
+        locked = lock_and_fetch(dependency_input(settings), target, cache)
+    except DependencyError as exc:
+        raise ReleaseError(str(exc)) from None
+    return locked, project_wheel(settings, target, cache) if _is_package(settings) else []
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
@@ -190,16 +186,17 @@ def build(settings: Settings, cache: Path) -> Release:
     app = settings.app
     cache = cache.resolve()
     target = target_of(settings)
-    wheelhouse, project = build_wheelhouse(settings, target, cache)
+    locked, project = build_wheelhouse(settings, target, cache)
     files = app_files(app.path)
-    wheels = sorted(p for p in wheelhouse.glob("*.whl"))
+    wheels = sorted(p for p in locked.wheelhouse.glob("*.whl"))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in files:
             rel = path.relative_to(app.path).as_posix()
             _add(tar, rel, path.read_bytes(), executable=os.access(path, os.X_OK))
-        _add(tar, ".flaskstack/requirements.txt", requirements_text(settings).encode())
+        _add(tar, ".flaskstack/requirements.txt", locked.requirements.encode())
+        _add(tar, ".flaskstack/python", f"{target.python}\n".encode())
         for wheel in wheels:
             _add(tar, f".flaskstack/wheelhouse/{wheel.name}", wheel.read_bytes())
         for wheel in project:
@@ -215,4 +212,5 @@ def build(settings: Settings, cache: Path) -> Release:
         tmp.replace(out)
     return Release(id=release_id, sha256=digest, archive=out,
                    files=tuple(p.relative_to(app.path).as_posix() for p in files),
-                   wheels=tuple(w.name for w in wheels))
+                   wheels=tuple(w.name for w in wheels), python=target.python,
+                   requirements=tuple(p.line for p in locked.pins))

@@ -321,6 +321,10 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
                "-r", "\"$rel/.flaskstack/requirements.txt\""]
     s.raw(f"""
 if [ ! -f "$rel/.flaskstack/complete" ]; then
+  # The pins were resolved for one exact Python (markers like python_full_version): check it first.
+  python=$(python3 -c 'import platform; print(platform.python_version())') \\
+    || fail "python3 does not run (bootstrap installs python3-venv)"
+  [ "$python" = "{rel.python}" ] || fail "python3 here is $python, but the release's requirements were resolved for Python {rel.python}: set flask-stack:hosts.python to \\"$python\\" (it defaults to the image's Python) and run pulumi up again"
   [ -f "$archive" ] || fail "the release archive $archive is missing; run pulumi up again to copy it"
   echo {q(rel.sha256)}"  $archive" | sha256sum --check --quiet - \\
     || fail "the release archive $archive is damaged (checksum mismatch); run pulumi up again"

@@ -40,6 +40,12 @@ PLATFORM_DEFAULTS: dict[str, dict[str, str]] = {
 }
 # Login user of the cloud images when ssh.user is not set (DigitalOcean always logs in as root).
 IMAGE_USERS = {"debian-12": "admin", "ubuntu-24.04": "ubuntu", "ubuntu-22.04": "ubuntu"}
+# The exact version of each image's system Python (`python3`, which the release venv uses), as
+# the distributions ship it: Debian 12 python3.11 3.11.2-6+deb12u* (packages.debian.org/bookworm,
+# and `apt-cache policy python3.11` on a bookworm machine), Ubuntu 24.04 python3.12 3.12.3-1ubuntu*
+# and Ubuntu 22.04 python3.10 3.10.12-1~22.04.* (packages.ubuntu.com noble, jammy). Their
+# security updates backport fixes and keep the upstream version, so it stays what markers see.
+IMAGE_PYTHON = {"debian-12": "3.11.2", "ubuntu-24.04": "3.12.3", "ubuntu-22.04": "3.10.12"}
 
 # Names that would collide with system users, units or paths on the host.
 RESERVED_APP_NAMES = frozenset({
@@ -66,6 +72,7 @@ class Hosts:
     size: str
     image: str
     arch: str  # x86_64 | aarch64: what the release's wheels are built for
+    python: str  # "3.11.2": the hosts' python3, which the requirements are resolved for
     addresses: tuple[str, ...]  # platform existing only
     trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
     disk_gb: int  # aws: the root volume (DigitalOcean sizes fix the disk)
@@ -340,6 +347,10 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
     elif platform == "aws" and arch and size and (arch == "aarch64") != bool(graviton):
         r.error("arch", f"{arch} does not match the instance type {size} "
                         f"({'Graviton, aarch64' if graviton else 'x86_64'}); remove hosts.arch")
+    python = r.string("python", IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"]),
+                      pattern=r"3\.[0-9]{1,2}\.[0-9]{1,3}",
+                      expect=f'the hosts\' exact python3 version like "3.11.4" (default: the image\'s, '
+                             f'{IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"])})')
     disk = 0
     if platform == "aws":
         disk = r.integer("diskGb", 20, 8, 16384, unit="GB")
@@ -359,7 +370,8 @@ def _hosts(r: Reader, platform: str | None, defaults: dict[str, str], errors: li
                 errors, world="would let any client forge X-Forwarded-For; list only your load "
                               "balancer's addresses"))
     r.finish()
-    return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", addresses=addresses,
+    return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", python=python,
+                 addresses=addresses,
                  trusted_proxies=proxies, disk_gb=disk or 0)
 
 

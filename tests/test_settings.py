@@ -166,6 +166,11 @@ INVALID = [
     case("count-too-many", DO, "hosts.count", {"hosts.count": 101}, "got 101"),
     case("count-fraction", DO, "hosts.count", {"hosts.count": 2.5}, "got 2.5"),
     case("count-bool", DO, "hosts.count", {"hosts.count": True}, "got true"),
+    case("python-minor-only", EXISTING, "hosts.python", {"hosts.python": "3.11"},
+         'exact python3 version like "3.11.4"'),
+    case("python-a-float", EXISTING, "hosts.python", {"hosts.python": 3.11}, "got 3.11"),
+    case("python-two", AWS, "hosts.python", {"hosts.python": "2.7.18"}, 'got "2.7.18"'),
+    case("python-words", DO, "hosts.python", {"hosts.python": "3.11.2+deb12u1"}, "image's, 3.11.2"),
     case("count-negative-text", AWS, "hosts.count", {"hosts.count": "-1"}, 'got "-1"'),
     case("do-size-is-ec2", DO, "hosts.size", {"hosts.size": "t3.small"}, "droplet size slug"),
     case("aws-size-is-droplet", AWS, "hosts.size", {"hosts.size": "s-1vcpu-1gb"}, "EC2 instance type"),
@@ -568,6 +573,14 @@ def attribute(obj: Any, dotted: str) -> Any:
     for name in dotted.split("."):
         obj = getattr(obj, name)
     return obj
+
+
+@pytest.mark.parametrize(("image", "python"), [("debian-12", "3.11.2"), ("ubuntu-24.04", "3.12.3"),
+                                               ("ubuntu-22.04", "3.10.12")])
+def test_the_hosts_python_follows_the_image_unless_set(image, python):
+    raw = changed(good("existing"), {"hosts.image": image, "hosts.python": DELETE})
+    assert load(raw).hosts.python == python
+    assert load(changed(raw, {"hosts.python": "3.11.4"})).hosts.python == "3.11.4"
 
 
 @pytest.mark.parametrize("platform", PLATFORMS)
@@ -984,9 +997,10 @@ NOT_IN_COMPLETE = {
     "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
                      "hosts.trustedProxies", "database.url", "database.storageGb",  # rejected here
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
-                     "hosts.diskGb", "network.zones"},
+                     "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
     "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "database.url", "doProject",
-            "domain.certificateArn"},  # the example issues its certificate through route53Zone
+            "domain.certificateArn",  # the example issues its certificate through route53Zone
+            "hosts.python"},  # a cloud image's Python is known
     "existing": {"region", "loadBalancer", "hosts.count", "hosts.size",  # no meaning or must stay unset
                  "doProject", "expiresAt", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
                  "hosts.diskGb", "network.zones",
