@@ -332,14 +332,36 @@ if [ ! -f "$rel/.flaskstack/complete" ]; then
   # A release that fails half-unpacked leaves nothing behind (the next run starts afresh).
   trap 'rc=$?; if [ $rc -ne 0 ]; then rm -rf "$rel"; fi' EXIT
   install -d -m 0751 -o root -g {q(app)} "$rel"
-  tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
-  python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
-  {' '.join(install)} || fail "installing the app's requirements from its wheelhouse failed"
+  # A release whose dependencies are those of a release already here (the usual case: only the
+  # app's code changed) starts from a hard-linked copy of that release's venv instead of
+  # installing every wheel again; pip never rewrites an installed file in place, so the two
+  # releases cannot change each other's.
+  deps={q(deps_key(rel))}
+  reuse=""
+  for other in "$(readlink -f "$current" 2>/dev/null || true)" {q(p.releases)}/*; do
+    if [ -n "$other" ] && [ "$other" != "$rel" ] && [ -f "$other/.flaskstack/complete" ] \\
+        && [ -x "$other/venv/bin/python" ] && [ "$(cat "$other/.flaskstack/deps" 2>/dev/null)" = "$deps" ]; then
+      reuse=$other
+      break
+    fi
+  done
+  if [ -n "$reuse" ]; then
+    tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions --exclude=.flaskstack/wheelhouse
+    cp -al "$reuse/venv" "$rel/venv"
+    # Scripts and the venv's own files name its path: point them at this release's.
+    {{ grep -rlF --null "$reuse/venv" "$rel/venv/bin" "$rel/venv/pyvenv.cfg" || true; }} \\
+      | xargs -0r sed -i "s|$reuse/venv|$rel/venv|g"
+  else
+    tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
+    python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
+    {' '.join(install)} || fail "installing the app's requirements from its wheelhouse failed"
+  fi
   if compgen -G "$rel/.flaskstack/project/*.whl" >/dev/null; then
-    "$rel/venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check \\
-      --find-links "$rel/.flaskstack/wheelhouse" "$rel"/.flaskstack/project/*.whl \\
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall \\
+      --disable-pip-version-check "$rel"/.flaskstack/project/*.whl \\
       || fail "installing the app's own package failed"
   fi
+  echo "$deps" > "$rel/.flaskstack/deps"
   rm -rf "$rel/.flaskstack/wheelhouse"
   # Flask keeps its instance folder beside the app: point it at the writable state directory.
   [ -e "$rel/instance" ] || ln -s {q(p.state + '/instance')} "$rel/instance"
@@ -401,6 +423,12 @@ fi
 echo "release {rel.id} is current on {host}"
 """)
     return s
+
+
+def deps_key(rel: Release) -> str:
+    """What decides a release's venv: the wheels it installs (their names carry versions and
+    platform tags). Releases with the same key can share one venv's files."""
+    return hashlib.sha256("\n".join(sorted(rel.wheels)).encode()).hexdigest()[:20]
 
 
 def static_files(static: str) -> str:

@@ -149,3 +149,28 @@ def test_a_shop_with_migrations_as_the_release_command_serves_from_postgresql(te
     shop.replayer.state.clear()
     shop.deploy()
     assert get(second, "/") == (200, '{"items":["anvil"]}\n')
+
+
+def test_a_code_change_reuses_the_venv_of_the_release_it_replaces(testbed, bed):
+    """Same dependencies: the new release's venv is a hard-linked copy of the previous one's,
+    with its scripts pointing at the new release (the release command runs `flask` from it)."""
+    first = bed["hosts"][0]
+    shop = shape_stack(testbed, bed, "migrations", bed["hosts"],
+                       {"entry": "shop:create_app()", "releaseCommand": "flask --app shop db upgrade",
+                        "env": {"GREETING": "hello", "LOG_DIR": "/var/lib/app/logs"}})
+    shop.deploy()  # a fresh state: every step runs again, nothing changes
+    old = first.ssh("readlink /srv/app/current").stdout.strip()
+    init = shop.app / "shop" / "__init__.py"
+    init.write_text(init.read_text().replace("items=[", "shop_items=["))
+    outcome = shop.deploy()
+    print(f"\n{bed['front']}: release step of a code change: "
+          f"{outcome.seconds['app-web-0-release']:.1f} s (web-0, with the release command), "
+          f"{outcome.seconds['app-web-1-release']:.1f} s (web-1)")
+    new = first.ssh("readlink /srv/app/current").stdout.strip()
+    assert new != old
+    site = "venv/lib/python3.11/site-packages/flask/__init__.py"
+    inodes = first.ssh(f"sudo -n stat -c %i {old}/{site} {new}/{site}").stdout.split()
+    assert inodes[0] == inodes[1], "the new release installed its dependencies again"
+    assert first.ssh(f"sudo -n head -n 1 {new}/venv/bin/flask").stdout.strip() == f"#!{new}/venv/bin/python"
+    for host in bed["hosts"]:
+        assert get(host, "/") == (200, '{"shop_items":["anvil"]}\n'), host.name
