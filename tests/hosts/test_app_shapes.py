@@ -10,6 +10,7 @@ succeeds.
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.hosts.deploying import Stack, get
 from tests.support.replay import Replayer, workdir
+from tests.test_release import sdist
 
 pytestmark = pytest.mark.hosts
 APPS = Path(__file__).resolve().parents[1] / "apps"
@@ -174,3 +176,21 @@ def test_a_code_change_reuses_the_venv_of_the_release_it_replaces(testbed, bed):
     assert first.ssh(f"sudo -n head -n 1 {new}/venv/bin/flask").stdout.strip() == f"#!{new}/venv/bin/python"
     for host in bed["hosts"]:
         assert get(host, "/") == (200, '{"shop_items":["anvil"]}\n'), host.name
+
+
+def test_an_sdist_only_requirement_and_one_behind_a_marker_for_the_hosts_python(testbed, bed, tmp_path):
+    """This machine's Python is not the hosts' (3.11.2 on Debian 12): the marker is judged for
+    theirs, and the sdist becomes a wheel here."""
+    host = bed["hosts"][1]
+    links = tmp_path / "links"
+    links.mkdir()
+    sdist(links, "mailish", "0.9.1")
+    sdist(links, "oldtimer", "4.0.3")
+    vendored = shape_stack(testbed, bed, "vendored", [host], {"entry": "notes:app"})
+    (vendored.app / "requirements.txt").write_text(
+        f"--find-links {links}\nflask==3.1.3\nmailish==0.9.1\n"
+        'oldtimer==4.0.3 ; python_full_version <= "3.11.2"\n')
+    vendored.deploy()
+    status, body = get(host, "/")
+    assert status == 200, body
+    assert json.loads(body) == {"python": "3.11.2", "mailish": "0.9.1", "oldtimer": "4.0.3"}
