@@ -107,7 +107,8 @@ class AppHost(pulumi.ComponentResource):
                                  [sha(database_script.text()), admin.env.apply(sha)], stdin=admin.env)
             release_waits.append(self.database)
         release_script = scripts.release(s, host, args.release,
-                                         release_command=args.run_release_command, address=where)
+                                         release_command=args.run_release_command, address=where,
+                                         wsgi=args.files[paths.wsgi])
         release = step("release", release_script, release_waits, [args.release.sha256])
         self.release = release
 

@@ -302,7 +302,7 @@ fi
 
 # -- release --------------------------------------------------------------------------------
 def release(settings: Settings, host: str, rel: Release, *, release_command: bool,
-            address: str = "") -> Script:
+            address: str = "", wsgi: str | None = None) -> Script:
     """Unpack the release with its own venv (once), run the release command if asked, switch
     `current` atomically and reload Gunicorn so new workers load the new code; if the app does
     not answer healthy, switch back to the release that served before."""
@@ -387,20 +387,35 @@ rm -f "$archive"
                   "/bin/sh", "-c", settings.app.release_command)
               + " </dev/null || fail " + q("the release command failed (above); every host keeps "
                                             "the release it had"))
+    entry = ""
+    if wsgi is not None:
+        # The WSGI entry names the app's module: a new release may come with a new app.entry (a
+        # renamed module), so a running app's entry switches with its code, and back with it.
+        s.raw(f"wsgi={q(p.wsgi)}")
+        s.raw(heredoc(p.wsgi + ".flaskstack-release", wsgi))
+        entry = f"""
+  if systemctl is-active --quiet {svc} && ! cmp -s "$wsgi.flaskstack-release" "$wsgi"; then
+    wsgi_old=$(mktemp)
+    cp -a "$wsgi" "$wsgi_old"
+    install -m 0640 -o root -g {q(app)} "$wsgi.flaskstack-release" "$wsgi.new"
+    mv -f "$wsgi.new" "$wsgi"
+  fi"""
     s.raw(f"""
 previous=$(readlink "$current" 2>/dev/null || true)
 switched=0
+wsgi_old=""
 # Whatever makes this step fail after the switch, the previous release is put back first.
 undo_release() {{
   [ $switched = 1 ] && [ -n "$previous" ] || return 0
   switched=0
+  if [ -n "$wsgi_old" ]; then cp -a "$wsgi_old" "$wsgi"; fi
   ln -sfn "$previous" "$current.new"
   mv -Tf "$current.new" "$current"
   systemctl reset-failed {svc} 2>/dev/null || true
   systemctl restart {svc} || true
 }}
-trap 'rc=$?; if [ $rc -ne 0 ]; then undo_release; fi' EXIT
-if [ "$previous" != "$rel" ]; then
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_release; fi; rm -f ${{wsgi:+"$wsgi.flaskstack-release"}} ${{wsgi_old:+"$wsgi_old"}}' EXIT
+if [ "$previous" != "$rel" ]; then{entry}
   ln -sfn "$rel" "$current.new"
   mv -Tf "$current.new" "$current"
   if systemctl is-active --quiet {svc}; then

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.hosts.deploying import Stack, get
+from tests.hosts.deploying import Stack, get, load
 from tests.support.replay import Replayer, workdir
 from tests.test_release import sdist
 
@@ -194,3 +194,20 @@ def test_an_sdist_only_requirement_and_one_behind_a_marker_for_the_hosts_python(
     status, body = get(host, "/")
     assert status == 200, body
     assert json.loads(body) == {"python": "3.11.2", "mailish": "0.9.1", "oldtimer": "4.0.3"}
+
+
+def test_a_renamed_module_and_its_new_entry_switch_together(testbed, bed):
+    """app.entry changes with the code (the module renamed): the release step switches the WSGI
+    entry with the release, so the new workers import the new module; the previous release
+    and entry still serve until then."""
+    host = bed["hosts"][1]
+    own = shape_stack(testbed, bed, "ownhealth", [host], {"entry": "service:app"})
+    own.deploy()
+    assert get(host, "/") == (200, "own health app")
+    (own.app / "service.py").rename(own.app / "portal.py")
+    own.extra["app"]["entry"] = "portal:app"
+    with load([host], "/healthz") as stats:
+        own.deploy()
+    assert stats["failed"] == 0 and stats["ok"] > 10, stats["errors"][:5]
+    assert get(host, "/") == (200, "own health app")
+    assert "portal" in host.ssh("sudo -n cat /etc/app/flaskstack_wsgi.py").stdout
