@@ -68,10 +68,12 @@ class Stack:
         return outcome
 
 
-def new_stack(testbed, hosts: list, tmp_path_factory, **kwargs) -> Stack:
-    """A stack of `hosts` deploying a fresh copy of the default app (tests change it)."""
+def new_stack(testbed, hosts: list, tmp_path_factory, *, app_dir: Path | None = None,
+              **kwargs) -> Stack:
+    """A stack of `hosts` deploying a fresh copy of `app_dir` (the default app unless given;
+    tests change the copy)."""
     app = tmp_path_factory.mktemp("deploy") / "app"
-    shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(app_dir or ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
     return Stack(testbed=testbed, hosts=hosts, app=app, database_url=testbed.postgres(),
                  replayer=Replayer(workdir()), **kwargs)
 
@@ -169,6 +171,65 @@ def load(hosts, path: str = "/", *, request=None) -> Iterator[dict]:
         stop.set()
         for t in threads:
             t.join(timeout=15)
+
+
+# What mixed_load() runs per host: (method, path, keep-alive, clients).
+MIX = (("GET", "/", False, 2), ("GET", "/", True, 2), ("GET", "/db", True, 1),
+       ("POST", "/orders", True, 1))
+
+
+@contextmanager
+def mixed_load(hosts, mix=MIX) -> Iterator[dict]:
+    """Like load(), with what a balancer in front sends too: keep-alive clients, and a POST
+    (never retried by a front, so a reset it gets is a failed request). 2xx counts as served."""
+    stats = {"ok": 0, "failed": 0, "errors": [], "slowest": 0.0}
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def worker(host, method, path, keepalive):
+        conn = None
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(host.address, 80, timeout=15)
+                body = b"order=1&item=42" if method == "POST" else None
+                headers = {} if keepalive else {"Connection": "close"}
+                if body:
+                    headers["Content-Type"] = "application/x-www-form-urlencoded"
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                ok = 200 <= response.status < 300
+                with lock:
+                    stats["ok" if ok else "failed"] += 1
+                    stats["slowest"] = max(stats["slowest"], time.monotonic() - started)
+                    if not ok:
+                        stats["errors"].append(f"{host.name}: {method} {path}: HTTP {response.status}")
+                if not keepalive or response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                with lock:
+                    stats["failed"] += 1
+                    stats["errors"].append(f"{host.name}: {method} {path}: {exc!r}")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(0.01)
+        if conn is not None:
+            conn.close()
+
+    threads = [threading.Thread(target=worker, args=(h, method, path, keepalive), daemon=True)
+               for h in hosts for method, path, keepalive, n in mix for _ in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        yield stats
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
 
 
 def host_state(host, app: str = "app") -> dict:
