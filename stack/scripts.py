@@ -75,10 +75,19 @@ def health_functions(settings: Settings, host: str, address: str) -> str:
                 "-H", "Host: localhost", f"http://127.0.0.1{health}")
     where = f"on host {host}" + (f" ({address})" if address and address != host else "")
     return f"""
-# The app's latest messages (its access log left out), taken before any undo.
+# The app's latest messages (its access log left out), taken before any undo. When a restart
+# loop has pushed the cause out of the last 40 lines, its last error lines come first.
 capture_journal() {{
-  journal=$(journalctl -u {service} -n 400 --no-pager -o short-precise 2>&1 \
-    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{{3}} ' | tail -n 40 || true)
+  local all errors
+  all=$(journalctl -u {service} -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{{3}} ' || true)
+  journal=$(tail -n 40 <<<"$all")
+  if ! grep -qE 'Error|Exception' <<<"$journal"; then
+    errors=$(grep -E 'Error|Exception' <<<"$all" | tail -n 10 || true)
+    if [ -n "$errors" ]; then journal="$errors
+[...]
+$journal"; fi
+  fi
 }}
 code=000  # the last status the front gave; set before any probe so a report can always name it
 probe() {{ code=$({probe} || true); [ "$code" = 200 ]; }}
