@@ -207,23 +207,29 @@ def test_a_private_acme_servers_ca_is_trusted_by_the_certificate_step_only(tls_g
     assert "REQUESTS_CA_BUNDLE" not in steps_of(tls_graph, "web-0")["certificate"].inputs["create"]
 
 
-def test_a_failure_reported_before_any_probe_names_the_host_and_status(tmp_path):
-    """The release's report when the workers never took the new release: no probe has run yet
-    (the front was never asked), and `set -u` must not turn the report into 'unbound variable'."""
+def failure_report(tmp_path, fakes: dict[str, str]) -> subprocess.CompletedProcess:
+    """The release's `unhealthy` report, run by bash with `fakes` ({command: shell body}) in
+    place of curl and journalctl."""
     from stack import scripts, settings
 
     loaded = settings.load(config(deploy={"healthTimeout": 5}), stack="dev", project_dir=ROOT,
                            secret_keys=frozenset({"ssh", "database", "app"}), offline=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in {"curl": "printf 200", "journalctl": "echo 'ModuleNotFoundError: rocket'"}.items():
+    for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     script = (scripts.SHELL_PRELUDE.format(step="app-web-0-release", host="web-0")
               + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
               + scripts.health_functions(loaded, "web-0", "203.0.113.10")
               + 'unhealthy "Rolled back to release r1"\n')
-    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def test_a_failure_reported_before_any_probe_names_the_host_and_status(tmp_path):
+    """The release's report when the workers never took the new release: no probe has run yet
+    (the front was never asked), and `set -u` must not turn the report into 'unbound variable'."""
+    ran = failure_report(tmp_path, {"curl": "printf 200", "journalctl": "echo 'ModuleNotFoundError: rocket'"})
     assert ran.returncode == 1, ran.stderr
     assert "unbound variable" not in ran.stderr, ran.stderr
     assert "on host web-0 (203.0.113.10)" in ran.stderr and "(last status 000)" in ran.stderr
@@ -234,23 +240,9 @@ def test_a_failure_reported_before_any_probe_names_the_host_and_status(tmp_path)
 def test_the_cause_stays_in_the_report_when_a_restart_loop_fills_the_journal(tmp_path):
     """A restart loop writes pages of boot lines after the import error: the report keeps the
     error lines ahead of the last 40 lines."""
-    from stack import scripts, settings
-
-    loaded = settings.load(config(deploy={"healthTimeout": 5}), stack="dev", project_dir=ROOT,
-                           secret_keys=frozenset({"ssh", "database", "app"}), offline=True)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     loop = "; ".join(f"echo 'systemd[1]: Starting app.service ({i})'" for i in range(60))
-    fake = {"curl": "printf 502",
-            "journalctl": f"echo \"ModuleNotFoundError: No module named 'rocket'\"; {loop}"}
-    for name, body in fake.items():
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(0o755)
-    script = (scripts.SHELL_PRELUDE.format(step="app-web-0-release", host="web-0")
-              + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
-              + scripts.health_functions(loaded, "web-0", "203.0.113.10")
-              + 'unhealthy "Rolled back to release r1"\n')
-    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    error = "echo \"ModuleNotFoundError: No module named 'rocket'\""
+    ran = failure_report(tmp_path, {"curl": "printf 502", "journalctl": f"{error}; {loop}"})
     assert ran.returncode == 1, ran.stderr
     assert "ModuleNotFoundError: No module named 'rocket'\n[...]\n" in ran.stderr
     assert "Starting app.service (59)" in ran.stderr and "Starting app.service (19)" not in ran.stderr

@@ -163,14 +163,21 @@ def load(hosts, path: str = "/", *, request=None) -> Iterator[dict]:
             time.sleep(0.02)
 
     threads = [threading.Thread(target=worker, args=(h,), daemon=True) for h in hosts for _ in range(2)]
+    with running(threads, stop, join_timeout=15):
+        yield stats
+
+
+@contextmanager
+def running(threads: list[threading.Thread], stop: threading.Event, *, join_timeout: float):
+    """The load threads, started for the block and stopped (and waited for) after it."""
     for t in threads:
         t.start()
     try:
-        yield stats
+        yield
     finally:
         stop.set()
         for t in threads:
-            t.join(timeout=15)
+            t.join(timeout=join_timeout)
 
 
 # What mixed_load() runs per host: (method, path, keep-alive, clients).
@@ -222,14 +229,8 @@ def mixed_load(hosts, mix=MIX) -> Iterator[dict]:
 
     threads = [threading.Thread(target=worker, args=(h, method, path, keepalive), daemon=True)
                for h in hosts for method, path, keepalive, n in mix for _ in range(n)]
-    for t in threads:
-        t.start()
-    try:
+    with running(threads, stop, join_timeout=20):
         yield stats
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=20)
 
 
 def host_state(host, app: str = "app") -> dict:
