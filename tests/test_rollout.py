@@ -246,3 +246,18 @@ def test_the_cause_stays_in_the_report_when_a_restart_loop_fills_the_journal(tmp
     assert ran.returncode == 1, ran.stderr
     assert "ModuleNotFoundError: No module named 'rocket'\n[...]\n" in ran.stderr
     assert "Starting app.service (59)" in ran.stderr and "Starting app.service (19)" not in ran.stderr
+
+
+def test_a_change_of_static_dir_alone_runs_the_release_step_that_opens_it_to_nginx(tmp_path):
+    """The static folder's permissions are set by the release step on every run, so a new
+    app.staticDir (the same release) reaches the hosts without a code change."""
+    app = tmp_path / "app"
+    for name in ("rocket.py", "requirements.txt", "static/a.css", "assets/b.css"):
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text("app = None\n" if name == "rocket.py" else "\n")
+    before = run(config(app_path=str(app))).monitor
+    after = run(config(app_path=str(app), app={"staticDir": "assets"})).monitor
+    assert changed_steps(before, after) == {"release", "configure", "gate"}
+    release_script = steps_of(after, "web-0")["release"].inputs["create"]
+    assert "static=/srv/app/releases/" in release_script and "/assets\n" in release_script
+    assert "/static\n" not in release_script
