@@ -142,7 +142,7 @@ def wakeup_round_trip(count: int = 20_000) -> dict[str, float]:
 
 
 def machine() -> dict[str, str]:
-    """nproc, CPU model and RAM, as the README's table states them."""
+    """nproc, CPU model and RAM, as docs/benchmarks.md's table states them."""
     model = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):

@@ -1,8 +1,8 @@
-"""The README's results tables, from the JSON the benchmarks write.
+"""The results tables of docs/benchmarks.md, from the JSON the benchmarks write.
 
-    .venv/bin/python -m bench.report bench/results [--readme README.md]
+    .venv/bin/python -m bench.report bench/results [--readme docs/benchmarks.md]
 
-Prints Markdown; with --readme, replaces what lies between the README's `<!-- bench:begin -->`
+Prints Markdown; with --readme, replaces what lies between that page's `<!-- bench:begin -->`
 and `<!-- bench:end -->` markers with it (nothing else in the file changes).
 """
 
@@ -142,7 +142,7 @@ def markdown(directory: Path) -> str:
 def replace_between_markers(text: str, body: str) -> str:
     pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
     if not pattern.search(text):
-        raise SystemExit(f"the README has no {BEGIN} ... {END} section to replace")
+        raise SystemExit(f"the page has no {BEGIN} ... {END} section to replace")
     return pattern.sub(lambda _: f"{BEGIN}\n{body}{END}", text, count=1)
 
 

@@ -5,7 +5,7 @@
 Hosts (bench/servehosts.py says exactly how each setup is made):
   a   the bench app (bench/app) deployed with the defaults; on the same host, started after the
       deploy: the classic recipe's naive setup, Gunicorn alone and Nginx alone;
-  g   the same app deployed with `workerClass: gevent` (the README's I/O-bound recommendation);
+  g   the same app deployed with `workerClass: gevent` (docs/benchmarks.md's I/O-bound recommendation);
   t   the same app deployed with `threads: 64` (the recommendation for apps that cannot use gevent).
 
 wrk runs from this machine against every setup, interleaved: each round measures every setup of a

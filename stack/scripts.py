@@ -496,7 +496,7 @@ def nginx_workers(directory: str, count: int | None = None) -> str:
     """Shell text writing Nginx's worker count into `directory` (a shell word): `count` (the
     frontWorkers setting) or, without one, half the CPUs this host gives us, at least one. On 2
     cores under 256 clients, one worker instead of two took Nginx from about 70 to about 60 µs of
-    CPU per proxied request (README: "Why these defaults")."""
+    CPU per proxied request (docs/benchmarks.md: "Why these defaults")."""
     name = Paths("").nginx_workers.rsplit("/", 1)[1]
     if count is None:
         rule = 'cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1'

@@ -15,7 +15,7 @@ if pythonpath not in sys.path:
     sys.path.insert(0, pythonpath)
 bind = ["unix:/run/rocket/gunicorn.sock"]
 # From the CPUs this host lets the service use: cores + 1. Threads (or greenlets) do the waiting;
-# processes are for running Python on every core (README: "Why these defaults").
+# processes are for running Python on every core (docs/benchmarks.md: "Why these defaults").
 workers = len(os.sched_getaffinity(0)) + 1
 worker_class = "gthread"
 threads = 4
