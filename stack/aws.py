@@ -25,8 +25,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from stack import aws_plan, render
+from stack import aws_plan, inventory
 from stack.aws_plan import HTTP_PORT, HTTPS_PORT, POSTGRES_PORT, WORLD_V4
+from stack.inventory import Host
 from stack.settings import Settings
 from stack.site import Site
 
@@ -84,8 +85,9 @@ class AwsSite(pulumi.ComponentResource):
         else:
             addresses, url = self._single_host(instances[0])
 
-        hosts = render.hosts_of(settings)
-        self.site = Site(hosts=list(zip(hosts, addresses, strict=True)), database_url=database.url,
+        hosts = [Host(name, address) for name, address in
+                 zip(inventory.host_names(settings), addresses, strict=True)]
+        self.site = Site(hosts=hosts, database_url=database.url,
                          url=url, database_endpoint=database.endpoint)
         self.register_outputs({"url": url, "hosts": addresses,
                                "databaseEndpoint": database.endpoint, "databaseUrl": database.url})
@@ -211,10 +213,10 @@ class AwsSite(pulumi.ComponentResource):
         key = aws.ec2.KeyPair(f"{n}-key", public_key=s.ssh.public_key, tags=self._tags("key"),
                               opts=self._opts())
         instances = []
-        for i, host in enumerate(render.hosts_of(s)):
+        for i, host in enumerate(inventory.host_names(s)):
             zone = i % len(net.public)
             instances.append(aws.ec2.Instance(
-                f"{n}-{host.name}", ami=image.id, instance_type=s.hosts.size,
+                f"{n}-{host}", ami=image.id, instance_type=s.hosts.size,
                 subnet_id=net.public[zone].id, vpc_security_group_ids=[groups.hosts.id],
                 key_name=key.key_name, associate_public_ip_address=True,
                 metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
@@ -222,7 +224,7 @@ class AwsSite(pulumi.ComponentResource):
                 root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
                     volume_type="gp3", volume_size=s.hosts.disk_gb, encrypted=True,
                     delete_on_termination=True),
-                tags={**aws_plan.tags(s), **self._tags(host.name)},
+                tags={**aws_plan.tags(s), **self._tags(host)},
                 # A newer image must not replace running hosts: new images reach new hosts only.
                 # The route out comes first: bootstrap installs packages as soon as it can log in.
                 opts=self._opts(ignore_changes=["ami"], depends_on=net.internet)))
@@ -231,7 +233,7 @@ class AwsSite(pulumi.ComponentResource):
     def _single_host(self, instance: aws.ec2.Instance) -> tuple[list[pulumi.Output[str]], pulumi.Output[str]]:
         """No balancer: the host keeps one address across stop/start, DNS points at it."""
         n, s = self._name, self._s
-        address = aws.ec2.Eip(f"{n}-{render.hosts_of(s)[0].name}-ip", domain="vpc",
+        address = aws.ec2.Eip(f"{n}-{inventory.host_names(s)[0]}-ip", domain="vpc",
                               instance=instance.id, tags=self._tags("ip"), opts=self._opts())
         if s.domain.dns_records:
             zone = self._zone_id()
@@ -263,8 +265,8 @@ class AwsSite(pulumi.ComponentResource):
                 enabled=True, protocol="HTTP", port="traffic-port", path=s.deploy.health_path,
                 matcher="200", interval=10, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
             tags=self._tags("web"), opts=self._opts())
-        for host, instance in zip(render.hosts_of(s), instances, strict=True):
-            aws.lb.TargetGroupAttachment(f"{n}-{host.name}-target", target_group_arn=target.arn,
+        for host, instance in zip(inventory.host_names(s), instances, strict=True):
+            aws.lb.TargetGroupAttachment(f"{n}-{host}-target", target_group_arn=target.arn,
                                          target_id=instance.id, port=HTTP_PORT, opts=self._opts())
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target.arn)
 

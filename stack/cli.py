@@ -13,7 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from stack import render, settings
+from stack import inventory, render, settings
+from stack.paths import Paths
 from stack.reader import SettingsError
 
 
@@ -86,7 +87,7 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
     except SettingsError as exc:
         print(exc.report(stack), file=sys.stderr)
         return 2
-    files = render.render_all(config)
+    files = render.render_all(config, inventory.planned(config))
     if out is None:
         for host, host_files in files.items():
             for path, content in host_files.items():
@@ -107,6 +108,6 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
         print(f"note: a deploy still needs {note}", file=sys.stderr)
     if config.app.secret_env:
         names = ", ".join(k for k, _ in config.app.secret_env)
-        print(f"note: secret environment ({names}) goes to {render.Paths(config.app.name).secret_env_file} "
+        print(f"note: secret environment ({names}) goes to {Paths(config.app.name).secret_env_file} "
               "at deploy time and is not rendered here", file=sys.stderr)
     return 0

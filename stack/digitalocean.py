@@ -30,7 +30,8 @@ from urllib.parse import quote
 import pulumi
 import pulumi_digitalocean as do
 
-from stack import render
+from stack import inventory
+from stack.inventory import Host
 from stack.settings import Settings
 from stack.site import DatabaseAdmin, Site
 
@@ -75,7 +76,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         s = settings
         prefix = slug(f"{s.project}-{s.stack}")
         child = pulumi.ResourceOptions(parent=self)
-        hosts = render.hosts_of(s)
+        hosts = inventory.host_names(s)
         domains = self._domains(s)
 
         project = None
@@ -99,7 +100,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         key = self._ssh_key(name, s, prefix, child)
         droplets = [
             do.Droplet(
-                f"{name}-{host.name}", name=f"{prefix}-{host.name}", image=IMAGES[s.hosts.image],
+                f"{name}-{host}", name=f"{prefix}-{host}", image=IMAGES[s.hosts.image],
                 region=s.region, size=s.hosts.size, vpc_uuid=vpc.id, ssh_keys=[key],
                 tags=[stack_tag.name, web_tag.name, *expiry_tags], monitoring=True, droplet_agent=True,
                 graceful_shutdown=True,
@@ -132,7 +133,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         else:
             url = droplets[0].ipv4_address.apply(lambda ip: f"{scheme}://{s.domain.name or ip}/")
 
-        self.site = Site(hosts=[(host, d.ipv4_address) for host, d in zip(hosts, droplets, strict=True)],
+        self.site = Site(hosts=[Host(host, d.ipv4_address) for host, d in zip(hosts, droplets, strict=True)],
                          database_url=database_url, url=url, database_endpoint=endpoint,
                          database_admin=admin)
         self.register_outputs({

@@ -10,6 +10,7 @@ no step has a delete action and destroying a stack never needs the hosts to be r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ import pulumi
 from pulumi_command import remote
 
 from stack import render, scripts
+from stack.inventory import Host
+from stack.paths import Paths
 from stack.release import Release
 from stack.settings import Settings
 from stack.site import DatabaseAdmin
@@ -30,11 +33,14 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def text_sha(script: pulumi.Output[scripts.Script]) -> pulumi.Output[str]:
+    return script.apply(lambda made: sha(made.text()))
+
+
 @dataclass
 class AppHostArgs:
     settings: Settings
-    host: render.Host
-    address: pulumi.Input[str]
+    host: Host  # its name and the address SSH reaches it at
     release: Release
     files: dict[str, str]  # the rendered host files (render.render_host)
     secret_env: pulumi.Output[str]  # EnvironmentFile lines of the secrets (DATABASE_URL, ...)
@@ -71,14 +77,20 @@ class AppHost(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:hosts:AppHost", name, None, opts)
         s, host = args.settings, args.host.name
-        conn = connection(s, args.address)
-        where = str(args.host.address or "")
-        paths = render.Paths(s.app.name)
-        lay = scripts.Layout(s)
+        conn = connection(s, args.host.address)
+        # Messages name the host with its address, which on a cloud is known only once the
+        # machine exists: the scripts that report are made when it is.
+        address = pulumi.Output.from_input(args.host.address)
+        paths = Paths(s.app.name)
 
-        def step(suffix: str, script: scripts.Script, depends: list[pulumi.Resource],
-                 triggers: list[Any], stdin: pulumi.Input[str] | None = None) -> remote.Command:
-            line = scripts.as_root(s, script)
+        def at(make: Callable[[str], scripts.Script]) -> pulumi.Output[scripts.Script]:
+            return address.apply(lambda where: make(str(where or "")))
+
+        def step(suffix: str, script: scripts.Script | pulumi.Output[scripts.Script],
+                 depends: list[pulumi.Resource], triggers: list[Any],
+                 stdin: pulumi.Input[str] | None = None) -> remote.Command:
+            line = (script.apply(lambda made: scripts.as_root(s, made))
+                    if isinstance(script, pulumi.Output) else scripts.as_root(s, script))
             return remote.Command(
                 f"{name}-{suffix}", connection=conn, create=line, update=line, stdin=stdin,
                 triggers=triggers, logging="stdoutAndStderr",
@@ -90,13 +102,13 @@ class AppHost(pulumi.ComponentResource):
         bootstrap = step("bootstrap", bootstrap_script, [], [sha(bootstrap_script.text())])
 
         app_env = args.files[paths.env_file]
-        env_script = scripts.env(s, host, app_env, where)
+        env_script = at(lambda where: scripts.env(s, host, app_env, where))
         env = step("env", env_script, [bootstrap, *args.after],
-                   [sha(env_script.text()), args.secret_env.apply(sha)], stdin=args.secret_env)
+                   [text_sha(env_script), args.secret_env.apply(sha)], stdin=args.secret_env)
 
         upload = remote.CopyToRemote(
             f"{name}-upload", connection=conn, source=pulumi.FileAsset(str(args.release.archive)),
-            remote_path=lay.archive(args.release), triggers=[args.release.sha256],
+            remote_path=paths.archive(args.release), triggers=[args.release.sha256],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
 
         release_waits = [upload, env, *args.after, *args.release_after]
@@ -106,9 +118,9 @@ class AppHost(pulumi.ComponentResource):
             self.database = step("database", database_script, [bootstrap],
                                  [sha(database_script.text()), admin.env.apply(sha)], stdin=admin.env)
             release_waits.append(self.database)
-        release_script = scripts.release(s, host, args.release,
-                                         release_command=args.run_release_command, address=where,
-                                         wsgi=args.files[paths.wsgi])
+        release_script = at(lambda where: scripts.release(
+            s, host, args.release, release_command=args.run_release_command, address=where,
+            wsgi=args.files[paths.wsgi]))
         release = step("release", release_script, release_waits, [args.release.sha256])
         self.release = release
 
@@ -119,7 +131,7 @@ class AppHost(pulumi.ComponentResource):
             # Nginx's worker count comes from the host's CPUs when configure runs; a resized
             # host (new size, same machine) runs it again so the count follows the new CPUs.
             configure_triggers.append(f"size {s.hosts.size}")
-        configure = step("configure", scripts.configure(s, host, args.files, where),
+        configure = step("configure", at(lambda where: scripts.configure(s, host, args.files, where)),
                          [release, env, *args.after], configure_triggers)
 
         served = [configure]
@@ -127,14 +139,14 @@ class AppHost(pulumi.ComponentResource):
         if s.tls.enabled:
             # After configure: the front answers the ACME challenges by then. certbot.timer
             # renews afterwards, so this runs again only when the domain or ACME settings change.
-            certificate_script = scripts.certificate(s, host, args.files, where)
+            certificate_script = at(lambda where: scripts.certificate(s, host, args.files, where))
             certificate = step("certificate", certificate_script, [configure],
-                               [sha(certificate_script.text())])
+                               [text_sha(certificate_script)])
             self.certificate = certificate
             served.append(certificate)
             gate_triggers.append(certificate.triggers)
 
-        gate_script = scripts.gate(s, host, where)
+        gate_script = at(lambda where: scripts.gate(s, host, where))
         self.gate = step("gate", gate_script, [*served, release, env], gate_triggers)
         self.release_id = args.release.id
         self.register_outputs({"release": args.release.id, "config": config_hash})

@@ -31,7 +31,7 @@ def run() -> dict[str, object]:
     rollout = Rollout("app", config, the_site, built)
     outputs: dict[str, object] = {
         "url": the_site.url,
-        "hosts": [address for _, address in the_site.hosts],
+        "hosts": [host.address for host in the_site.hosts],
         "release": built.id,
         "gates": [h.gate.stdout for h in rollout.hosts],
     }

@@ -11,11 +11,12 @@ import ast
 import functools
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from stack.inventory import Host
+from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
 from stack.settings import Settings
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -28,128 +29,8 @@ INTERMEDIATE_CIPHERS = ":".join([
     "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
-LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
-WSGI_MODULE = "flaskstack_wsgi"
 FRONT_USERS = {"nginx": "www-data", "haproxy": "haproxy"}
 ACME_PORT = 8402
-
-
-@dataclass(frozen=True)
-class Host:
-    """What rendering needs to know of one host."""
-
-    name: str  # e.g. "web-0"
-    address: str | None = None
-
-
-@dataclass(frozen=True)
-class Paths:
-    """Where everything lives on a host; one place for every path the scripts use too."""
-
-    app: str
-
-    @property
-    def root(self) -> str:
-        return f"/srv/{self.app}"
-
-    @property
-    def releases(self) -> str:
-        return f"{self.root}/releases"
-
-    @property
-    def current(self) -> str:
-        return f"{self.root}/current"
-
-    @property
-    def etc(self) -> str:
-        return f"/etc/{self.app}"
-
-    @property
-    def state(self) -> str:
-        return f"/var/lib/{self.app}"
-
-    @property
-    def gunicorn_conf(self) -> str:
-        return f"{self.etc}/gunicorn.conf.py"
-
-    @property
-    def wsgi(self) -> str:
-        return f"{self.etc}/{WSGI_MODULE}.py"
-
-    @property
-    def env_file(self) -> str:
-        return f"{self.etc}/app.env"
-
-    @property
-    def secret_env_file(self) -> str:
-        return f"{self.etc}/secrets.env"
-
-    @property
-    def socket(self) -> str:
-        return f"/run/{self.app}/gunicorn.sock"
-
-    @property
-    def acme_webroot(self) -> str:
-        return "/var/www/acme"
-
-    @property
-    def tls_dir(self) -> str:
-        """Where the front reads its certificate (root only): installed from certbot's lineage
-        by the renewal hook, or a self-signed placeholder until the first one is obtained."""
-        return f"{self.etc}/tls"
-
-    @property
-    def tls_fullchain(self) -> str:
-        return f"{self.tls_dir}/fullchain.pem"
-
-    @property
-    def tls_key(self) -> str:
-        return f"{self.tls_dir}/privkey.pem"
-
-    @property
-    def tls_pem(self) -> str:
-        """Chain and key in one file, as HAProxy reads them."""
-        return f"{self.tls_dir}/haproxy.pem"
-
-    @property
-    def acme_ca_bundle(self) -> str:
-        """The system's CAs plus tls.acmeCaBundle, for the ACME client (REQUESTS_CA_BUNDLE)."""
-        return f"{self.tls_dir}/acme-ca-bundle.pem"
-
-    @property
-    def renew_hook(self) -> str:
-        """certbot runs every executable here after it renews a certificate."""
-        return f"/etc/letsencrypt/renewal-hooks/deploy/flask-stack-{self.app}"
-
-    @property
-    def certbot_dropin(self) -> str:
-        return f"/etc/systemd/system/certbot.service.d/flask-stack-{self.app}.conf"
-
-    @property
-    def service_unit(self) -> str:
-        return f"/etc/systemd/system/{self.app}.service"
-
-    @property
-    def socket_unit(self) -> str:
-        return f"/etc/systemd/system/{self.app}.socket"
-
-    @property
-    def nginx_conf(self) -> str:
-        return "/etc/nginx/nginx.conf"
-
-    @property
-    def nginx_workers(self) -> str:
-        """Nginx's worker count, written on the host from its CPUs by the configure step
-        (scripts.nginx_workers), included by nginx.conf."""
-        return "/etc/nginx/flask-stack-workers.conf"
-
-    @property
-    def nginx_site(self) -> str:
-        return f"/etc/nginx/sites-available/{self.app}.conf"
-
-    @property
-    def haproxy_cfg(self) -> str:
-        return "/etc/haproxy/haproxy.cfg"
 
 
 def environment() -> jinja2.Environment:
@@ -314,15 +195,9 @@ def render_host(settings: Settings, host: Host) -> dict[str, str]:
     return {path: env.get_template(template).render(ctx) for path, template in sorted(files.items())}
 
 
-def hosts_of(settings: Settings) -> list[Host]:
-    if settings.platform == "existing":
-        return [Host(name=f"web-{i}", address=a) for i, a in enumerate(settings.hosts.addresses)]
-    return [Host(name=f"web-{i}") for i in range(settings.hosts.count)]
-
-
-def render_all(settings: Settings) -> dict[str, dict[str, str]]:
-    """{host name: {remote path: content}} for every host of the stack."""
-    return {host.name: render_host(settings, host) for host in hosts_of(settings)}
+def render_all(settings: Settings, hosts: list[Host]) -> dict[str, dict[str, str]]:
+    """{host name: {remote path: content}} for each of the given hosts."""
+    return {host.name: render_host(settings, host) for host in hosts}
 
 
 def content_hash(files: dict[str, str]) -> str:

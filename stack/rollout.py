@@ -49,7 +49,7 @@ class Rollout(pulumi.ComponentResource):
         after: list[pulumi.Resource] = []
         for k, batch in enumerate(batches(site.hosts, settings.deploy.batch_size)):
             gates = []
-            for j, (host, address) in enumerate(batch):
+            for j, host in enumerate(batch):
                 first = k == 0 and j == 0
                 waits = list(after)
                 if k == 0 and not first and settings.app.release_command:
@@ -57,7 +57,7 @@ class Rollout(pulumi.ComponentResource):
                 grant = self.hosts[0].database if self.hosts else None
                 app_host = AppHost(
                     f"{name}-{host.name}",
-                    AppHostArgs(settings=settings, host=host, address=address, release=release,
+                    AppHostArgs(settings=settings, host=host, release=release,
                                 files=render.render_host(settings, host), secret_env=env,
                                 run_release_command=first, after=waits,
                                 database_admin=site.database_admin if first else None,

@@ -18,8 +18,9 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 
+from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
-from stack.render import ACME_PORT, LETSENCRYPT_LIVE, Paths
+from stack.render import ACME_PORT
 from stack.settings import Settings
 
 SHELL_PRELUDE = """set -Eeuo pipefail
@@ -156,35 +157,6 @@ def as_root(settings: Settings, script: Script) -> str:
     return line if settings.ssh.user == "root" else "sudo -n " + line
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Every path the scripts use, from the one place paths are defined."""
-
-    settings: Settings
-
-    @property
-    def paths(self) -> Paths:
-        return Paths(self.settings.app.name)
-
-    @property
-    def app(self) -> str:
-        return self.settings.app.name
-
-    @property
-    def service(self) -> str:
-        return f"{self.app}.service"
-
-    @property
-    def socket(self) -> str:
-        return f"{self.app}.socket"
-
-    def archive(self, release: Release) -> str:
-        return f"/var/tmp/{self.app}-release-{release.id}.tar.gz"
-
-    def release_dir(self, release: Release) -> str:
-        return f"{self.paths.releases}/{release.id}"
-
-
 # -- bootstrap ------------------------------------------------------------------------------
 def packages(settings: Settings) -> list[str]:
     front = "nginx" if settings.front == "nginx" else "haproxy"
@@ -197,8 +169,8 @@ def packages(settings: Settings) -> list[str]:
 
 
 def bootstrap(settings: Settings, host: str) -> Script:
-    lay = Layout(settings)
-    app, p = lay.app, lay.paths
+    p = Paths(settings.app.name)
+    app = p.app
     s = Script("bootstrap", host)
     s.raw("""
 # A new cloud host may still be running cloud-init and its first apt run.
@@ -274,13 +246,12 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
     """Writes the plain env file (in the script) and the secret one (from stdin), restarting
     the app when either changed (a reload would keep the old environment); if the app does not
     come back healthy, the previous files are put back."""
-    lay = Layout(settings)
-    p = lay.paths
-    svc = q(lay.service)
+    p = Paths(settings.app.name)
+    svc = q(p.service_name)
     s = Script("env", host)
     s.raw(health_functions(settings, host, address))
     s.raw("umask 077")
-    s.run("install", "-d", "-m", "0750", "-o", "root", "-g", lay.app, p.etc)
+    s.run("install", "-d", "-m", "0750", "-o", "root", "-g", p.app, p.etc)
     s.raw("old=$(mktemp -d); trap 'rm -rf \"$old\"' EXIT")
     s.raw(heredoc(f"{p.env_file}.new", app_env))
     s.raw(f"cat > {q(p.secret_env_file + '.new')}")
@@ -315,11 +286,11 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     """Unpack the release with its own venv (once), run the release command if asked, switch
     `current` atomically and reload Gunicorn so new workers load the new code; if the app does
     not answer healthy, switch back to the release that served before."""
-    lay = Layout(settings)
-    app, p = lay.app, lay.paths
-    target = lay.release_dir(rel)
-    archive = lay.archive(rel)
-    svc = q(lay.service)
+    p = Paths(settings.app.name)
+    app = p.app
+    target = p.release_dir(rel)
+    archive = p.archive(rel)
+    svc = q(p.service_name)
     s = Script("release", host)
     s.raw(FUNCTIONS)
     s.raw(health_functions(settings, host, address))
@@ -514,8 +485,8 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     """Stage the rendered files, validate them with their own tools, install the changed ones
     and reload what they belong to; if the app then does not answer healthy, put the replaced
     files back."""
-    lay = Layout(settings)
-    app, p = lay.app, lay.paths
+    p = Paths(settings.app.name)
+    app = p.app
     nginx = settings.front == "nginx"
     wanted = config_files(settings, files)
     s = Script("configure", host)
@@ -523,8 +494,8 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     s.raw(health_functions(settings, host, address))
     s.raw(f"stage=$(mktemp -d {q(p.etc + '/.stage.XXXXXX')}); rb=\"$stage/replaced\"; installing=0")
     front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
-    svc, sock = q(lay.service), q(lay.socket)
-    site_link = f"/etc/nginx/sites-enabled/{p.nginx_site.rsplit('/', 1)[1]}" if nginx else ""
+    svc, sock = q(p.service_name), q(p.socket_name)
+    site_link = p.nginx_site_link if nginx else ""
     s.raw(f"""
 # What this host ran before, so a failure can put exactly that back. On the host's first config
 # (no unit of the app yet) that is: nothing of the app, and the front's own files.
@@ -761,8 +732,7 @@ def gate(settings: Settings, host: str, address: str) -> Script:
     """The barrier between batches: the host answers the health path through its front (each
     changing step has already checked, and undone itself on failure), then old releases are
     pruned."""
-    lay = Layout(settings)
-    p = lay.paths
+    p = Paths(settings.app.name)
     health = settings.deploy.health_path
     keep = settings.deploy.releases_kept
     s = Script("health gate", host)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from stack import render
+from stack import inventory
+from stack.inventory import Host
 from stack.settings import Settings
 
 
@@ -16,7 +17,7 @@ class Site:
     URL the app gets as DATABASE_URL (a secret, with sslmode=require on a cloud), the public URL,
     and the database's endpoint (host:port) for the stack outputs."""
 
-    hosts: list[tuple[render.Host, pulumi.Input[str]]]  # (host, its SSH address)
+    hosts: list[Host]  # each with the address SSH reaches it at
     database_url: pulumi.Input[str] | None  # secret
     url: pulumi.Input[str]
     database_endpoint: pulumi.Input[str] | None = None
@@ -36,9 +37,9 @@ class DatabaseAdmin:
 
 def existing(settings: Settings) -> Site:
     """Servers the user already has: nothing to create, only their addresses."""
-    hosts = [(host, host.address or "") for host in render.hosts_of(settings)]
+    hosts = inventory.existing(settings)
     url_secret = settings.database.url
     database_url = pulumi.Output.secret(url_secret.value) if url_secret and url_secret.known else None
     scheme = "https" if settings.tls.enabled else "http"
-    url = f"{scheme}://{settings.domain.name or hosts[0][1]}/"
+    url = f"{scheme}://{settings.domain.name or hosts[0].address}/"
     return Site(hosts=hosts, database_url=database_url, url=url)

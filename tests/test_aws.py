@@ -21,7 +21,7 @@ import pulumi
 import pytest
 from pulumi.runtime.sync_await import _sync_await
 
-from stack import aws_plan, render, settings
+from stack import aws_plan, inventory, render, settings
 from stack.reader import SettingsError
 from tests.support.cloud import (
     ancestors,
@@ -580,7 +580,7 @@ def test_the_load_balancer_drops_invalid_headers_and_is_protected_unless_ephemer
 @each(*BALANCED)
 def test_the_balancer_closes_idle_connections_before_the_hosts_nginx_does(g):
     alb = g.one(ALB)
-    nginx = render.render_host(g.settings, render.hosts_of(g.settings)[0])["/etc/nginx/nginx.conf"]
+    nginx = render.render_host(g.settings, inventory.planned(g.settings)[0])["/etc/nginx/nginx.conf"]
     (keepalive,) = re.findall(r"^\s*keepalive_timeout (\d+)s;", nginx, re.M)
     assert num(alb.inputs["idleTimeout"]) < int(keepalive), f"{alb.urn}: idle timeout >= Nginx's {keepalive}s"
 
@@ -735,7 +735,7 @@ def test_the_database_url_requires_tls_and_is_never_in_plain_text(g):
     for r in g.all:
         for text in plain_strings(r.inputs):
             assert DB_PASSWORD not in text, f"the database password is in plain text in {r.urn}"
-    for host in (h.name for h in render.hosts_of(g.settings)):
+    for host in (h.name for h in inventory.planned(g.settings)):
         env = steps_of_host(g.run.monitor, host)["env"]
         assert isinstance(env.inputs["stdin"], Secret), env.urn
         assert f'DATABASE_URL="{url}"' in env.inputs["stdin"].value, env.urn

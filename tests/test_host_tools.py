@@ -30,7 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from stack import render, scripts
+from stack import inventory, render, scripts
+from stack.paths import WSGI_MODULE, Paths
 from tests.support import hostfs, stacks
 
 pytestmark = pytest.mark.tools
@@ -108,18 +109,18 @@ def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 def host_files(case: stacks.Case) -> tuple[render.Paths, dict[str, str]]:
     config = case.load()
-    host = render.hosts_of(config)[0]
-    return render.Paths(config.app.name), render.render_host(config, host)
+    host = inventory.planned(config)[0]
+    return Paths(config.app.name), render.render_host(config, host)
 
 
 # -- Nginx -----------------------------------------------------------------------------------
 def nginx_tree(case: stacks.Case, root: Path, certificates) -> Path:
     config = case.load()
-    files = render.render_host(config, render.hosts_of(config)[0])
+    files = render.render_host(config, inventory.planned(config)[0])
     conf = hostfs.nginx_prefix(files, root, workers=config.front_workers)
     if config.tls.enabled:
         cert, key = certificates(config.domain.name)
-        paths = render.Paths(config.app.name)
+        paths = Paths(config.app.name)
         render.local_path(root, paths.tls_dir).mkdir(parents=True, exist_ok=True)
         shutil.copy(cert, render.local_path(root, paths.tls_fullchain))
         shutil.copy(key, render.local_path(root, paths.tls_key))
@@ -147,7 +148,7 @@ def test_nginx_accepts_the_config(case, nginx, certificates, tmp_path):
 def test_the_worker_file_holds_half_the_cpus_or_front_workers(setting, expected, tmp_path):
     # The configure step's own shell text, run here: nproc counts the CPUs this process may use.
     subprocess.run(["bash", "-c", scripts.nginx_workers(str(tmp_path), setting)], check=True)
-    written = (tmp_path / render.Paths("app").nginx_workers.rsplit("/", 1)[1]).read_text()
+    written = (tmp_path / Paths("app").nginx_workers.rsplit("/", 1)[1]).read_text()
     assert re.findall(r"^worker_processes (\d+);$", written, re.M) == [str(expected)], written
 
 
@@ -197,11 +198,11 @@ def test_gixy_check_fails_on_a_finding(gixy, certificates, tmp_path):
 # -- HAProxy ---------------------------------------------------------------------------------
 def haproxy_tree(case: stacks.Case, root: Path, certificates) -> Path:
     config = case.load()
-    files = render.render_host(config, render.hosts_of(config)[0])
+    files = render.render_host(config, inventory.planned(config)[0])
     cfg = hostfs.haproxy_prefix(files, root)
     if config.tls.enabled:
         cert, key = certificates(config.domain.name)
-        pem = render.local_path(root, render.Paths(config.app.name).tls_pem)
+        pem = render.local_path(root, Paths(config.app.name).tls_pem)
         pem.parent.mkdir(parents=True, exist_ok=True)
         pem.write_text(cert.read_text() + key.read_text())
     return cfg
@@ -224,7 +225,7 @@ def test_haproxy_accepts_the_config(case, haproxy, certificates, tmp_path):
 def test_front_workers_sets_haproxys_threads_and_auto_leaves_them_to_haproxy():
     def haproxy_cfg(case_id: str) -> str:
         config = stacks.case(case_id).load()
-        return render.render_host(config, render.hosts_of(config)[0])["/etc/haproxy/haproxy.cfg"]
+        return render.render_host(config, inventory.planned(config)[0])["/etc/haproxy/haproxy.cfg"]
 
     assert stacks.case("variant:haproxy-tls").load().front_workers == 2
     assert "\n    nbthread 2\n" in haproxy_cfg("variant:haproxy-tls")
@@ -248,7 +249,7 @@ def test_haproxy_check_fails_on_a_warning(haproxy, certificates, tmp_path):
 def test_haproxy_check_fails_without_the_certificate(haproxy, certificates, tmp_path):
     cfg = haproxy_tree(stacks.case("variant:haproxy-tls"), tmp_path, certificates)
     config = stacks.case("variant:haproxy-tls").load()
-    render.local_path(tmp_path, render.Paths(config.app.name).tls_pem).unlink()
+    render.local_path(tmp_path, Paths(config.app.name).tls_pem).unlink()
     assert haproxy_check(haproxy, cfg) != []
 
 
@@ -265,7 +266,7 @@ print(json.dumps({name: setting.get() for name, setting in cfg.settings.items()}
 
 def gunicorn_tree(case: stacks.Case, root: Path) -> Path:
     config = case.load()
-    files = render.render_host(config, render.hosts_of(config)[0])
+    files = render.render_host(config, inventory.planned(config)[0])
     return hostfs.gunicorn_prefix(files, root, app_dir=config.app.path)
 
 
@@ -316,7 +317,7 @@ def test_gunicorn_resolved_settings(case, tmp_path):
     assert cfg["secure_scheme_headers"] == {"X-FORWARDED-PROTO": "https"}
     assert cfg["forwarded_allow_ips"] == ["127.0.0.1", "::1"]
     assert cfg["preload_app"] is False
-    assert cfg["wsgi_app"] == f"{render.WSGI_MODULE}:application"
+    assert cfg["wsgi_app"] == f"{WSGI_MODULE}:application"
     assert cfg["timeout"] == app.timeout and cfg["graceful_timeout"] == app.graceful_timeout
     assert cfg["keepalive"] == app.keepalive
     assert cfg["max_requests"] == app.max_requests
@@ -340,7 +341,7 @@ def test_gunicorn_check_fails_on_a_bad_setting(tmp_path):
 # -- systemd ---------------------------------------------------------------------------------
 def systemd_tree(case: stacks.Case, root: Path) -> list[Path]:
     config = case.load()
-    return hostfs.systemd_prefix(render.render_host(config, render.hosts_of(config)[0]), root)
+    return hostfs.systemd_prefix(render.render_host(config, inventory.planned(config)[0]), root)
 
 
 def verify_problems(systemd_analyze: str, units: list[Path]) -> list[str]:

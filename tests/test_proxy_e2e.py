@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from stack import render, settings
+from stack import inventory, render, settings
 from tests.support import hostfs
 
 pytestmark = pytest.mark.tools
@@ -224,7 +224,7 @@ class Served:
 def serving(raw: dict) -> Iterator[Served]:
     nginx = nginx_binary()
     config = settings.load(raw, stack="test", project_dir=ROOT, offline=True)
-    files = render.render_host(config, render.Host("web-0"))
+    files = render.render_host(config, inventory.Host("web-0"))
     # Not under pytest's tmp dir: that one is 0700 and Nginx's workers run as nobody.
     root = Path(tempfile.mkdtemp(prefix="fs-e2e-", dir="/tmp"))
     with contextlib.ExitStack() as cleanup:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stack import release, scripts, settings
+from stack.paths import Paths
 
 RAW = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": {"user": "deploy"}}
 
@@ -312,7 +313,7 @@ def test_a_host_whose_python3_differs_fails_the_release_step_before_any_change(t
     rel = release.Release(id="0" * 20, sha256="0" * 64, archive=tmp_path / "none.tar.gz", files=(),
                           wheels=(), python=wanted, requirements=())
     # Were the check to pass, the next line would fail on this missing archive, before any change.
-    assert not Path(scripts.Layout(config).archive(rel)).exists()
+    assert not Path(Paths(config.app.name).archive(rel)).exists()
     script = scripts.release(config, "web-1", rel, release_command=False).text()
     ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False, timeout=60)
     assert ran.returncode == 1

@@ -28,7 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import render
+from stack import inventory, render
+from stack.paths import Paths
 from tests.support import stacks
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -51,12 +52,12 @@ def golden_name(case: stacks.Case) -> str:
 
 
 def rendered(case: stacks.Case) -> dict[str, dict[str, str]]:
-    return render.render_all(case.load())
+    return render.render_all(case.load(), inventory.planned(case.load()))
 
 
 def first_host(case: stacks.Case) -> dict[str, str]:
     config = case.load()
-    return render.render_host(config, render.hosts_of(config)[0])
+    return render.render_host(config, inventory.planned(config)[0])
 
 
 def read_tree(root: Path) -> dict[str, dict[str, str]]:
@@ -96,7 +97,7 @@ def test_golden(case):
 def test_every_host_gets_the_same_files(case):
     hosts = rendered(case)
     first = next(iter(hosts.values()))
-    assert len(hosts) == len(render.hosts_of(case.load()))
+    assert len(hosts) == len(inventory.planned(case.load()))
     for host, files in hosts.items():
         assert files == first, f"{host} differs from the first host"
 
@@ -198,7 +199,7 @@ def nginx_of(case: stacks.Case) -> tuple[Directive, list[Directive]]:
     """(the http block of nginx.conf, the servers of the site)."""
     files = first_host(case)
     conf = parse_nginx(files["/etc/nginx/nginx.conf"])
-    site = parse_nginx(files[render.Paths(case.load().app.name).nginx_site])
+    site = parse_nginx(files[Paths(case.load().app.name).nginx_site])
     return conf.one("http"), site.all("server")
 
 
@@ -241,12 +242,12 @@ def test_the_variants_cover_both_fronts_tls_and_rate_limits():
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_gunicorn_never_binds_a_public_address(case):
     config = case.load()
-    conf = first_host(case)[render.Paths(config.app.name).gunicorn_conf]
+    conf = first_host(case)[Paths(config.app.name).gunicorn_conf]
     binds = ast.literal_eval(re.search(r"^bind = (.*)$", conf, flags=re.M).group(1))
     assert binds and ANY_ADDRESS not in conf
     for bind in binds:
         if bind.startswith("unix:"):
-            assert bind == f"unix:{render.Paths(config.app.name).socket}"
+            assert bind == f"unix:{Paths(config.app.name).socket}"
         else:
             assert bind.rsplit(":", 1)[0] in ("127.0.0.1", "[::1]"), bind
     assert re.search(r"^control_socket_disable = True$", conf, flags=re.M)
@@ -314,7 +315,7 @@ def test_nginx_redirects_www_to_the_apex(case):
 def test_nginx_trusts_forwarded_addresses_only_from_the_load_balancer(case):
     config = case.load()
     http, servers = nginx_of(case)
-    site = first_host(case)[render.Paths(config.app.name).nginx_site]
+    site = first_host(case)[Paths(config.app.name).nginx_site]
     real_ip = [s.values("set_real_ip_from") for s in servers if s.all("set_real_ip_from")]
     if not config.trusted_proxies:  # a public front: whatever a client says is ignored
         assert real_ip == []
@@ -342,7 +343,7 @@ def test_nginx_answers_acme_challenges_from_the_webroot(case):
             continue  # the catch-all for unknown hosts
         acme = location(server, *ACME)
         assert acme is not None, f"server {server.values('server_name')}: no ACME location"
-        assert acme.values("root") == [[render.Paths(config.app.name).acme_webroot]]
+        assert acme.values("root") == [[Paths(config.app.name).acme_webroot]]
     if config.tls.enabled:  # plain HTTP answers challenges and sends the rest to HTTPS
         names = [config.domain.name] + ([f"www.{config.domain.name}"] if config.domain.www_redirect else [])
         plain = [s for s in servers if "80" in listens(s)]
@@ -374,7 +375,7 @@ def test_nginx_tls_uses_the_domain_certificate_and_hsts(case):
         assert not any(d.name.startswith("ssl_") for s in servers for d in s.walk())
         return
     assert http.values("ssl_protocols") == [["TLSv1.2", "TLSv1.3"]]
-    paths = render.Paths(config.app.name)
+    paths = Paths(config.app.name)
     server = app_server(config, servers)
     assert server.values("ssl_certificate") == [[paths.tls_fullchain]]
     assert server.values("ssl_certificate_key") == [[paths.tls_key]]
@@ -429,7 +430,7 @@ def test_haproxy_trusts_forwarded_addresses_only_from_the_load_balancer(case):
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_units_run_the_rendered_config_on_the_socket(case):
     config = case.load()
-    paths = render.Paths(config.app.name)
+    paths = Paths(config.app.name)
     files = first_host(case)
     service, socket = files[paths.service_unit], files[paths.socket_unit]
     assert f"User={config.app.name}\n" in service
@@ -446,7 +447,7 @@ def test_units_run_the_rendered_config_on_the_socket(case):
 
 def test_env_file_quotes_a_value_with_spaces_quotes_dollars_and_hashes():
     config = stacks.case("variant:nginx-trusted-proxies").load()
-    env = first_host(stacks.case("variant:nginx-trusted-proxies"))[render.Paths(config.app.name).env_file]
+    env = first_host(stacks.case("variant:nginx-trusted-proxies"))[Paths(config.app.name).env_file]
     assert stacks.TRICKY_ENV_LINE + "\n" in env.splitlines(keepends=True)
     assert 'PLAIN="x"\n' in env.splitlines(keepends=True)
 
@@ -456,7 +457,7 @@ def test_env_file_reads_back_unchanged_through_a_shell(tmp_path):
     that sources the file must read back the exact value and run nothing."""
     config = stacks.case("variant:nginx-trusted-proxies").load()
     env = tmp_path / "app.env"
-    env.write_text(first_host(stacks.case("variant:nginx-trusted-proxies"))[render.Paths(config.app.name).env_file])
+    env.write_text(first_host(stacks.case("variant:nginx-trusted-proxies"))[Paths(config.app.name).env_file])
     result = subprocess.run(["sh", "-c", 'set -a; . "$1"; printf %s "$TRICKY"', "sh", str(env)],
                             capture_output=True, text=True, timeout=30, env={"PATH": os.defpath})
     assert result.returncode == 0, result.stderr
@@ -472,7 +473,7 @@ def test_rendered_python_compiles(case):
 
 def test_the_wsgi_entry_passes_factory_arguments_as_python():
     config = stacks.case("variant:nginx-factory").load()
-    wsgi = first_host(stacks.case("variant:nginx-factory"))[render.Paths(config.app.name).wsgi]
+    wsgi = first_host(stacks.case("variant:nginx-factory"))[Paths(config.app.name).wsgi]
     assert "    target = target('shop', debug=False)\n" in wsgi
     compile(wsgi, "wsgi.py", "exec")
 
@@ -481,7 +482,7 @@ def test_the_wsgi_entry_passes_factory_arguments_as_python():
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_the_renew_hook_comes_with_tls_only_and_reloads_the_front(case):
     config = case.load()
-    paths = render.Paths(config.app.name)
+    paths = Paths(config.app.name)
     files = first_host(case)
     if not config.tls.enabled:
         assert paths.renew_hook not in files

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from werkzeug.test import Client
 
-from stack import render, settings
+from stack import inventory, render, settings
+from stack.paths import Paths
 
 APPS = Path(__file__).resolve().parent / "apps"
 RAW = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": {"user": "deploy"}}
@@ -24,7 +25,7 @@ def entry(tmp_path: Path, monkeypatch, shape: Path, app: dict, deploy: dict | No
     shutil.copytree(shape, app_dir)
     raw = {**RAW, "app": {"path": str(app_dir), **app}, "deploy": deploy or {}}
     config = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
-    source = render.render_host(config, render.Host("web-0"))[render.Paths(config.app.name).wsgi]
+    source = render.render_host(config, inventory.Host("web-0"))[Paths(config.app.name).wsgi]
     monkeypatch.syspath_prepend(str(app_dir))
     monkeypatch.chdir(app_dir)
     module_names = set(sys.modules)

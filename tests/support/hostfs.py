@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 
 from stack import render, scripts
+from stack.paths import WSGI_MODULE, Paths
 
 NGINX_SYSTEM = Path("/etc/nginx")
 
@@ -24,10 +25,10 @@ def relocate(text: str, root: Path, prefixes: tuple[str, ...]) -> str:
     return text
 
 
-def app_paths(files: dict[str, str]) -> render.Paths:
+def app_paths(files: dict[str, str]) -> Paths:
     """The app's paths, from where its rendered Gunicorn config goes (/etc/<app>/...)."""
     conf = next(p for p in files if p.endswith("/gunicorn.conf.py"))
-    return render.Paths(PurePosixPath(conf).parts[2])
+    return Paths(PurePosixPath(conf).parts[2])
 
 
 def write_tree(files: dict[str, str], root: Path) -> None:
@@ -94,7 +95,7 @@ def gunicorn_prefix(
     as a deploy leaves it (the same place the relocated Nginx serves static files from);
     socket: the bind address to use instead of the relocated one."""
     conf_path = next(p for p in files if p.endswith("/gunicorn.conf.py"))
-    wsgi_path = next(p for p in files if p.endswith(f"/{render.WSGI_MODULE}.py"))
+    wsgi_path = next(p for p in files if p.endswith(f"/{WSGI_MODULE}.py"))
     prefixes = ("/srv/", "/etc/", "/run/")
     conf = relocate(files[conf_path], root, prefixes)
     if socket is not None:
@@ -117,7 +118,7 @@ def haproxy_prefix(files: dict[str, str], root: Path) -> Path:
 
     Its certificate (/etc/<app>/tls) and the stats socket's directory (/run/haproxy) move
     under `root`; /dev/log stays (nothing is logged by a check)."""
-    path = render.Paths("").haproxy_cfg
+    path = Paths("").haproxy_cfg
     content = relocate(files[path], root, ("/etc/haproxy", "/run/haproxy", app_paths(files).tls_dir))
     write_tree({path: content}, root)
     render.local_path(root, "/run/haproxy").mkdir(parents=True, exist_ok=True)
@@ -133,7 +134,7 @@ def systemd_prefix(files: dict[str, str], root: Path) -> list[Path]:
     whose program does not exist. The plain environment file is written where the unit reads it."""
     units = {p: c for p, c in files.items() if p.startswith("/etc/systemd/system/")}
     service = next(p for p in units if p.endswith(".service"))
-    etc = render.Paths(PurePosixPath(service).stem).etc
+    etc = Paths(PurePosixPath(service).stem).etc
     prefixes = ("/srv/", etc + "/")
     out = {p: relocate(c, root, prefixes) for p, c in units.items()}
     out.update({p: c for p, c in files.items() if p.startswith(etc + "/") and p.endswith(".env")})

@@ -1,0 +1,144 @@
+"""Where things live on a host: every path, directory and unit name, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stack.release import Release
+
+WSGI_MODULE = "flaskstack_wsgi"
+LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where everything of one app lives on a host: the one place for every path and unit name
+    the host files, the scripts and the tests use."""
+
+    app: str
+
+    @property
+    def root(self) -> str:
+        return f"/srv/{self.app}"
+
+    @property
+    def releases(self) -> str:
+        return f"{self.root}/releases"
+
+    @property
+    def current(self) -> str:
+        return f"{self.root}/current"
+
+    @property
+    def etc(self) -> str:
+        return f"/etc/{self.app}"
+
+    @property
+    def state(self) -> str:
+        return f"/var/lib/{self.app}"
+
+    @property
+    def gunicorn_conf(self) -> str:
+        return f"{self.etc}/gunicorn.conf.py"
+
+    @property
+    def wsgi(self) -> str:
+        return f"{self.etc}/{WSGI_MODULE}.py"
+
+    @property
+    def env_file(self) -> str:
+        return f"{self.etc}/app.env"
+
+    @property
+    def secret_env_file(self) -> str:
+        return f"{self.etc}/secrets.env"
+
+    @property
+    def socket(self) -> str:
+        return f"/run/{self.app}/gunicorn.sock"
+
+    @property
+    def acme_webroot(self) -> str:
+        return "/var/www/acme"
+
+    @property
+    def tls_dir(self) -> str:
+        """Where the front reads its certificate (root only): installed from certbot's lineage
+        by the renewal hook, or a self-signed placeholder until the first one is obtained."""
+        return f"{self.etc}/tls"
+
+    @property
+    def tls_fullchain(self) -> str:
+        return f"{self.tls_dir}/fullchain.pem"
+
+    @property
+    def tls_key(self) -> str:
+        return f"{self.tls_dir}/privkey.pem"
+
+    @property
+    def tls_pem(self) -> str:
+        """Chain and key in one file, as HAProxy reads them."""
+        return f"{self.tls_dir}/haproxy.pem"
+
+    @property
+    def acme_ca_bundle(self) -> str:
+        """The system's CAs plus tls.acmeCaBundle, for the ACME client (REQUESTS_CA_BUNDLE)."""
+        return f"{self.tls_dir}/acme-ca-bundle.pem"
+
+    @property
+    def renew_hook(self) -> str:
+        """certbot runs every executable here after it renews a certificate."""
+        return f"/etc/letsencrypt/renewal-hooks/deploy/flask-stack-{self.app}"
+
+    @property
+    def certbot_dropin(self) -> str:
+        return f"/etc/systemd/system/certbot.service.d/flask-stack-{self.app}.conf"
+
+    @property
+    def service_unit(self) -> str:
+        return f"/etc/systemd/system/{self.service_name}"
+
+    @property
+    def socket_unit(self) -> str:
+        return f"/etc/systemd/system/{self.socket_name}"
+
+    @property
+    def nginx_conf(self) -> str:
+        return "/etc/nginx/nginx.conf"
+
+    @property
+    def nginx_workers(self) -> str:
+        """Nginx's worker count, written on the host from its CPUs by the configure step
+        (scripts.nginx_workers), included by nginx.conf."""
+        return "/etc/nginx/flask-stack-workers.conf"
+
+    @property
+    def nginx_site(self) -> str:
+        return f"/etc/nginx/sites-available/{self.app}.conf"
+
+    @property
+    def nginx_site_link(self) -> str:
+        """The link that enables the site (configure makes it after the site passes nginx -t)."""
+        return f"/etc/nginx/sites-enabled/{self.app}.conf"
+
+    @property
+    def haproxy_cfg(self) -> str:
+        return "/etc/haproxy/haproxy.cfg"
+
+    @property
+    def service_name(self) -> str:
+        """The app's systemd service (its unit file is `service_unit`)."""
+        return f"{self.app}.service"
+
+    @property
+    def socket_name(self) -> str:
+        return f"{self.app}.socket"
+
+    def archive(self, release: Release) -> str:
+        """Where the release archive is copied to before the release step unpacks it."""
+        return f"/var/tmp/{self.app}-release-{release.id}.tar.gz"
+
+    def release_dir(self, release: Release) -> str:
+        return f"{self.releases}/{release.id}"
