@@ -1,4 +1,4 @@
-"""The flask-stack security baseline: `pulumi preview --policy-pack policy` (see README)."""
+"""The flask-stack security baseline: `pulumi preview --policy-pack policy` (docs/policy.md)."""
 
 from baseline import enforcement, policies, running_stack
 from pulumi_policy import PolicyPack

@@ -62,7 +62,7 @@ def admin_sources(settings: Settings) -> list[str]:
             address = ipaddress.ip_address(bastion.host)
             sources.append(f"{address}/{address.max_prefixlen}")
         except ValueError:
-            pass  # a name: it must be covered by ssh.adminCidrs (README, "DigitalOcean")
+            pass  # a name: it must be covered by ssh.adminCidrs (docs/digitalocean.md)
     return sorted(set(sources))
 
 
