@@ -169,7 +169,7 @@ def context(settings: Settings, host: Host) -> dict:
         },
         "wsgi": {"module": WSGI_MODULE, "trusted_hops": 1, **parse_entry(app.entry)},
         "socket": {"listen": listen, "unix": unix},
-        "units": {"service": f"{app.name}.service", "socket": f"{app.name}.socket"},
+        "units": {"service": paths.service_name, "socket": paths.socket_name},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
     }
 
