@@ -103,7 +103,7 @@ def write(directory: Path, stack: str, document: Mapping[str, Any], note: str) -
         except settings.SettingsError as exc:
             report = exc.report(stack)
             for shown in {str(scratch.resolve()), str(scratch)}:
-                report = report.replace(shown, str(directory))
+                report = report.replace(shown, str(directory.resolve()))
             raise WorkflowError(f"{name} as it would be written does not load, so it is not written:\n"
                                 f"{report}") from None
     target = directory / name
