@@ -90,6 +90,24 @@ def file_diffs(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return chunks
 
 
+def consequences(stack: str, root: Path, changed: list[str]) -> str:
+    """What installing the changed files sets off on a host, from the host-file table: the step
+    that installs each and what it reloads, so a reviewer sees which changes restart the app."""
+    from stack import hostfiles, settings
+
+    config = settings.from_stack_file(stack, root)
+    rows = hostfiles.by_path(config)
+    out = ["what these changes set off on each host:\n"]
+    for path in changed:
+        remote = "/" + path
+        row = rows.get(remote)
+        if row is None:  # a file the base rendered and this tree no longer does
+            out.append(f"  {remote}: no longer installed (the file stays on hosts that have it)\n")
+        else:
+            out.append(f"  {remote}: the {row.step.value} step installs it; {row.reloads.describe(config)}\n")
+    return "".join(out)
+
+
 def run(stack: str, base: str | None, root: Path) -> tuple[str, int]:
     """The report and the number of changed files."""
     base = base or default_base(root)
@@ -103,6 +121,9 @@ def run(stack: str, base: str | None, root: Path) -> tuple[str, int]:
     chunks = file_diffs(old, new)
     hosts = {path.split("/", 1)[0] for path in {*old, *new} if old.get(path) != new.get(path)}
     lines = [*chunks]
+    changed_paths = sorted({path.split("/", 1)[1] for path in {*old, *new} if old.get(path) != new.get(path)})
+    if changed_paths:
+        lines.append(consequences(stack, root, changed_paths))
     if old_note:
         lines.append(f"note: at {base}, {old_note}; every file is shown as new\n")
     if chunks:

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
+from stack import hostfiles
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
 from stack.settings import Settings
@@ -168,31 +169,18 @@ def context(settings: Settings, host: Host) -> dict:
         },
         "wsgi": {"module": WSGI_MODULE, "trusted_hops": 1, **parse_entry(app.entry)},
         "socket": {"listen": listen, "unix": unix},
-        "units": {"service": f"{app.name}.service", "socket": f"{app.name}.socket"},
+        "units": {"service": paths.service_name, "socket": paths.socket_name},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
     }
 
 
 def render_host(settings: Settings, host: Host) -> dict[str, str]:
-    """{remote path: content} of every file this host receives, sorted by path."""
+    """{remote path: content} of every file this host receives that is rendered here (the rows of
+    stack/hostfiles.py with a template), sorted by path."""
     env = environment()
     ctx = context(settings, host)
-    paths: Paths = ctx["paths"]
-    files = {
-        paths.gunicorn_conf: "gunicorn/gunicorn.conf.py.j2",
-        paths.wsgi: "gunicorn/wsgi.py.j2",
-        paths.service_unit: "systemd/app.service.j2",
-        paths.socket_unit: "systemd/app.socket.j2",
-        paths.env_file: "systemd/app.env.j2",
-    }
-    if settings.front == "nginx":
-        files[paths.nginx_conf] = "nginx/nginx.conf.j2"
-        files[paths.nginx_site] = "nginx/site.conf.j2"
-    else:
-        files[paths.haproxy_cfg] = "haproxy/haproxy.cfg.j2"
-    if settings.tls.enabled:
-        files[paths.renew_hook] = "tls/renew-hook.sh.j2"
-    return {path: env.get_template(template).render(ctx) for path, template in sorted(files.items())}
+    return {path: env.get_template(template).render(ctx)
+            for path, template in hostfiles.rendered(settings).items()}
 
 
 def render_all(settings: Settings, hosts: list[Host]) -> dict[str, dict[str, str]]:

@@ -18,6 +18,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass, field
 
+from stack import hostfiles
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
 from stack.render import ACME_PORT
@@ -449,18 +450,13 @@ class ConfigFile:
     path: str
     mode: str
     group: str
-    kind: str  # what must happen when it changes: front | units | socket | gunicorn
+    kind: str  # what must happen when it changes: hostfiles.Reload's value
 
 
 def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
-    """The rendered files the configure step installs (the env files go with the env step)."""
-    p = Paths(settings.app.name)
-    app = settings.app.name
-    kinds = {p.nginx_conf: ("0644", "root", "front"), p.nginx_site: ("0644", "root", "front"),
-             p.haproxy_cfg: ("0644", "root", "front"), p.service_unit: ("0644", "root", "units"),
-             p.socket_unit: ("0644", "root", "socket"), p.gunicorn_conf: ("0640", app, "gunicorn"),
-             p.wsgi: ("0640", app, "gunicorn")}
-    return [ConfigFile(path, *kinds[path]) for path in sorted(files) if path in kinds]
+    """The rendered files the configure step installs, from the host-file table."""
+    return [ConfigFile(row.remote(settings), row.mode, row.group_name(settings), row.reloads.value)
+            for row in hostfiles.installed_by(settings, hostfiles.Step.CONFIGURE, files)]
 
 
 def nginx_workers(directory: str, count: int | None = None) -> str:

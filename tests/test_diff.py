@@ -56,6 +56,8 @@ def test_a_template_change_shows_exactly_the_changed_lines(repo):
     assert "--- a/web-0/etc/nginx/nginx.conf" in result.stdout
     assert "+++ b/web-0/etc/nginx/nginx.conf" in result.stdout
     assert changed_lines(result.stdout) == ["+    # reviewed"]
+    # What the change sets off comes from the host-file table (stack/hostfiles.py).
+    assert "  /etc/nginx/nginx.conf: the configure step installs it; Nginx reloads\n" in result.stdout
     assert result.stdout.rstrip().endswith("1 file change on 1 host (a/ = main, b/ = working tree)")
 
 
@@ -68,6 +70,7 @@ def test_a_stack_file_change_shows_in_every_file_it_touches(repo):
     assert result.returncode == 0, result.stderr
     assert changed_lines(result.stdout) == ["+API_TOKEN=<masked>", '+GREETING="hello"']
     assert "tok-value-8d2e" not in result.stdout
+    assert "  /etc/app/app.env: the env step installs it; the app restarts\n" in result.stdout
 
 
 def test_a_changed_masked_value_is_flagged_without_showing_it(repo):

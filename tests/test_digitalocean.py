@@ -452,3 +452,14 @@ def test_a_digitalocean_stack_never_imports_pulumi_aws():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_droplets_steps_name_it_with_its_address(minimal):
+    """The address is known only once the droplet exists; the scripts are made then, so a
+    failure reads `on host web-0 (203.0.113.x)`, not `web-0 ()`."""
+    address = fake_address("site-web-0")
+    steps = {r.name.rsplit("-", 1)[1]: plain(r.inputs["create"])
+             for r in minimal.monitor.by_type("command:remote:Command") if "-web-0-" in r.name}
+    for step in ("env", "release", "configure", "gate"):
+        assert f"on host web-0 ({address})" in steps[step], step
+        assert "web-0 ()" not in steps[step], step

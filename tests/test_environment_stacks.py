@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stack import ci, settings
+from stack import settings
 from tests.support.cloud import TEST_PRIVATE_KEY, TEST_PUBLIC_KEY, example_config
 from tests.support.mocks import REVIEW_EXPIRY, Run, run_program
 from tests.test_digitalocean import CLUSTER, DROPLET, LB, VPC, do_mocks, fake_address, one
+from workflow.review import review_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,9 +39,9 @@ def review(tmp_path_factory) -> Run:
     """pr-42 from the file CI writes: the template, the stack's own range, the deploy key and
     the runner's address (the private key is the one value CI sets after, as a secret)."""
     template = yaml.safe_load((ROOT / "examples/review.yaml").read_text())
-    document = ci.review_stack_file(template, stack="pr-42", secrets={"encryptionsalt": "v1:x"},
-                                    public_key=TEST_PUBLIC_KEY, admin_cidr="198.51.100.7",
-                                    expires_at=REVIEW_EXPIRY)
+    document = review_stack_file(template, stack="pr-42", secrets={"encryptionsalt": "v1:x"},
+                                 public_key=TEST_PUBLIC_KEY, admin_cidr="198.51.100.7",
+                                 expires_at=REVIEW_EXPIRY)
     directory = tmp_path_factory.mktemp("review")
     (directory / "Pulumi.pr-42.yaml").write_text(yaml.safe_dump(document))
     raw = settings.read_stack_file(directory / "Pulumi.pr-42.yaml")

@@ -198,7 +198,7 @@ def test_a_review_stack_has_the_same_group_in_every_workflow():
     pr = "flask-stack-pr-${{ github.event.pull_request.number }}"
     assert groups == {"review-stack.yml:up": pr, "review-stack.yml:destroy": pr,
                       "review-sweep.yml:destroy": "flask-stack-${{ matrix.stack }}"}
-    # the sweep's matrix holds plain pr-<n> names (python -m stack.ci expired), so the groups meet
+    # the sweep's matrix holds plain pr-<n> names (python -m workflow expired), so the groups meet
 
 
 MINIMUM = {"actions/checkout": 4, "actions/setup-python": 5, "pulumi/actions": 6}
@@ -349,7 +349,7 @@ elif args[:2] == ["pr", "list"]:
     sys.exit(int(os.environ.get("FAKE_GH_RC", "0")))
 '''
 
-COPIED = (".github", "stack", "templates", "app", "examples", "Pulumi.yaml", "Pulumi.dev.yaml")
+COPIED = (".github", "stack", "workflow", "templates", "app", "examples", "Pulumi.yaml", "Pulumi.dev.yaml")
 
 
 class Project:

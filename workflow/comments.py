@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from stack.settings import PROJECT
+
 COMMENT_LIMIT = 65536  # GitHub's limit for an issue or pull-request comment body, in characters
-PREVIEW_MARKER = "flask-stack-preview"
-REVIEW_MARKER = "flask-stack-review"
+PREVIEW_MARKER = f"{PROJECT}-preview"
+REVIEW_MARKER = f"{PROJECT}-review"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 NOTE_ROOM = 160  # room kept per block for the "characters cut here" line
 

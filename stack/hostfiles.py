@@ -1,0 +1,145 @@
+"""Every file a host receives, in one table: where it goes, what makes it, who may read it, the
+tool that checks it before it replaces the live one, and what a change to it sets off.
+
+Render (`render.render_host`), the steps that install files (`scripts.config_files`, the env and
+certificate steps), the step triggers (`host.py`), `stack diff` (what a change reloads) and the
+tests all read this table; adding a host file is one row here and one template.
+
+Rows without a template are files the host makes or receives another way (from the env step's
+stdin, from the host's CPU count): they are listed so that the table is the whole picture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from stack.paths import Paths
+from stack.settings import Settings
+
+
+class Step(StrEnum):
+    """The remote step that installs a file (stack/host.py runs them in this order)."""
+
+    ENV = "env"
+    CONFIGURE = "configure"
+    CERTIFICATE = "certificate"
+
+
+class Reload(StrEnum):
+    """What a change to a file sets off once it is installed. The value is the word the
+    configure step collects for each changed file (`changed=" front gunicorn "`)."""
+
+    FRONT = "front"  # Nginx or HAProxy reloads: new workers, old ones finish their requests
+    GUNICORN = "gunicorn"  # Gunicorn's master gets HUP: new workers, no connection refused
+    UNITS = "units"  # systemd re-reads its units and the app restarts (the socket stays open)
+    SOCKET = "socket"  # a new listening address: the socket and the app restart
+    RESTART = "restart"  # the app restarts to read its environment again (the env step)
+    NOTHING = "nothing"  # used when it runs next (certbot's renewal hook)
+
+    def describe(self, settings: Settings) -> str:
+        front = "Nginx" if settings.front == "nginx" else "HAProxy"
+        return {
+            Reload.FRONT: f"{front} reloads",
+            Reload.GUNICORN: "Gunicorn reloads its workers (HUP)",
+            Reload.UNITS: "systemd reloads its units and the app restarts",
+            Reload.SOCKET: "the app's socket and the app restart (connections are refused briefly)",
+            Reload.RESTART: "the app restarts",
+            Reload.NOTHING: "nothing reloads (used from its next run)",
+        }[self]
+
+
+class Validator(StrEnum):
+    """The tool that checks a candidate file before it replaces the live one."""
+
+    NGINX = "nginx -t"
+    HAPROXY = "haproxy -c"
+    GUNICORN = "gunicorn --check-config"  # loads the app with the new config, as its own user
+    SYSTEMD = "systemd-analyze verify"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class HostFile:
+    """One row: a file on every host of a stack where `wanted` holds."""
+
+    name: str  # short name, e.g. "nginx-site"
+    path: Callable[[Paths], str]  # where it goes on the host
+    template: str | None  # under templates/; None: made on the host or given another way
+    step: Step
+    mode: str  # octal, e.g. "0644"
+    group: str  # "root", or "app" for the app's own group (it reads the file as that user)
+    validator: Validator
+    reloads: Reload
+    wanted: Callable[[Settings], bool] = lambda settings: True
+    note: str = ""  # where a file without a template comes from
+
+    def remote(self, settings: Settings) -> str:
+        return self.path(Paths(settings.app.name))
+
+    def group_name(self, settings: Settings) -> str:
+        return settings.app.name if self.group == "app" else self.group
+
+
+def _nginx(settings: Settings) -> bool:
+    return settings.front == "nginx"
+
+
+def _haproxy(settings: Settings) -> bool:
+    return settings.front == "haproxy"
+
+
+def _tls(settings: Settings) -> bool:
+    return settings.tls.enabled
+
+
+TABLE: tuple[HostFile, ...] = (
+    HostFile("gunicorn-conf", lambda p: p.gunicorn_conf, "gunicorn/gunicorn.conf.py.j2",
+             Step.CONFIGURE, "0640", "app", Validator.GUNICORN, Reload.GUNICORN),
+    HostFile("wsgi-entry", lambda p: p.wsgi, "gunicorn/wsgi.py.j2",
+             Step.CONFIGURE, "0640", "app", Validator.GUNICORN, Reload.GUNICORN,
+             note="the release step also switches it together with a release"),
+    HostFile("service-unit", lambda p: p.service_unit, "systemd/app.service.j2",
+             Step.CONFIGURE, "0644", "root", Validator.SYSTEMD, Reload.UNITS),
+    HostFile("socket-unit", lambda p: p.socket_unit, "systemd/app.socket.j2",
+             Step.CONFIGURE, "0644", "root", Validator.SYSTEMD, Reload.SOCKET),
+    HostFile("app-env", lambda p: p.env_file, "systemd/app.env.j2",
+             Step.ENV, "0600", "root", Validator.NONE, Reload.RESTART),
+    HostFile("secret-env", lambda p: p.secret_env_file, None,
+             Step.ENV, "0600", "root", Validator.NONE, Reload.RESTART,
+             note="DATABASE_URL and app.secretEnv, on the env step's stdin (never rendered)"),
+    HostFile("nginx-conf", lambda p: p.nginx_conf, "nginx/nginx.conf.j2",
+             Step.CONFIGURE, "0644", "root", Validator.NGINX, Reload.FRONT, _nginx),
+    HostFile("nginx-site", lambda p: p.nginx_site, "nginx/site.conf.j2",
+             Step.CONFIGURE, "0644", "root", Validator.NGINX, Reload.FRONT, _nginx),
+    HostFile("nginx-workers", lambda p: p.nginx_workers, None,
+             Step.CONFIGURE, "0644", "root", Validator.NGINX, Reload.FRONT, _nginx,
+             note="the worker count, from the host's CPUs (or frontWorkers)"),
+    HostFile("haproxy-cfg", lambda p: p.haproxy_cfg, "haproxy/haproxy.cfg.j2",
+             Step.CONFIGURE, "0644", "root", Validator.HAPROXY, Reload.FRONT, _haproxy),
+    HostFile("renew-hook", lambda p: p.renew_hook, "tls/renew-hook.sh.j2",
+             Step.CERTIFICATE, "0755", "root", Validator.NONE, Reload.NOTHING, _tls),
+)
+
+
+def files_of(settings: Settings) -> list[HostFile]:
+    """The rows that apply to this stack, in table order."""
+    return [row for row in TABLE if row.wanted(settings)]
+
+
+def rendered(settings: Settings) -> dict[str, str]:
+    """{remote path: template} of the files rendered for this stack, sorted by path."""
+    return dict(sorted((row.remote(settings), row.template) for row in files_of(settings)
+                       if row.template is not None))
+
+
+def by_path(settings: Settings) -> dict[str, HostFile]:
+    return {row.remote(settings): row for row in files_of(settings)}
+
+
+def installed_by(settings: Settings, step: Step, files: dict[str, str]) -> list[HostFile]:
+    """The rendered files `step` installs, sorted by path."""
+    rows = by_path(settings)
+    return [rows[path] for path in sorted(files)
+            if path in rows and rows[path].step is step and rows[path].template is not None]

@@ -1,0 +1,88 @@
+"""The host-file table (stack/hostfiles.py) is the one list of what a host receives: rendering,
+the configure step, the step triggers and `stack diff` all follow it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stack import hostfiles, inventory, render, scripts
+from stack.hostfiles import HostFile, Reload, Step, Validator
+from tests.support import stacks
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = stacks.all_cases()
+
+
+def test_every_template_of_a_host_file_has_a_row_and_every_row_its_template():
+    named = {row.template for row in hostfiles.TABLE if row.template}
+    on_disk = {p.relative_to(render.TEMPLATES).as_posix() for p in render.TEMPLATES.rglob("*.j2")
+               if p.parent.name != "scripts" and not p.name.endswith(".inc.j2")}
+    assert named == on_disk, "templates without a row, or rows without a template"
+    assert len({row.name for row in hostfiles.TABLE}) == len(hostfiles.TABLE), "row names repeat"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_render_and_configure_follow_the_table(case):
+    config = case.load()
+    files = render.render_host(config, inventory.planned(config)[0])
+    rows = hostfiles.files_of(config)
+    assert list(files) == sorted(row.remote(config) for row in rows if row.template)
+    installed = scripts.config_files(config, files)
+    configure_rows = [row for row in rows if row.step is Step.CONFIGURE and row.template]
+    assert sorted(f.path for f in installed) == sorted(row.remote(config) for row in configure_rows)
+    for f in installed:
+        row = hostfiles.by_path(config)[f.path]
+        assert (f.mode, f.group, f.kind) == (row.mode, row.group_name(config), row.reloads.value)
+    # Exactly one front's files, and the renewal hook only with TLS on the hosts.
+    fronts = {row.validator for row in rows} & {Validator.NGINX, Validator.HAPROXY}
+    assert fronts == {Validator.NGINX if config.front == "nginx" else Validator.HAPROXY}
+    assert any(row.name == "renew-hook" for row in rows) == config.tls.enabled
+
+
+def test_each_row_says_what_a_change_sets_off():
+    config = stacks.case("stack:dev").load()
+    for row in hostfiles.TABLE:
+        assert row.reloads.describe(config)
+        assert row.mode.startswith("0") and len(row.mode) == 4
+        if row.template is None:
+            assert row.note, f"{row.name}: say where a file without a template comes from"
+    assert hostfiles.by_path(config)["/etc/nginx/nginx.conf"].reloads.describe(config) == "Nginx reloads"
+
+
+def test_adding_a_host_file_takes_one_row_and_one_template(tmp_path, monkeypatch):
+    """A systemd drop-in added as a row plus its template is rendered, installed by configure
+    with its mode and group, counted in configure's trigger, and described by stack diff."""
+    templates = tmp_path / "templates"
+    shutil.copytree(render.TEMPLATES, templates)
+    (templates / "systemd" / "limits.conf.j2").write_text(
+        "{{ header }}\n[Service]\nLimitNOFILE=65536\n")
+    row = HostFile("limits-dropin", lambda p: f"/etc/systemd/system/{p.service_name}.d/limits.conf",
+                   "systemd/limits.conf.j2", Step.CONFIGURE, "0644", "root", Validator.SYSTEMD,
+                   Reload.UNITS)
+    config = stacks.case("stack:dev").load()
+    host = inventory.planned(config)[0]
+    before = render.render_host(config, host)
+
+    monkeypatch.setattr(render, "TEMPLATES", templates)
+    monkeypatch.setattr(hostfiles, "TABLE", (*hostfiles.TABLE, row))
+    files = render.render_host(config, host)
+    path = "/etc/systemd/system/app.service.d/limits.conf"
+    assert set(files) - set(before) == {path}
+    assert "LimitNOFILE=65536" in files[path] and "Rendered by flask-stack" in files[path]
+
+    installed = {f.path: f for f in scripts.config_files(config, files)}
+    assert (installed[path].mode, installed[path].group, installed[path].kind) == ("0644", "root", "units")
+    configure = scripts.configure(config, host.name, files, "203.0.113.10").text()
+    assert "LimitNOFILE=65536" in configure  # staged in the script
+    assert f"put \"$stage/files\"{path} {path} 0644 root units" in configure
+    old_hash = render.content_hash({f.path: before[f.path] for f in scripts.config_files(config, before)})
+    new_hash = render.content_hash({p: files[p] for p in installed})
+    assert old_hash != new_hash  # configure runs again when the new file changes
+
+    from stack import diff
+
+    note = diff.consequences("dev", ROOT, [path.lstrip("/")])
+    assert f"  {path}: the configure step installs it; systemd reloads its units and the app restarts" in note
