@@ -23,6 +23,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from stack import aws_plan, inventory, render, settings
 from stack.reader import SettingsError
+from tests.support import snapshot
 from tests.support.cloud import (
     ancestors,
     example_config,
@@ -771,6 +772,12 @@ def test_only_the_env_step_waits_for_the_database(g):
 
 
 # -- the program as a whole ----------------------------------------------------------------------
+@each()
+def test_the_resource_graph_matches_its_snapshot(g, variant):
+    """No resource's type, name, parent, provider or inputs change unnoticed (tests/support/snapshot.py)."""
+    snapshot.check(f"aws-{variant}", snapshot.graph(g.run.monitor, g.mocks.invokes, g.run.resolved))
+
+
 @each("minimal", "complete")
 def test_a_second_run_declares_identical_inputs(g, variant):
     config, keys, stack = VARIANTS[variant]
