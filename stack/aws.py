@@ -32,6 +32,26 @@ from stack.settings import Settings
 from stack.site import Site
 
 
+@dataclass(frozen=True)
+class AwsSiteArgs:
+    """What `AwsSite` takes.
+
+    - `settings`: the stack's validated settings (required): region, network (zones, vpcCidr),
+      hosts (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion),
+      load_balancer, domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
+      deploy.healthPath, database, expiresAt, ephemeral and prod.
+    - `host_names`: the hosts to make, one EC2 instance each, in rollout order (`web-0`, ...).
+      Default (None): the inventory's names, `inventory.host_names(settings)`.
+    """
+
+    settings: Settings
+    host_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.host_names is None:
+            object.__setattr__(self, "host_names", tuple(inventory.host_names(self.settings)))
+
+
 @dataclass
 class Network:
     vpc: aws.ec2.Vpc
@@ -56,17 +76,18 @@ class Database:
 class AwsSite(pulumi.ComponentResource):
     """Everything a stack needs on AWS; `site` is what the rollout takes.
 
-    Args: `settings`, the stack's validated settings (region, hosts, database, domain, ssh,
-    network, ephemeral). Children are named `<name>-<part>`, all under this component, all
-    created through its own provider (the stack's region and default tags), so the user's
-    `aws:region` config plays no part."""
+    Children are named `<name>-<part>`, all under this component (`parent=self`, lookups
+    included), all created through its own provider (the stack's region and default tags), so
+    the user's `aws:region` config plays no part; each part is made by one method below."""
 
     site: Site
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:aws:Site", name, None, opts)
+        settings = args.settings
         self._name = name
         self._s = settings
+        self._hosts = list(args.host_names or ())
         self._label = aws_plan.label(settings)
         self._zone: str | None = None  # the Route 53 zone's id, looked up once when needed
         self.provider = aws.Provider(
@@ -85,8 +106,7 @@ class AwsSite(pulumi.ComponentResource):
         else:
             addresses, url = self._single_host(instances[0])
 
-        hosts = [Host(name, address) for name, address in
-                 zip(inventory.host_names(settings), addresses, strict=True)]
+        hosts = [Host(host, address) for host, address in zip(self._hosts, addresses, strict=True)]
         self.site = Site(hosts=hosts, database_url=database.url,
                          url=url, database_endpoint=database.endpoint)
         self.register_outputs({"url": url, "hosts": addresses,
@@ -213,7 +233,7 @@ class AwsSite(pulumi.ComponentResource):
         key = aws.ec2.KeyPair(f"{n}-key", public_key=s.ssh.public_key, tags=self._tags("key"),
                               opts=self._opts())
         instances = []
-        for i, host in enumerate(inventory.host_names(s)):
+        for i, host in enumerate(self._hosts):
             zone = i % len(net.public)
             instances.append(aws.ec2.Instance(
                 f"{n}-{host}", ami=image.id, instance_type=s.hosts.size,
@@ -233,7 +253,7 @@ class AwsSite(pulumi.ComponentResource):
     def _single_host(self, instance: aws.ec2.Instance) -> tuple[list[pulumi.Output[str]], pulumi.Output[str]]:
         """No balancer: the host keeps one address across stop/start, DNS points at it."""
         n, s = self._name, self._s
-        address = aws.ec2.Eip(f"{n}-{inventory.host_names(s)[0]}-ip", domain="vpc",
+        address = aws.ec2.Eip(f"{n}-{self._hosts[0]}-ip", domain="vpc",
                               instance=instance.id, tags=self._tags("ip"), opts=self._opts())
         if s.domain.dns_records:
             zone = self._zone_id()
@@ -265,7 +285,7 @@ class AwsSite(pulumi.ComponentResource):
                 enabled=True, protocol="HTTP", port="traffic-port", path=s.deploy.health_path,
                 matcher="200", interval=10, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
             tags=self._tags("web"), opts=self._opts())
-        for host, instance in zip(inventory.host_names(s), instances, strict=True):
+        for host, instance in zip(self._hosts, instances, strict=True):
             aws.lb.TargetGroupAttachment(f"{n}-{host}-target", target_group_arn=target.arn,
                                          target_id=instance.id, port=HTTP_PORT, opts=self._opts())
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target.arn)
