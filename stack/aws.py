@@ -255,11 +255,7 @@ class AwsSite(pulumi.ComponentResource):
         n, s = self._name, self._s
         address = aws.ec2.Eip(f"{n}-{self._hosts[0]}-ip", domain="vpc",
                               instance=instance.id, tags=self._tags("ip"), opts=self._opts())
-        if s.domain.dns_records:
-            zone = self._zone_id()
-            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
-                aws.route53.Record(f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A", ttl=300,
-                                   records=[address.public_ip], opts=self._opts())
+        self._dns(ttl=300, records=[address.public_ip])
         scheme = "https" if s.tls.enabled else "http"
         url = (pulumi.Output.from_input(f"{scheme}://{s.domain.name}/") if s.domain.name
                else pulumi.Output.concat(f"{scheme}://", address.public_ip, "/"))
@@ -305,15 +301,20 @@ class AwsSite(pulumi.ComponentResource):
                 type="redirect", redirect=aws.lb.ListenerDefaultActionRedirectArgs(
                     protocol="HTTPS", port=str(HTTPS_PORT), status_code="HTTP_301"))],
             opts=self._opts())
-        if s.domain.dns_records:
-            zone = self._zone_id()
-            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
-                aws.route53.Record(
-                    f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A",
-                    aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
-                                                         evaluate_target_health=True)],
-                    opts=self._opts())
+        self._dns(aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
+                                                      evaluate_target_health=True)])
         return pulumi.Output.from_input(f"https://{s.domain.name}/")
+
+    # -- DNS and certificate -------------------------------------------------------------------
+    def _dns(self, **front) -> None:
+        """domain.dnsRecords: the domain (and www) in domain.route53Zone point at the front
+        (`front`: the A record's target, an address with its ttl or the balancer's alias)."""
+        if not self._s.domain.dns_records:
+            return
+        zone = self._zone_id()
+        for part, fqdn in zip(("apex", "www"), aws_plan.site_names(self._s), strict=False):
+            aws.route53.Record(f"{self._name}-dns-{part}", zone_id=zone, name=fqdn, type="A",
+                               opts=self._opts(), **front)
 
     def _zone_id(self) -> str:
         """domain.route53Zone's id (a public zone: records there are what the world resolves)."""

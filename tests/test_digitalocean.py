@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 import pulumi
 import pytest
 
-from stack import scripts, settings
-from stack.digitalocean import fingerprint
+from stack import inventory, scripts, settings
+from stack.digitalocean import DigitalOceanSiteArgs, fingerprint
 from tests.support import snapshot
 from tests.support.cloud import (
     TEST_PUBLIC_KEY,
@@ -445,6 +445,14 @@ def test_single_host_mode_points_the_domain_at_the_droplet(single):
         assert (record.inputs["type"], record.inputs["domain"]) == ("A", "example.com"), record.urn
         assert record.inputs["value"] == fake_address(droplet.name), record.urn
     assert single.resolved["url"] == "https://example.com/"
+
+
+# -- the component ----------------------------------------------------------------------------
+def test_the_args_take_the_inventorys_host_names_unless_given():
+    config, keys = example_config("digitalocean-complete")
+    loaded = settings.load(config, stack="test", project_dir=ROOT, secret_keys=frozenset(keys))
+    assert DigitalOceanSiteArgs(loaded).host_names == tuple(inventory.host_names(loaded))
+    assert DigitalOceanSiteArgs(loaded, ("web-0",)).host_names == ("web-0",)
 
 
 # -- the resource graph, pinned -----------------------------------------------------------------
