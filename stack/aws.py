@@ -25,31 +25,22 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from stack import aws_plan, inventory
+from stack import aws_plan
 from stack.aws_plan import HTTP_PORT, HTTPS_PORT, POSTGRES_PORT, WORLD_V4
 from stack.inventory import Host
-from stack.settings import Settings
-from stack.site import Site
+from stack.site import Site, SiteArgs
 
 
 @dataclass(frozen=True)
-class AwsSiteArgs:
-    """What `AwsSite` takes.
+class AwsSiteArgs(SiteArgs):
+    """What `AwsSite` takes (stack.site.SiteArgs).
 
-    - `settings`: the stack's validated settings (required): region, network (zones, vpcCidr),
-      hosts (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion),
-      load_balancer, domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
+    - `settings` (required): the sections read are region, network (zones, vpcCidr), hosts
+      (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion), load_balancer,
+      domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
       deploy.healthPath, database, expiresAt, ephemeral and prod.
-    - `host_names`: the hosts to make, one EC2 instance each, in rollout order (`web-0`, ...).
-      Default (None): the inventory's names, `inventory.host_names(settings)`.
+    - `host_names`: one EC2 instance each; default (None) the inventory's names.
     """
-
-    settings: Settings
-    host_names: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.host_names is None:
-            object.__setattr__(self, "host_names", tuple(inventory.host_names(self.settings)))
 
 
 @dataclass

@@ -31,10 +31,9 @@ from urllib.parse import quote
 import pulumi
 import pulumi_digitalocean as do
 
-from stack import inventory
 from stack.inventory import Host
 from stack.settings import Settings
-from stack.site import DatabaseAdmin, Site
+from stack.site import DatabaseAdmin, Site, SiteArgs
 
 IMAGES = {"debian-12": "debian-12-x64", "ubuntu-24.04": "ubuntu-24-04-x64",
           "ubuntu-22.04": "ubuntu-22-04-x64"}
@@ -68,22 +67,14 @@ def admin_sources(settings: Settings) -> list[str]:
 
 
 @dataclass(frozen=True)
-class DigitalOceanSiteArgs:
-    """What `DigitalOceanSite` takes.
+class DigitalOceanSiteArgs(SiteArgs):
+    """What `DigitalOceanSite` takes (stack.site.SiteArgs).
 
-    - `settings`: the stack's validated settings (required): region, hosts (image, size),
+    - `settings` (required): the sections read are region, hosts (image, size),
       network.vpcCidr, ssh (public key, port, adminCidrs, bastion), load_balancer, domain, tls,
       deploy.healthPath, database, doProject, expiresAt, ephemeral and prod.
-    - `host_names`: the hosts to make, one droplet each, in rollout order (`web-0`, ...).
-      Default (None): the inventory's names, `inventory.host_names(settings)`.
+    - `host_names`: one droplet each; default (None) the inventory's names.
     """
-
-    settings: Settings
-    host_names: tuple[str, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if self.host_names is None:
-            object.__setattr__(self, "host_names", tuple(inventory.host_names(self.settings)))
 
 
 @dataclass
