@@ -25,11 +25,22 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
-from stack import aws_plan, inventory
+from stack import aws_plan
 from stack.aws_plan import HTTP_PORT, HTTPS_PORT, POSTGRES_PORT, WORLD_V4
 from stack.inventory import Host
-from stack.settings import Settings
-from stack.site import Site
+from stack.site import Site, SiteArgs
+
+
+@dataclass(frozen=True)
+class AwsSiteArgs(SiteArgs):
+    """What `AwsSite` takes (stack.site.SiteArgs).
+
+    - `settings` (required): the sections read are region, network (zones, vpcCidr), hosts
+      (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion), load_balancer,
+      domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
+      deploy.healthPath, database, expiresAt, ephemeral and prod.
+    - `host_names`: one EC2 instance each; default (None) the inventory's names.
+    """
 
 
 @dataclass
@@ -56,17 +67,18 @@ class Database:
 class AwsSite(pulumi.ComponentResource):
     """Everything a stack needs on AWS; `site` is what the rollout takes.
 
-    Args: `settings`, the stack's validated settings (region, hosts, database, domain, ssh,
-    network, ephemeral). Children are named `<name>-<part>`, all under this component, all
-    created through its own provider (the stack's region and default tags), so the user's
-    `aws:region` config plays no part."""
+    Children are named `<name>-<part>`, all under this component (`parent=self`, lookups
+    included), all created through its own provider (the stack's region and default tags), so
+    the user's `aws:region` config plays no part; each part is made by one method below."""
 
     site: Site
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: AwsSiteArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:aws:Site", name, None, opts)
+        settings = args.settings
         self._name = name
         self._s = settings
+        self._hosts = list(args.host_names or ())
         self._label = aws_plan.label(settings)
         self._zone: str | None = None  # the Route 53 zone's id, looked up once when needed
         self.provider = aws.Provider(
@@ -85,8 +97,7 @@ class AwsSite(pulumi.ComponentResource):
         else:
             addresses, url = self._single_host(instances[0])
 
-        hosts = [Host(name, address) for name, address in
-                 zip(inventory.host_names(settings), addresses, strict=True)]
+        hosts = [Host(host, address) for host, address in zip(self._hosts, addresses, strict=True)]
         self.site = Site(hosts=hosts, database_url=database.url,
                          url=url, database_endpoint=database.endpoint)
         self.register_outputs({"url": url, "hosts": addresses,
@@ -213,7 +224,7 @@ class AwsSite(pulumi.ComponentResource):
         key = aws.ec2.KeyPair(f"{n}-key", public_key=s.ssh.public_key, tags=self._tags("key"),
                               opts=self._opts())
         instances = []
-        for i, host in enumerate(inventory.host_names(s)):
+        for i, host in enumerate(self._hosts):
             zone = i % len(net.public)
             instances.append(aws.ec2.Instance(
                 f"{n}-{host}", ami=image.id, instance_type=s.hosts.size,
@@ -233,13 +244,9 @@ class AwsSite(pulumi.ComponentResource):
     def _single_host(self, instance: aws.ec2.Instance) -> tuple[list[pulumi.Output[str]], pulumi.Output[str]]:
         """No balancer: the host keeps one address across stop/start, DNS points at it."""
         n, s = self._name, self._s
-        address = aws.ec2.Eip(f"{n}-{inventory.host_names(s)[0]}-ip", domain="vpc",
+        address = aws.ec2.Eip(f"{n}-{self._hosts[0]}-ip", domain="vpc",
                               instance=instance.id, tags=self._tags("ip"), opts=self._opts())
-        if s.domain.dns_records:
-            zone = self._zone_id()
-            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
-                aws.route53.Record(f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A", ttl=300,
-                                   records=[address.public_ip], opts=self._opts())
+        self._dns(ttl=300, records=[address.public_ip])
         scheme = "https" if s.tls.enabled else "http"
         url = (pulumi.Output.from_input(f"{scheme}://{s.domain.name}/") if s.domain.name
                else pulumi.Output.concat(f"{scheme}://", address.public_ip, "/"))
@@ -265,7 +272,7 @@ class AwsSite(pulumi.ComponentResource):
                 enabled=True, protocol="HTTP", port="traffic-port", path=s.deploy.health_path,
                 matcher="200", interval=10, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
             tags=self._tags("web"), opts=self._opts())
-        for host, instance in zip(inventory.host_names(s), instances, strict=True):
+        for host, instance in zip(self._hosts, instances, strict=True):
             aws.lb.TargetGroupAttachment(f"{n}-{host}-target", target_group_arn=target.arn,
                                          target_id=instance.id, port=HTTP_PORT, opts=self._opts())
         forward = aws.lb.ListenerDefaultActionArgs(type="forward", target_group_arn=target.arn)
@@ -285,15 +292,20 @@ class AwsSite(pulumi.ComponentResource):
                 type="redirect", redirect=aws.lb.ListenerDefaultActionRedirectArgs(
                     protocol="HTTPS", port=str(HTTPS_PORT), status_code="HTTP_301"))],
             opts=self._opts())
-        if s.domain.dns_records:
-            zone = self._zone_id()
-            for part, fqdn in zip(("apex", "www"), aws_plan.site_names(s), strict=False):
-                aws.route53.Record(
-                    f"{n}-dns-{part}", zone_id=zone, name=fqdn, type="A",
-                    aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
-                                                         evaluate_target_health=True)],
-                    opts=self._opts())
+        self._dns(aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
+                                                      evaluate_target_health=True)])
         return pulumi.Output.from_input(f"https://{s.domain.name}/")
+
+    # -- DNS and certificate -------------------------------------------------------------------
+    def _dns(self, **front) -> None:
+        """domain.dnsRecords: the domain (and www) in domain.route53Zone point at the front
+        (`front`: the A record's target, an address with its ttl or the balancer's alias)."""
+        if not self._s.domain.dns_records:
+            return
+        zone = self._zone_id()
+        for part, fqdn in zip(("apex", "www"), aws_plan.site_names(self._s), strict=False):
+            aws.route53.Record(f"{self._name}-dns-{part}", zone_id=zone, name=fqdn, type="A",
+                               opts=self._opts(), **front)
 
     def _zone_id(self) -> str:
         """domain.route53Zone's id (a public zone: records there are what the world resolves)."""

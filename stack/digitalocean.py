@@ -25,15 +25,15 @@ import base64
 import hashlib
 import ipaddress
 import re
+from dataclasses import dataclass
 from urllib.parse import quote
 
 import pulumi
 import pulumi_digitalocean as do
 
-from stack import inventory
 from stack.inventory import Host
 from stack.settings import Settings
-from stack.site import DatabaseAdmin, Site
+from stack.site import DatabaseAdmin, Site, SiteArgs
 
 IMAGES = {"debian-12": "debian-12-x64", "ubuntu-24.04": "ubuntu-24-04-x64",
           "ubuntu-22.04": "ubuntu-22-04-x64"}
@@ -66,141 +66,155 @@ def admin_sources(settings: Settings) -> list[str]:
     return sorted(set(sources))
 
 
+@dataclass(frozen=True)
+class DigitalOceanSiteArgs(SiteArgs):
+    """What `DigitalOceanSite` takes (stack.site.SiteArgs).
+
+    - `settings` (required): the sections read are region, hosts (image, size),
+      network.vpcCidr, ssh (public key, port, adminCidrs, bastion), load_balancer, domain, tls,
+      deploy.healthPath, database, doProject, expiresAt, ephemeral and prod.
+    - `host_names`: one droplet each; default (None) the inventory's names.
+    """
+
+
+@dataclass
+class Tags:
+    stack: do.Tag  # on everything that takes tags
+    web: do.Tag  # the web droplets: the balancer and both firewalls find them by it
+    expiry: list[pulumi.Output[str]]  # an ephemeral stack's expiry, as a tag of its own
+
+
+@dataclass
+class Database:
+    url: pulumi.Output[str]  # secret
+    endpoint: pulumi.Output[str]
+    admin: DatabaseAdmin
+
+
 class DigitalOceanSite(pulumi.ComponentResource):
-    """The DigitalOcean side of a stack; `site` is what the rollout takes."""
+    """The DigitalOcean side of a stack; `site` is what the rollout takes.
+
+    Children are named `<name>-<part>`, all under this component (`parent=self`, lookups
+    included), each part made by one method below."""
 
     site: Site
 
-    def __init__(self, name: str, settings: Settings, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: DigitalOceanSiteArgs,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:digitalocean:Site", name, None, opts)
-        s = settings
-        prefix = slug(f"{s.project}-{s.stack}")
-        child = pulumi.ResourceOptions(parent=self)
-        hosts = inventory.host_names(s)
-        domains = self._domains(s)
+        self._name = name
+        self._s = s = args.settings
+        self._hosts = list(args.host_names or ())
+        self._prefix = slug(f"{s.project}-{s.stack}")
 
-        project = None
-        if s.do_project:
-            project = do.Project(
-                f"{name}-project", name=prefix, purpose="Web Application",
-                environment=ENVIRONMENTS.get(s.stack, "Development"),
-                description=f"flask-stack, stack {s.stack}: droplets, load balancer, PostgreSQL",
-                opts=child)
+        domains = self._domains()
+        project = self._project()
         project_id = project.id if project else None
-
-        stack_tag = do.Tag(f"{name}-stack-tag", name=prefix, opts=child)
-        # DigitalOcean tags are bare names: an ephemeral stack's expiry is one of its own, on
-        # everything that takes tags (droplets and the database cluster).
-        expiry_tags = ([do.Tag(f"{name}-expiry-tag", name=f"expires-at:{s.expires_at}", opts=child).name]
-                       if s.expires_at else [])
-        web_tag = do.Tag(f"{name}-web-tag", name=f"{prefix}-web", opts=child)
-        vpc = do.Vpc(f"{name}-vpc", name=prefix, region=s.region, ip_range=s.network.vpc_cidr,
-                     description=f"flask-stack {s.stack}", opts=child)
-
-        key = self._ssh_key(name, s, prefix, child)
-        droplets = [
-            do.Droplet(
-                f"{name}-{host}", name=f"{prefix}-{host}", image=IMAGES[s.hosts.image],
-                region=s.region, size=s.hosts.size, vpc_uuid=vpc.id, ssh_keys=[key],
-                tags=[stack_tag.name, web_tag.name, *expiry_tags], monitoring=True, droplet_agent=True,
-                graceful_shutdown=True,
-                # The key only matters when a droplet is made; rotating it must not replace hosts.
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ssh_keys"]))
-            for host in hosts
-        ]
-
+        tags = self._tags()
+        vpc = self._network()
+        droplets = self._droplets(vpc, tags)
         balancer = None
         if s.load_balancer:
-            balancer = self._load_balancer(name, s, prefix, vpc, web_tag, domains, project_id, child)
+            balancer = self._load_balancer(vpc, tags.web, domains, project_id)
         elif domains and s.domain.dns_records:
-            for label, _ in domains:
-                do.DnsRecord(f"{name}-dns-{label.replace('@', 'apex')}", domain=s.domain.name,
-                             type="A", name=label, value=droplets[0].ipv4_address, ttl=300,
-                             opts=child)
-
-        self._firewall(name, s, prefix, web_tag, balancer, child)
-        database_url, endpoint, admin = self._database(name, s, prefix, vpc, [stack_tag.name, *expiry_tags],
-                                                       web_tag, project_id)
+            self._dns(droplets[0], domains)
+        self._firewall(tags.web, balancer)
+        database = self._database(vpc, tags, project_id)
         if project is not None:
             do.ProjectResources(f"{name}-project-droplets", project=project.id,
-                                resources=[d.droplet_urn for d in droplets], opts=child)
+                                resources=[d.droplet_urn for d in droplets], opts=self._opts())
+        url = self._url(domains, balancer, droplets[0])
 
-        scheme = "https" if (domains and s.load_balancer) or s.tls.enabled else "http"
-        if s.domain.name and scheme == "https":
-            url: pulumi.Input[str] = f"https://{s.domain.name}/"
-        elif balancer is not None:
-            url = balancer.ip.apply(lambda ip: f"http://{ip}/")
-        else:
-            url = droplets[0].ipv4_address.apply(lambda ip: f"{scheme}://{s.domain.name or ip}/")
-
-        self.site = Site(hosts=[Host(host, d.ipv4_address) for host, d in zip(hosts, droplets, strict=True)],
-                         database_url=database_url, url=url, database_endpoint=endpoint,
-                         database_admin=admin)
+        self.site = Site(hosts=[Host(host, d.ipv4_address)
+                                for host, d in zip(self._hosts, droplets, strict=True)],
+                         database_url=database.url, url=url, database_endpoint=database.endpoint,
+                         database_admin=database.admin)
         self.register_outputs({
             "url": url,
             "hosts": [d.ipv4_address for d in droplets],
-            "databaseEndpoint": endpoint,
+            "databaseEndpoint": database.endpoint,
             "loadBalancer": balancer.ip if balancer else None,
         })
 
-    # -- parts ----------------------------------------------------------------------------
-    @staticmethod
-    def _domains(s: Settings) -> list[tuple[str, str]]:
+    # -- helpers ---------------------------------------------------------------------------
+    def _opts(self, **kwargs) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, **kwargs)
+
+    def _invoke(self) -> pulumi.InvokeOptions:
+        return pulumi.InvokeOptions(parent=self)
+
+    # -- names, project, tags, network -------------------------------------------------------
+    def _domains(self) -> list[tuple[str, str]]:
         """(DNS record name, full name) of every name the site answers to."""
+        s = self._s
         if not s.domain.name:
             return []
         names = [("@", s.domain.name)]
         if s.domain.www_redirect:
             names.append(("www", f"www.{s.domain.name}"))
         if s.domain.dns_records or s.load_balancer:
-            _require_domain_in_account(s.domain.name)
+            _require_domain_in_account(s.domain.name, self._invoke())
         return names
 
-    @staticmethod
-    def _ssh_key(name: str, s: Settings, prefix: str, child: pulumi.ResourceOptions) -> pulumi.Input[str]:
+    def _project(self) -> do.Project | None:
+        """doProject: a DigitalOcean project that groups the stack's resources."""
+        s = self._s
+        if not s.do_project:
+            return None
+        return do.Project(
+            f"{self._name}-project", name=self._prefix, purpose="Web Application",
+            environment=ENVIRONMENTS.get(s.stack, "Development"),
+            description=f"flask-stack, stack {s.stack}: droplets, load balancer, PostgreSQL",
+            opts=self._opts())
+
+    def _tags(self) -> Tags:
+        n, s = self._name, self._s
+        stack = do.Tag(f"{n}-stack-tag", name=self._prefix, opts=self._opts())
+        # DigitalOcean tags are bare names: an ephemeral stack's expiry is one of its own, on
+        # everything that takes tags (droplets and the database cluster).
+        expiry = ([do.Tag(f"{n}-expiry-tag", name=f"expires-at:{s.expires_at}", opts=self._opts()).name]
+                  if s.expires_at else [])
+        web = do.Tag(f"{n}-web-tag", name=f"{self._prefix}-web", opts=self._opts())
+        return Tags(stack=stack, web=web, expiry=expiry)
+
+    def _network(self) -> do.Vpc:
+        s = self._s
+        return do.Vpc(f"{self._name}-vpc", name=self._prefix, region=s.region,
+                      ip_range=s.network.vpc_cidr, description=f"flask-stack {s.stack}",
+                      opts=self._opts())
+
+    # -- hosts -------------------------------------------------------------------------------
+    def _droplets(self, vpc: do.Vpc, tags: Tags) -> list[do.Droplet]:
+        s = self._s
+        key = self._ssh_key()
+        return [
+            do.Droplet(
+                f"{self._name}-{host}", name=f"{self._prefix}-{host}", image=IMAGES[s.hosts.image],
+                region=s.region, size=s.hosts.size, vpc_uuid=vpc.id, ssh_keys=[key],
+                tags=[tags.stack.name, tags.web.name, *tags.expiry], monitoring=True,
+                droplet_agent=True, graceful_shutdown=True,
+                # The key only matters when a droplet is made; rotating it must not replace hosts.
+                opts=self._opts(ignore_changes=["ssh_keys"]))
+            for host in self._hosts
+        ]
+
+    def _ssh_key(self) -> pulumi.Input[str]:
         """The fingerprint the droplets are made with. DigitalOcean accepts each public key once
         per account: a key the user already uploaded (under another name than ours) is used as it
         is; otherwise the stack makes and owns its own."""
-        public_key = s.ssh.public_key or ""
-        ours = f"{prefix}-deploy"
+        public_key = self._s.ssh.public_key or ""
+        ours = f"{self._prefix}-deploy"
         wanted = fingerprint(public_key)
-        for existing in do.get_ssh_keys().ssh_keys:
+        for existing in do.get_ssh_keys(opts=self._invoke()).ssh_keys:
             if existing.fingerprint == wanted and existing.name != ours:
                 return existing.fingerprint
-        return do.SshKey(f"{name}-ssh-key", name=ours, public_key=public_key, opts=child).fingerprint
+        return do.SshKey(f"{self._name}-ssh-key", name=ours, public_key=public_key,
+                         opts=self._opts()).fingerprint
 
-    @staticmethod
-    def _load_balancer(name: str, s: Settings, prefix: str, vpc: do.Vpc, web_tag: do.Tag,
-                       domains: list[tuple[str, str]], project_id: pulumi.Input[str] | None,
-                       child: pulumi.ResourceOptions) -> do.LoadBalancer:
-        rules = [do.LoadBalancerForwardingRuleArgs(
-            entry_protocol="http", entry_port=80, target_protocol="http", target_port=80)]
-        if domains:
-            full_names = [fqdn for _, fqdn in domains]
-            # The name follows the domains, so a changed list makes a new certificate before
-            # the old one goes (DigitalOcean names are unique).
-            digest = hashlib.sha256(",".join(full_names).encode()).hexdigest()[:8]
-            certificate = do.Certificate(f"{name}-certificate", name=f"{prefix}-{digest}",
-                                         type="lets_encrypt", domains=full_names, opts=child)
-            rules.append(do.LoadBalancerForwardingRuleArgs(
-                entry_protocol="https", entry_port=443, target_protocol="http", target_port=80,
-                certificate_name=certificate.name))
-        return do.LoadBalancer(
-            f"{name}-lb", name=prefix, region=s.region, vpc_uuid=vpc.id, droplet_tag=web_tag.name,
-            size_unit=1, forwarding_rules=rules, redirect_http_to_https=bool(domains),
-            # DigitalOcean points the certificate's names at the balancer itself.
-            disable_lets_encrypt_dns_records=not s.domain.dns_records,
-            healthcheck=do.LoadBalancerHealthcheckArgs(
-                protocol="http", port=80, path=s.deploy.health_path, check_interval_seconds=10,
-                response_timeout_seconds=5, healthy_threshold=3, unhealthy_threshold=3),
-            # Below the front's keepalive_timeout (75 s behind a balancer), so the balancer
-            # never reuses a connection the host is closing.
-            http_idle_timeout_seconds=60, enable_backend_keepalive=True, project_id=project_id,
-            opts=child)
-
-    @staticmethod
-    def _firewall(name: str, s: Settings, prefix: str, web_tag: do.Tag,
-                  balancer: do.LoadBalancer | None, child: pulumi.ResourceOptions) -> do.Firewall:
+    def _firewall(self, web_tag: do.Tag, balancer: do.LoadBalancer | None) -> do.Firewall:
+        """80 from the balancer only (80 and 443 from anywhere without one), SSH from the
+        admins, everything outbound."""
+        s = self._s
         inbound = []
         if balancer is not None:
             inbound.append(do.FirewallInboundRuleArgs(
@@ -216,28 +230,72 @@ class DigitalOceanSite(pulumi.ComponentResource):
                                                 destination_addresses=WORLD)
                     for proto in ("tcp", "udp")]
         outbound.append(do.FirewallOutboundRuleArgs(protocol="icmp", destination_addresses=WORLD))
-        return do.Firewall(f"{name}-firewall", name=f"{prefix}-web", tags=[web_tag.name],
-                           inbound_rules=inbound, outbound_rules=outbound, opts=child)
+        return do.Firewall(f"{self._name}-firewall", name=f"{self._prefix}-web", tags=[web_tag.name],
+                           inbound_rules=inbound, outbound_rules=outbound, opts=self._opts())
 
-    def _database(self, name: str, s: Settings, prefix: str, vpc: do.Vpc, tags: list[pulumi.Output[str]],
-                  web_tag: do.Tag, project_id: pulumi.Input[str] | None,
-                  ) -> tuple[pulumi.Output[str], pulumi.Output[str], DatabaseAdmin]:
+    # -- load balancer, DNS, URL -------------------------------------------------------------
+    def _load_balancer(self, vpc: do.Vpc, web_tag: do.Tag, domains: list[tuple[str, str]],
+                       project_id: pulumi.Input[str] | None) -> do.LoadBalancer:
+        n, s = self._name, self._s
+        rules = [do.LoadBalancerForwardingRuleArgs(
+            entry_protocol="http", entry_port=80, target_protocol="http", target_port=80)]
+        if domains:
+            full_names = [fqdn for _, fqdn in domains]
+            # The name follows the domains, so a changed list makes a new certificate before
+            # the old one goes (DigitalOcean names are unique).
+            digest = hashlib.sha256(",".join(full_names).encode()).hexdigest()[:8]
+            certificate = do.Certificate(f"{n}-certificate", name=f"{self._prefix}-{digest}",
+                                         type="lets_encrypt", domains=full_names, opts=self._opts())
+            rules.append(do.LoadBalancerForwardingRuleArgs(
+                entry_protocol="https", entry_port=443, target_protocol="http", target_port=80,
+                certificate_name=certificate.name))
+        return do.LoadBalancer(
+            f"{n}-lb", name=self._prefix, region=s.region, vpc_uuid=vpc.id, droplet_tag=web_tag.name,
+            size_unit=1, forwarding_rules=rules, redirect_http_to_https=bool(domains),
+            # DigitalOcean points the certificate's names at the balancer itself.
+            disable_lets_encrypt_dns_records=not s.domain.dns_records,
+            healthcheck=do.LoadBalancerHealthcheckArgs(
+                protocol="http", port=80, path=s.deploy.health_path, check_interval_seconds=10,
+                response_timeout_seconds=5, healthy_threshold=3, unhealthy_threshold=3),
+            # Below the front's keepalive_timeout (75 s behind a balancer), so the balancer
+            # never reuses a connection the host is closing.
+            http_idle_timeout_seconds=60, enable_backend_keepalive=True, project_id=project_id,
+            opts=self._opts())
+
+    def _dns(self, droplet: do.Droplet, domains: list[tuple[str, str]]) -> None:
+        """Single-host mode: the domain's records point at the one droplet."""
+        for label, _ in domains:
+            do.DnsRecord(f"{self._name}-dns-{label.replace('@', 'apex')}", domain=self._s.domain.name,
+                         type="A", name=label, value=droplet.ipv4_address, ttl=300, opts=self._opts())
+
+    def _url(self, domains: list[tuple[str, str]], balancer: do.LoadBalancer | None,
+             first: do.Droplet) -> pulumi.Input[str]:
+        s = self._s
+        scheme = "https" if (domains and s.load_balancer) or s.tls.enabled else "http"
+        if s.domain.name and scheme == "https":
+            return f"https://{s.domain.name}/"
+        if balancer is not None:
+            return balancer.ip.apply(lambda ip: f"http://{ip}/")
+        return first.ipv4_address.apply(lambda ip: f"{scheme}://{s.domain.name or ip}/")
+
+    # -- database ----------------------------------------------------------------------------
+    def _database(self, vpc: do.Vpc, tags: Tags, project_id: pulumi.Input[str] | None) -> Database:
+        n, s = self._name, self._s
         db = s.database
-        child = pulumi.ResourceOptions(parent=self)
         cluster = do.DatabaseCluster(
-            f"{name}-db", name=f"{prefix}-db", engine="pg", version=db.engine_version,
+            f"{n}-db", name=f"{self._prefix}-db", engine="pg", version=db.engine_version,
             size=db.size, region=s.region, node_count=2 if db.high_availability else 1,
-            private_network_uuid=vpc.id, tags=tags, project_id=project_id,
+            private_network_uuid=vpc.id, tags=[tags.stack.name, *tags.expiry], project_id=project_id,
             maintenance_windows=[do.DatabaseClusterMaintenanceWindowArgs(day="sunday", hour="03:00:00")],
             # Not even `pulumi destroy` deletes the database of a lasting stack; on prod a
             # destroy after `pulumi state unprotect` still leaves it in the account.
-            opts=pulumi.ResourceOptions(parent=self, protect=not s.ephemeral,
-                                        retain_on_delete=s.is_prod))
-        database = do.DatabaseDb(f"{name}-db-database", cluster_id=cluster.id, name=db.name, opts=child)
-        user = do.DatabaseUser(f"{name}-db-user", cluster_id=cluster.id, name=db.user, opts=child)
+            opts=self._opts(protect=not s.ephemeral, retain_on_delete=s.is_prod))
+        database = do.DatabaseDb(f"{n}-db-database", cluster_id=cluster.id, name=db.name,
+                                 opts=self._opts())
+        user = do.DatabaseUser(f"{n}-db-user", cluster_id=cluster.id, name=db.user, opts=self._opts())
         firewall = do.DatabaseFirewall(
-            f"{name}-db-firewall", cluster_id=cluster.id,
-            rules=[do.DatabaseFirewallRuleArgs(type="tag", value=web_tag.name)], opts=child)
+            f"{n}-db-firewall", cluster_id=cluster.id,
+            rules=[do.DatabaseFirewallRuleArgs(type="tag", value=tags.web.name)], opts=self._opts())
 
         def url(args: list) -> str:
             password, host, port, database_name = args[:4]
@@ -262,13 +320,14 @@ class DigitalOceanSite(pulumi.ComponentResource):
                 cluster.private_host, cluster.port, cluster.user, cluster.password,
                 pulumi.Output.all(user.id, database.id, firewall.id)).apply(admin_env)),
             database=db.name, user=db.user)
-        return database_url, endpoint, admin
+        return Database(url=database_url, endpoint=endpoint, admin=admin)
 
 
-def _require_domain_in_account(domain: str) -> None:
+def _require_domain_in_account(domain: str, opts: pulumi.InvokeOptions) -> None:
     """DigitalOcean issues the balancer's Let's Encrypt certificate (and writes the records)
     only for a domain its DNS serves: say so before anything is created."""
-    found = do.get_domains(filters=[do.GetDomainsFilterArgs(key="name", values=[domain])]).domains
+    found = do.get_domains(filters=[do.GetDomainsFilterArgs(key="name", values=[domain])],
+                           opts=opts).domains
     if not any(d.name == domain for d in found):
         raise pulumi.RunError(
             f"flask-stack:domain.name: {domain} is not a domain in this DigitalOcean account's DNS. "

@@ -45,11 +45,11 @@ def run() -> dict[str, object]:
 def build_site(config: settings.Settings) -> site.Site:
     """The platform's cloud side (imported only for its platform: pulumi_aws is slow to load)."""
     if config.platform == "aws":
-        from stack.aws import AwsSite
+        from stack.aws import AwsSite, AwsSiteArgs
 
-        return AwsSite("site", config).site
+        return AwsSite("site", AwsSiteArgs(config)).site
     if config.platform == "digitalocean":
-        from stack.digitalocean import DigitalOceanSite
+        from stack.digitalocean import DigitalOceanSite, DigitalOceanSiteArgs
 
-        return DigitalOceanSite("site", config).site
+        return DigitalOceanSite("site", DigitalOceanSiteArgs(config)).site
     return site.existing(config)

@@ -11,6 +11,23 @@ from stack.inventory import Host
 from stack.settings import Settings
 
 
+@dataclass(frozen=True)
+class SiteArgs:
+    """What a cloud site component takes (the fields of AwsSiteArgs and DigitalOceanSiteArgs).
+
+    - `settings`: the stack's validated settings (required).
+    - `host_names`: the hosts to make, one machine each, in rollout order (`web-0`, ...).
+      Default (None): the inventory's names, `inventory.host_names(settings)`.
+    """
+
+    settings: Settings
+    host_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.host_names is None:
+            object.__setattr__(self, "host_names", tuple(inventory.host_names(self.settings)))
+
+
 @dataclass
 class Site:
     """What a platform hands the rollout: every host with the address to SSH to, the database

@@ -23,6 +23,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from stack import aws_plan, inventory, render, settings
 from stack.reader import SettingsError
+from tests.support import snapshot
 from tests.support.cloud import (
     ancestors,
     example_config,
@@ -771,6 +772,21 @@ def test_only_the_env_step_waits_for_the_database(g):
 
 
 # -- the program as a whole ----------------------------------------------------------------------
+def test_the_args_take_the_inventorys_host_names_unless_given(graphs):
+    from stack.aws import AwsSiteArgs  # here: importing the module imports pulumi_aws
+
+    config = graphs["complete"].settings
+    names = ("web-0", "web-1", "web-2")
+    assert AwsSiteArgs(config).host_names == tuple(inventory.host_names(config)) == names
+    assert AwsSiteArgs(config, ("web-0",)).host_names == ("web-0",)
+
+
+@each()
+def test_the_resource_graph_matches_its_snapshot(g, variant):
+    """No resource's type, name, parent, provider or inputs change unnoticed (tests/support/snapshot.py)."""
+    snapshot.check(f"aws-{variant}", snapshot.graph(g.run.monitor, g.mocks.invokes, g.run.resolved))
+
+
 @each("minimal", "complete")
 def test_a_second_run_declares_identical_inputs(g, variant):
     config, keys, stack = VARIANTS[variant]

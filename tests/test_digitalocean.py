@@ -12,8 +12,9 @@ from urllib.parse import urlsplit
 import pulumi
 import pytest
 
-from stack import scripts, settings
-from stack.digitalocean import fingerprint
+from stack import inventory, scripts, settings
+from stack.digitalocean import DigitalOceanSiteArgs, fingerprint
+from tests.support import snapshot
 from tests.support.cloud import (
     TEST_PUBLIC_KEY,
     ancestors,
@@ -45,10 +46,22 @@ def fake_address(name: str) -> str:
     return f"203.0.113.{int(hashlib.sha256(name.encode()).hexdigest(), 16) % 200 + 20}"
 
 
+class DoMocks(StrictMocks):
+    """StrictMocks that keep every invoke (token, arguments, provider) for the snapshot."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.invokes: list[tuple[str, dict, str]] = []
+
+    def call(self, args):
+        self.invokes.append((args.token, dict(args.args), args.provider))
+        return super().call(args)
+
+
 def do_mocks(*, account_keys: list[dict] | None = None, domains: tuple[str, ...] = ("example.com",)):
     """What DigitalOcean would answer: addresses for droplets and the balancer, the database's
     private host and generated passwords; the account's SSH keys and DNS domains."""
-    return StrictMocks(
+    return DoMocks(
         calls={
             f"{DO}getSshKeys:getSshKeys": {"sshKeys": account_keys or []},
             f"{DO}getDomains:getDomains": lambda args: {"domains": [
@@ -432,6 +445,40 @@ def test_single_host_mode_points_the_domain_at_the_droplet(single):
         assert (record.inputs["type"], record.inputs["domain"]) == ("A", "example.com"), record.urn
         assert record.inputs["value"] == fake_address(droplet.name), record.urn
     assert single.resolved["url"] == "https://example.com/"
+
+
+# -- the component ----------------------------------------------------------------------------
+def test_the_args_take_the_inventorys_host_names_unless_given():
+    config, keys = example_config("digitalocean-complete")
+    loaded = settings.load(config, stack="test", project_dir=ROOT, secret_keys=frozenset(keys))
+    assert DigitalOceanSiteArgs(loaded).host_names == tuple(inventory.host_names(loaded))
+    assert DigitalOceanSiteArgs(loaded, ("web-0",)).host_names == ("web-0",)
+
+
+# -- the resource graph, pinned -----------------------------------------------------------------
+MINIMAL_KEY = example_config("digitalocean-minimal")[0]["ssh"]["publicKey"]
+SNAPSHOTS = {
+    "minimal": lambda: run("digitalocean-minimal", mocks=do_mocks()),
+    "complete": lambda: run("digitalocean-complete", mocks=do_mocks()),
+    "single-host": lambda: run("digitalocean-complete", mocks=do_mocks(), loadBalancer=False,
+                               hosts={"count": 1}, tls={"enabled": True, "email": "ops@example.com"}),
+    "account-key": lambda: run("digitalocean-minimal", mocks=do_mocks(account_keys=[{
+        "name": "laptop", "fingerprint": fingerprint(MINIMAL_KEY), "publicKey": MINIMAL_KEY,
+        "id": 7}])),
+    "no-project": lambda: run("digitalocean-minimal", mocks=do_mocks(), doProject=False),
+    "prod": lambda: run("prod", stack="prod", mocks=do_mocks()),
+    "staging": lambda: run("staging", stack="staging", mocks=do_mocks()),
+    "review": lambda: run("review", stack="pr-7", mocks=do_mocks()),
+    "dev": lambda: run("Pulumi.dev", stack="dev", mocks=do_mocks()),
+}
+
+
+@pytest.mark.parametrize("variant", SNAPSHOTS)
+def test_the_resource_graph_matches_its_snapshot(variant):
+    """No resource's type, name, parent, provider or inputs change unnoticed (tests/support/snapshot.py)."""
+    result = SNAPSHOTS[variant]()
+    mocks = result.monitor.mocks
+    snapshot.check(f"digitalocean-{variant}", snapshot.graph(result.monitor, mocks.invokes, result.resolved))
 
 
 # -- the dev stack and imports ----------------------------------------------------------------
