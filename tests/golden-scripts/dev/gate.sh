@@ -6,7 +6,8 @@ trap 'rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) runn
 # loop has pushed the cause out of the last 40 lines, its last error lines come first.
 capture_journal() {
   local all errors
-  all=$(journalctl -u app.service -n 400 --no-pager -o short-precise 2>&1     | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
+  all=$(journalctl -u app.service -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
   journal=$(tail -n 40 <<<"$all")
   if ! grep -qE 'Error|Exception' <<<"$journal"; then
     errors=$(grep -E 'Error|Exception' <<<"$all" | tail -n 10 || true)

@@ -80,5 +80,6 @@ if ! out=$(certbot certonly --non-interactive --agree-tos --no-eff-email --email
   fail "no certificate for example.com and www.example.com from $acme: the ACME server could not validate host web-0 (203.0.113.10) over HTTP-01 or refused the order. Nothing changed on the host: it serves what it served before. Check that example.com and www.example.com resolve to this host and that port 80 is open to the internet. certbot said:
 $(tail -n 25 <<<"$out")"
 fi
-RENEWED_LINEAGE=/etc/letsencrypt/live/example.com /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop   || fail "the certificate for example.com was obtained but the front did not serve it (above); the previous certificate serves again"
+RENEWED_LINEAGE=/etc/letsencrypt/live/example.com /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop \
+  || fail "the certificate for example.com was obtained but the front did not serve it (above); the previous certificate serves again"
 echo "flask-stack: web-0 serves the certificate of example.com and www.example.com from $acme; certbot.timer renews it"

@@ -39,7 +39,8 @@ reload_and_wait() {
 # loop has pushed the cause out of the last 40 lines, its last error lines come first.
 capture_journal() {
   local all errors
-  all=$(journalctl -u app.service -n 400 --no-pager -o short-precise 2>&1     | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
+  all=$(journalctl -u app.service -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
   journal=$(tail -n 40 <<<"$all")
   if ! grep -qE 'Error|Exception' <<<"$journal"; then
     errors=$(grep -E 'Error|Exception' <<<"$all" | tail -n 10 || true)
@@ -220,7 +221,8 @@ if [ "$previous" != "$rel" ]; then
     switched=1
     reload_and_wait app.service 40 || true
     # Healthy means: every worker runs the new release, and the front gets 200 from it.
-    if ! wait_workers_in "$rel" app.service 60         || ! healthy_within 60; then
+    if ! wait_workers_in "$rel" app.service 60 \
+        || ! healthy_within 60; then
       probe || true  # the workers never took the release: report what the front answers now
       capture_journal
       if [ -n "$previous" ]; then
