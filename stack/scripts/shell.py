@@ -4,8 +4,8 @@ Its `finalize` turns every `{{ expression }}` into one shell word (`shlex.quote`
 cannot paste a value raw by accident. Shell text made here in Python (an argv joined by
 `cmd`, a heredoc whose delimiter cannot occur in its content) is marked `Shell` and goes in as
 it is. Numbers go in as decimal digits (they cannot hold a shell character); a bool or None is
-a mistake in the template and raises. Inside a quoted message a value goes through `dq` (in
-"...") or `sq` (in '...'), which escape what that kind of quote would otherwise interpret.
+a mistake in the template and raises. Inside a double-quoted message a value goes through `dq`,
+which escapes what double quotes would otherwise interpret.
 """
 
 from __future__ import annotations
@@ -45,11 +45,6 @@ def dq(value: str | int) -> Shell:
     return Shell(text)
 
 
-def sq(value: str) -> Shell:
-    """Text for inside a single-quoted word: each ' closes, adds an escaped ', reopens."""
-    return Shell(str(value).replace("'", "'\\''"))
-
-
 def cmd(*argv: str) -> Shell:
     """One command from its argv, every token quoted."""
     return Shell(shlex.join(argv))
@@ -79,7 +74,7 @@ def environment() -> jinja2.Environment:
         comment_end_string="##}",
         autoescape=False,  # noqa: S701 - shell, quoted by finalize
     )
-    env.filters.update(dq=dq, sq=sq)
+    env.filters.update(dq=dq)
     env.globals.update(cmd=cmd, heredoc=heredoc)
     return env
 

@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: bootstrap on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: bootstrap on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: bootstrap on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 # A new cloud host may still be running cloud-init and its first apt run.
 if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 wanted=(ca-certificates curl nginx python3-venv unattended-upgrades)

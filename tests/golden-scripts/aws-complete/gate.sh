@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: health gate on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 # The app's latest messages (its access log left out), taken before any undo. When a restart
 # loop has pushed the cause out of the last 40 lines, its last error lines come first.
 capture_journal() {
@@ -47,9 +48,10 @@ current=/srv/rocket/current
 cd /srv/rocket/releases
 live=$(basename "$(readlink "$current")")
 older=0
-for release in $(ls -1t); do
+# Newest first, as `ls -t` orders them (ties by name), without parsing ls.
+while read -r _ release; do
   case "$release" in "$live"|.*) continue ;; esac
   older=$((older + 1))
   if [ $older -ge 5 ]; then rm -rf -- "$release"; fi
-done
+done < <(find . -mindepth 1 -maxdepth 1 -printf '%T@ %P\n' | sort -k1,1rn -k2,2)
 echo "web-0 answers 200 on /healthz"

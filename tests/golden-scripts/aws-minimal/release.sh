@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: release on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: release on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: release on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
 # True when every worker of a service runs in directory $1 (Gunicorn's workers take their
 # working directory, the resolved `current` link, from the master at each reload).

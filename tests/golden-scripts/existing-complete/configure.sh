@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: configure on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: configure on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: configure on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
 # True when every worker of a service runs in directory $1 (Gunicorn's workers take their
 # working directory, the resolved `current` link, from the master at each reload).
@@ -76,7 +77,6 @@ stage=$(mktemp -d /etc/rocket/.stage.XXXXXX); rb="$stage/replaced"; installing=0
 first=1; [ -f /etc/systemd/system/rocket.service ] && first=0
 front_was_active=0; systemctl is-active --quiet haproxy && front_was_active=1
 other_was_active=0; systemctl is-active --quiet nginx 2>/dev/null && other_was_active=1
-link_existed=0; :
 # Whatever makes this step fail once files are being replaced, the replaced ones go back first
 # (and on a first config the app's units are stopped and removed), leaving a front whose config
 # passes its own check.
@@ -86,7 +86,6 @@ undo_config() {
   if [ $first = 1 ]; then systemctl disable --now --quiet rocket.socket rocket.service >/dev/null 2>&1 || true; fi
   if [ -d "$rb/files" ]; then cp -a "$rb/files/." /; fi
   if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
-  :
   systemctl daemon-reload
   systemctl reset-failed rocket.service rocket.socket >/dev/null 2>&1 || true
   if [ $first = 0 ]; then systemctl restart rocket.service || true; fi

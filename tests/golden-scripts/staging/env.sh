@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: env on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: env on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: env on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 # The app's latest messages (its access log left out), taken before any undo. When a restart
 # loop has pushed the cause out of the last 40 lines, its last error lines come first.
 capture_journal() {

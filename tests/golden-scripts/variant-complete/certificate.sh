@@ -1,7 +1,8 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 fail() { echo "flask-stack: certificate on host web-0: $*" >&2; exit 1; }
-trap 'rc=$?; echo "flask-stack: certificate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2' ERR
+failed() { local rc=$?; echo "flask-stack: certificate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
 install -d -m 0700 -o root -g root /etc/rocket-shop/tls
 install -d -m 0755 /etc/letsencrypt/renewal-hooks/deploy
 cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new <<'FLASKSTACK_9F9716A6295459D5'
