@@ -1,4 +1,4 @@
-"""The remote steps' scripts: pinned output, shellcheck, and quoting.
+"""The remote steps' scripts: pinned output, shellcheck, quoting, and a few exact commands.
 
 Pinned output: every step's script for host web-0 of the dev stack, every example and two
 variants, made with a fixed release and address, is compared byte for byte with
@@ -12,14 +12,19 @@ files a host receives). After an intended change to a script template, regenerat
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
+import jinja2
 import pytest
 
-from stack import inventory, render, scripts
+from stack import inventory, render, scripts, settings
 from stack.paths import Paths
 from stack.release import Release
+from stack.scripts import shell
 from tests.support import stacks
 
 GOLDEN = Path(__file__).resolve().parent / "golden-scripts"
@@ -82,3 +87,187 @@ def test_golden(case):
     assert sorted(pinned) == sorted(made), "the set of steps changed"
     for step, text in made.items():
         assert text == pinned[step], f"{step} differs from {directory / (step + '.sh')}"
+
+
+# -- shellcheck ------------------------------------------------------------------------------
+def shellcheck_path() -> str:
+    found = shutil.which("shellcheck")
+    if found:
+        return found
+    if os.environ.get("CI", "") not in ("", "0", "false"):
+        pytest.fail("shellcheck is missing and CI is set: install it (bin/test's ensure_apt does)")
+    pytest.skip("shellcheck is not installed (apt-get install shellcheck); under CI this fails")
+
+
+CHECKED = stacks.all_cases()
+_seen: set[str] = set()  # scripts already checked for an earlier case (many cases share some)
+
+
+@pytest.mark.parametrize("case", CHECKED, ids=[c.id for c in CHECKED])
+def test_shellcheck_finds_nothing(case, tmp_path):
+    """Every step's script of every stack file, example and variant: 0 findings."""
+    tool = shellcheck_path()
+    made = {step: text for step, text in step_scripts(case).items() if text not in _seen}
+    _seen.update(made.values())
+    if not made:
+        return
+    for step, text in made.items():
+        (tmp_path / f"{step}.sh").write_text(text)
+    result = subprocess.run([tool, "-s", "bash", "-f", "gcc", *sorted(str(p) for p in tmp_path.glob("*.sh"))],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and not result.stdout, f"{case.id}:\n{result.stdout}{result.stderr}"
+
+
+# -- quoting ---------------------------------------------------------------------------------
+HOSTILE = "'; touch CANARY #\"$(touch CANARY)`touch CANARY`"
+HOSTILE_ADDRESS = "203.0.113.10$(touch CANARY)'; touch CANARY"
+
+
+def template(text: str, **values: object) -> str:
+    return shell.environment().from_string(text).render(**values)
+
+
+def test_every_value_a_template_pastes_becomes_one_word():
+    assert template("rm -rf {{ path }}", path="/srv/a b; rm -rf /") == "rm -rf '/srv/a b; rm -rf /'"
+    assert template("echo {{ v }}", v="'; rm -rf / #") == """echo ''"'"'; rm -rf / #'"""
+    assert template("echo {{ v }}", v="$(id)") == "echo '$(id)'"
+    assert template("echo {{ v }}", v="plain-word_1.2/x") == "echo plain-word_1.2/x"
+    assert template("echo {{ v }}", v="") == "echo ''"
+
+
+def test_numbers_go_in_as_digits_and_shell_text_as_it_is():
+    assert template("sleep {{ n }}", n=30) == "sleep 30"
+    assert template("{{ cmd('echo', 'a b') }}") == "echo 'a b'"
+    assert template("{{ v }}", v=shell.Shell('"$stage/files"')) == '"$stage/files"'
+
+
+@pytest.mark.parametrize("value", [True, None, 1.5, ["a"]])
+def test_a_value_with_no_shell_meaning_is_refused(value):
+    with pytest.raises(TypeError, match="script template tried to paste"):
+        template("echo {{ v }}", v=value)
+
+
+def test_an_undefined_name_in_a_script_template_fails():
+    with pytest.raises(jinja2.UndefinedError):
+        template("echo {{ missing }}")
+
+
+def test_inside_double_quotes_a_value_stays_text():
+    said = subprocess.run(["bash", "-c", template('echo "at {{ v | dq }} here"', v=HOSTILE)],
+                          capture_output=True, text=True, cwd="/tmp", check=True)
+    assert said.stdout == f"at {HOSTILE} here\n"
+
+
+def hostile_settings(**app):
+    raw = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": {"user": "deploy"},
+           "deploy": {"healthTimeout": 5}, "app": app}
+    return settings.load(raw, stack="dev", project_dir=stacks.REPO_ROOT, offline=True)
+
+
+def stub(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+    (bin_dir / name).chmod(0o755)
+
+
+def test_a_hostile_host_and_address_reach_a_message_intact_and_inert(tmp_path):
+    """The failure report names host and address as text; nothing in them runs."""
+    config = hostile_settings()
+    for make in (lambda: scripts.gate(config, HOSTILE, HOSTILE_ADDRESS),
+                 lambda: scripts.env(config, HOSTILE, "A=1\n", HOSTILE_ADDRESS),
+                 lambda: scripts.bootstrap(config, HOSTILE)):
+        checked = subprocess.run(["bash", "-n"], input=make().text(), capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+    bin_dir = tmp_path / "bin"
+    stub(bin_dir, "curl", "printf 200")
+    stub(bin_dir, "journalctl", "echo 'ModuleNotFoundError: rocket'")
+    script = (scripts.prelude("release", HOSTILE) + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+              + scripts.health_functions(config, HOSTILE, HOSTILE_ADDRESS) + 'unhealthy "Rolled back"\n')
+    ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert ran.returncode == 1
+    assert f"flask-stack: release on host {HOSTILE}: " in ran.stderr
+    assert f"on host {HOSTILE} ({HOSTILE_ADDRESS}). Rolled back" in ran.stderr
+    assert not (tmp_path / "CANARY").exists(), "a value ran as a command"
+
+
+def test_a_hostile_release_command_arrives_as_one_argument(tmp_path):
+    """app.releaseCommand is the user's shell, run by /bin/sh -c on the host: the script hands
+    it over as one word, unchanged, and runs nothing of it itself."""
+    command = "python -c 'import app' && echo \"$(id)\" ; rm -rf / #"
+    config = hostile_settings(releaseCommand=command)
+    text = scripts.release(config, "web-0", RELEASE, release_command=True).text()
+    line = next(x for x in text.splitlines() if x.startswith("systemd-run "))
+    bin_dir = tmp_path / "bin"
+    stub(bin_dir, "systemd-run", 'for a in "$@"; do printf "%s\\0" "$a"; done')
+    run = f"fail() {{ exit 9; }}; PATH={shlex.quote(str(bin_dir))}:$PATH; {line}"
+    ran = subprocess.run(["bash", "-c", run], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    argv = ran.stdout.split("\0")[:-1]
+    assert argv[-3:] == ["/bin/sh", "-c", command]
+
+
+def test_env_values_travel_in_a_heredoc_that_keeps_them(tmp_path):
+    app_env = f"TRICKY={HOSTILE}\nFLASKSTACK_0=end\n"
+    text = shell.heredoc(str(tmp_path / "app.env"), app_env)
+    subprocess.run(["bash", "-c", text], check=True, cwd=tmp_path)
+    assert (tmp_path / "app.env").read_text() == app_env
+    assert not (tmp_path / "CANARY").exists()
+
+
+# -- small commands, exact strings -----------------------------------------------------------
+def test_cmd_quotes_each_token():
+    assert scripts.cmd("install", "-d", "-m", "0755", "/srv/a b") == "install -d -m 0755 '/srv/a b'"
+
+
+def test_heredoc_names_its_delimiter_after_the_content():
+    text = shell.heredoc("/etc/x.conf", "a $b\n")
+    delimiter = re.search(r"<<'(FLASKSTACK_[0-9A-F]{16})'", text).group(1)
+    assert text == f"cat > /etc/x.conf <<'{delimiter}'\na $b\n{delimiter}\n"
+    unterminated = shell.heredoc("/etc/x.conf", "a $b")
+    assert "\na $b\nFLASKSTACK_" in unterminated, "a missing final newline is added"
+    staged = shell.heredoc("/etc/a b", "x\n", staged=True)
+    assert staged.startswith("""cat > "$stage/files"'/etc/a b' <<'FLASKSTACK_""")
+
+
+def test_nginx_workers_fixed_and_from_the_cpus():
+    assert scripts.nginx_workers("/tmp/my etc", 3) == (
+        "workers=3\n"
+        "cat > '/tmp/my etc'/flask-stack-workers.conf <<FLASKSTACK_WORKERS\n"
+        "# Written by flask-stack's configure step: frontWorkers.\n"
+        "worker_processes $workers;\n"
+        "FLASKSTACK_WORKERS")
+    assert scripts.nginx_workers("/etc/nginx").startswith(
+        'cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1\n'
+        "cat > /etc/nginx/flask-stack-workers.conf <<FLASKSTACK_WORKERS\n"
+        "# Written by flask-stack's configure step: half of this host's $cpus CPUs, at least one.\n")
+
+
+def test_the_grants_quote_identifiers():
+    assert scripts.steps.grants("appdb", "app_user") == (
+        "psql -X -q -v ON_ERROR_STOP=1 <<'SQL'\n"
+        'GRANT ALL PRIVILEGES ON DATABASE "appdb" TO "app_user";\n'
+        'GRANT ALL ON SCHEMA public TO "app_user";\nSQL\n')
+    with pytest.raises(ValueError):
+        scripts.steps.grants("db\nSQL", "u")
+
+
+def test_as_root_runs_the_script_under_bash_through_sudo():
+    config = stacks.case("stack:dev").load()
+    script = scripts.gate(config, "web-0", ADDRESS)
+    line = scripts.as_root(config, script)
+    expected = "bash -c " + shlex.quote(script.text())
+    assert line == (expected if config.ssh.user == "root" else "sudo -n " + expected)
+
+
+def test_the_prelude_names_step_and_host():
+    assert scripts.prelude("health gate", "web-0").splitlines()[2:] == [
+        'fail() { echo "flask-stack: health gate on host web-0: $*" >&2; exit 1; }',
+        'failed() { local rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) running: '
+        '$BASH_COMMAND" >&2; }',
+        "trap failed ERR"]
+
+
+def test_the_deps_key_ignores_wheel_order():
+    reordered = Release(**{**RELEASE.__dict__, "wheels": tuple(reversed(RELEASE.wheels))})
+    assert scripts.deps_key(reordered) == scripts.deps_key(RELEASE)
+    assert re.fullmatch(r"[0-9a-f]{20}", scripts.deps_key(RELEASE))

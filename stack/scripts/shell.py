@@ -28,6 +28,8 @@ def word(value: object) -> Shell:
     """A value as one shell word: the finalize of every `{{ }}` in a script template."""
     if isinstance(value, Shell):
         return value
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined: raises, naming what is missing
     if isinstance(value, bool) or value is None:
         raise TypeError(f"a script template tried to paste {value!r}: say what it means as text")
     if isinstance(value, int):
