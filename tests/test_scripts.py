@@ -271,3 +271,26 @@ def test_the_deps_key_ignores_wheel_order():
     reordered = Release(**{**RELEASE.__dict__, "wheels": tuple(reversed(RELEASE.wheels))})
     assert scripts.deps_key(reordered) == scripts.deps_key(RELEASE)
     assert re.fullmatch(r"[0-9a-f]{20}", scripts.deps_key(RELEASE))
+
+
+def test_the_gate_keeps_the_newest_releases_and_the_current_one(tmp_path):
+    """The gate's pruning, run in a scratch tree: newest first by time (as `ls -t` orders them),
+    the live release always kept, dot entries left alone."""
+    config = hostile_settings()
+    paths = Paths(config.app.name)
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    for age, name in enumerate(["r6", "r5", "r4", "r3", "r2", "r1", ".stage"]):
+        (releases / name).mkdir()
+        os.utime(releases / name, (1_000_000 - age * 60, 1_000_000 - age * 60))
+    (tmp_path / "current").symlink_to(releases / "r1")  # the oldest one is live (a rollback)
+    bin_dir = tmp_path / "bin"
+    stub(bin_dir, "curl", "printf 200")
+    gate = scripts.gate(config, "web-0", ADDRESS)
+    body = gate.body.replace(paths.current, str(tmp_path / "current")).replace(paths.releases, str(releases))
+    text = scripts.prelude(gate.step, gate.host) + f"PATH={shlex.quote(str(bin_dir))}:$PATH\n" + body
+    ran = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
+    assert ran.returncode == 0, ran.stderr
+    kept = config.deploy.releases_kept
+    assert sorted(p.name for p in releases.iterdir()) == sorted(
+        [".stage", "r1", *[f"r{i}" for i in range(6, 6 - (kept - 1), -1)]])
