@@ -8,7 +8,6 @@ what a host receives.
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
@@ -67,7 +66,7 @@ def nginx_prefix(
     write_tree(out, root)
     etc = render.local_path(root, "/etc/nginx")
     # The worker count nginx.conf includes, written as the configure step writes it on a host.
-    subprocess.run(["bash", "-c", scripts.nginx_workers(shlex.quote(str(etc)), workers)], check=True)
+    subprocess.run(["bash", "-c", scripts.nginx_workers(str(etc), workers)], check=True)
     shutil.copy(NGINX_SYSTEM / "mime.types", etc / "mime.types")
     (etc / "sites-enabled").mkdir(exist_ok=True)
     (etc / "conf.d").mkdir(exist_ok=True)

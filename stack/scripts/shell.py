@@ -1,0 +1,86 @@
+"""The one way a value enters a script: the script templates' Jinja environment.
+
+Its `finalize` turns every `{{ expression }}` into one shell word (`shlex.quote`), so a template
+cannot paste a value raw by accident. Shell text made here in Python (an argv joined by
+`cmd`, a heredoc whose delimiter cannot occur in its content) is marked `Shell` and goes in as
+it is. Numbers go in as decimal digits (they cannot hold a shell character); a bool or None is
+a mistake in the template and raises. Inside a double-quoted message a value goes through `dq`,
+which escapes what double quotes would otherwise interpret.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import shlex
+from pathlib import Path
+
+import jinja2
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "scripts"
+
+
+class Shell(str):
+    """Shell text this package made itself; it enters a script unquoted."""
+
+
+def word(value: object) -> Shell:
+    """A value as one shell word: the finalize of every `{{ }}` in a script template."""
+    if isinstance(value, Shell):
+        return value
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined: raises, naming what is missing
+    if isinstance(value, bool) or value is None:
+        raise TypeError(f"a script template tried to paste {value!r}: say what it means as text")
+    if isinstance(value, int):
+        return Shell(str(value))
+    if isinstance(value, str):
+        return Shell(shlex.quote(value))
+    raise TypeError(f"a script template tried to paste a {type(value).__name__}: {value!r}")
+
+
+def dq(value: str | int) -> Shell:
+    """Text for inside a double-quoted word: backslash, ", $ and ` escaped."""
+    text = str(value)
+    for char in ("\\", '"', "$", "`"):
+        text = text.replace(char, "\\" + char)
+    return Shell(text)
+
+
+def cmd(*argv: str) -> Shell:
+    """One command from its argv, every token quoted."""
+    return Shell(shlex.join(argv))
+
+
+def heredoc(path: str, content: str, *, staged: bool = False) -> Shell:
+    """`cat > path` with the content in a quoted heredoc (no expansion), its delimiter taken
+    from the content's hash so it cannot occur in it. `staged`: the path is under the
+    configure step's "$stage/files"."""
+    delimiter = "FLASKSTACK_" + hashlib.sha256(content.encode()).hexdigest()[:16].upper()
+    body = content if content.endswith("\n") else content + "\n"
+    under = '"$stage/files"' if staged else ""
+    return Shell(f"cat > {under}{shlex.quote(path)} <<'{delimiter}'\n{body}{delimiter}\n")
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        finalize=word,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # Bash's ${#array[@]} would open a Jinja comment.
+        comment_start_string="{##",
+        comment_end_string="##}",
+        autoescape=False,  # noqa: S701 - shell, quoted by finalize
+    )
+    env.filters.update(dq=dq)
+    env.globals.update(cmd=cmd, heredoc=heredoc)
+    return env
+
+
+def render(template: str, **context: object) -> Shell:
+    """A script template rendered with `context`; its text is shell by construction."""
+    return Shell(environment().get_template(template).render(**context))

@@ -1,0 +1,248 @@
+"""The remote steps' scripts: which template, with which values.
+
+The shell itself is in templates/scripts/; values reach it only through stack.scripts.shell
+(every `{{ }}` becomes one quoted word). Secrets never appear here: they reach a host on the
+env and database steps' stdin. Each script starts with `set -Eeuo pipefail` and a trap that
+names the step and the host when a command fails, and is safe to run again.
+
+Every step that changes what a host serves (env, release, configure) asks the health path
+through the front afterwards and, if it does not answer 200 in time, puts back what it replaced
+and fails. A failed step thus leaves the host as it was and, since pulumi-command records only
+steps that succeeded, the stack's state as it was too: the next `pulumi up` tries it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from stack import hostfiles
+from stack.paths import LETSENCRYPT_LIVE, Paths
+from stack.release import Release
+from stack.render import ACME_PORT
+from stack.scripts.shell import Shell, cmd, render
+from stack.settings import Settings
+
+AUTO_UPGRADES = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
+
+
+@dataclass(frozen=True)
+class Script:
+    """One step's script for one host: `text()` is what runs under bash."""
+
+    step: str
+    host: str
+    body: str
+
+    def text(self) -> str:
+        return prelude(self.step, self.host) + self.body
+
+
+def prelude(step: str, host: str) -> str:
+    """Strict mode, and `fail` plus an ERR trap that name the step and the host."""
+    return render("prelude.sh.j2", step=step, host=host)
+
+
+def as_root(settings: Settings, script: Script) -> str:
+    """The command line a remote step runs: the script under bash, through sudo unless the
+    login user is root."""
+    line = cmd("bash", "-c", script.text())
+    return line if settings.ssh.user == "root" else "sudo -n " + line
+
+
+def where(host: str, address: str) -> str:
+    """`on host web-0 (203.0.113.10)`, or without the address when it adds nothing."""
+    return f"on host {host}" + (f" ({address})" if address and address != host else "")
+
+
+def context(settings: Settings, host: str, address: str = "", **values: object) -> dict:
+    return {"settings": settings, "paths": Paths(settings.app.name), "host": host,
+            "address": address, "where": where(host, address), **values}
+
+
+def health_functions(settings: Settings, host: str, address: str) -> str:
+    """probe, healthy_within SECONDS, and unhealthy WHAT-WAS-UNDONE (fails with the journal)."""
+    return render("health.sh.j2", **context(settings, host, address))
+
+
+# -- bootstrap ------------------------------------------------------------------------------
+def packages(settings: Settings) -> list[str]:
+    front = "nginx" if settings.front == "nginx" else "haproxy"
+    wanted = {front, "python3-venv", "unattended-upgrades", "curl", "ca-certificates"}
+    if settings.platform == "digitalocean":
+        wanted.add("postgresql-client")  # the database step grants the app's user its rights
+    if settings.tls.enabled:
+        wanted |= {"certbot", "openssl"}  # the ACME client (its certbot.timer renews) and checks
+    return sorted(wanted)
+
+
+def bootstrap(settings: Settings, host: str) -> Script:
+    body = render("bootstrap.sh.j2", **context(settings, host), packages=packages(settings),
+                  auto_upgrades=AUTO_UPGRADES)
+    return Script("bootstrap", host, body)
+
+
+# -- database -------------------------------------------------------------------------------
+def sql_identifier(name: str) -> str:
+    """A PostgreSQL identifier in double quotes (settings allow only [a-z_][a-z0-9_]*)."""
+    if "\n" in name or "\0" in name:
+        raise ValueError(f"not an SQL identifier: {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def grants(database_name: str, user: str) -> Shell:
+    """psql with the grants in a quoted heredoc; identifiers cannot hold a newline, so the
+    delimiter line cannot occur in it."""
+    db, who = sql_identifier(database_name), sql_identifier(user)
+    return Shell(f"psql -X -q -v ON_ERROR_STOP=1 <<'SQL'\n"
+                 f"GRANT ALL PRIVILEGES ON DATABASE {db} TO {who};\n"
+                 f"GRANT ALL ON SCHEMA public TO {who};\nSQL\n")
+
+
+def database(settings: Settings, host: str, database_name: str, user: str, *,
+             wait_seconds: int = 300) -> Script:
+    """Grants the app's database user what it needs to own its schema, as the database's
+    administrator, whose libpq settings (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE) arrive
+    on stdin. A managed service may create the user with no rights at all, and PostgreSQL 15+
+    lets only the database owner create in the public schema, so without this the first
+    migration fails. Waits for a database that is still starting; safe to run again."""
+    body = render("database.sh.j2", **context(settings, host), database_name=database_name,
+                  user=user, wait_seconds=int(wait_seconds), grants=grants(database_name, user))
+    return Script("database", host, body)
+
+
+# -- env ------------------------------------------------------------------------------------
+def env(settings: Settings, host: str, app_env: str, address: str = "") -> Script:
+    """Writes the plain env file (in the script) and the secret one (from stdin), restarting
+    the app when either changed (a reload would keep the old environment); if the app does not
+    come back healthy, the previous files are put back."""
+    return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env))
+
+
+# -- release --------------------------------------------------------------------------------
+def release(settings: Settings, host: str, rel: Release, *, release_command: bool,
+            address: str = "", wsgi: str | None = None) -> Script:
+    """Unpack the release with its own venv (once), run the release command if asked, switch
+    `current` atomically and reload Gunicorn so new workers load the new code; if the app does
+    not answer healthy, switch back to the release that served before. `wsgi`: the WSGI entry,
+    which switches with the code (a new release may rename the app's module)."""
+    target = Paths(settings.app.name).release_dir(rel)
+    static = ""
+    if settings.app.static_dir and settings.front == "nginx":  # HAProxy leaves them to the app
+        static = f"{target}/{settings.app.static_dir}"
+    command = settings.app.release_command if release_command else ""
+    body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
+                  deps=deps_key(rel), static=static, release_command=command or "", wsgi=wsgi)
+    return Script("release", host, body)
+
+
+def deps_key(rel: Release) -> str:
+    """What decides a release's venv: the wheels it installs (their names carry versions and
+    platform tags). Releases with the same key can share one venv's files."""
+    return hashlib.sha256("\n".join(sorted(rel.wheels)).encode()).hexdigest()[:20]
+
+
+def static_files(static: str) -> str:
+    """Shell text for the release step, run every time it runs (so a change of app.staticDir
+    alone applies): the static folder's text files pre-compressed for the front (gzip_static),
+    and the least the front's user needs to serve it from a release that is otherwise closed to
+    it: enter (not list) each folder on the way, read the static folder itself."""
+    return render("static.sh.j2", static=static)
+
+
+# -- configure ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConfigFile:
+    path: str
+    mode: str
+    group: str
+    kind: str  # what must happen when it changes: hostfiles.Reload's value
+
+
+def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
+    """The rendered files the configure step installs, from the host-file table."""
+    return [ConfigFile(row.remote(settings), row.mode, row.group_name(settings), row.reloads.value)
+            for row in hostfiles.installed_by(settings, hostfiles.Step.CONFIGURE, files)]
+
+
+def nginx_workers(directory: str, count: int | None = None) -> str:
+    """Shell text writing Nginx's worker count into `directory` (a path, or a Shell word of
+    this package's): `count` (the frontWorkers setting) or, without one, half the CPUs this host
+    gives us, at least one. On 2 cores under 256 clients, one worker instead of two took Nginx
+    from about 70 to about 60 µs of CPU per proxied request (docs/benchmarks.md: "Why these
+    defaults")."""
+    name = Paths("").nginx_workers.rsplit("/", 1)[1]
+    why = Shell("half of this host's $cpus CPUs, at least one" if count is None else "frontWorkers")
+    text = render("nginx_workers.sh.j2", directory=directory, name=name, why=why,
+                  count=None if count is None else int(count))
+    return Shell(text.rstrip("\n"))
+
+
+def configure(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
+    """Stage the rendered files, validate them with their own tools, install the changed ones
+    and reload what they belong to; if the app then does not answer healthy, put the replaced
+    files back."""
+    p = Paths(settings.app.name)
+    nginx = settings.front == "nginx"
+    front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
+    workers = nginx_workers(Shell('"$stage/files/etc/nginx"'), settings.front_workers) if nginx else ""
+    placeholder = placeholder_certificate(settings, host) if settings.tls.enabled else ""
+    body = render("configure.sh.j2", **context(settings, host, address), files=files,
+                  wanted=config_files(settings, files), nginx=nginx, front=front, other=other,
+                  site=p.nginx_site.rsplit("/", 1)[1], workers=workers, placeholder=placeholder)
+    return Script("configure", host, body)
+
+
+# -- certificate ----------------------------------------------------------------------------
+def tls_names(settings: Settings) -> list[str]:
+    domain = settings.domain.name or ""
+    return [domain, f"www.{domain}"] if settings.domain.www_redirect else [domain]
+
+
+def placeholder_certificate(settings: Settings, host: str) -> str:
+    """Shell text for configure: until the certificate step has installed a real certificate,
+    a self-signed one lets the front load its TLS config (Nginx and HAProxy refuse to start
+    without the files). Plain HTTP, the ACME challenges among it, works meanwhile."""
+    san = ",".join(f"DNS:{n}" for n in tls_names(settings))
+    return render("placeholder.sh.j2", **context(settings, host), domain=settings.domain.name or "",
+                  san=san)
+
+
+def certificate(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
+    """Obtain the domain's certificate over HTTP-01 (once; certbot.timer renews it), install it
+    where the front reads it and reload the front (the renew hook, which certbot also runs after
+    every renewal). Nginx answers the challenges from the ACME webroot; HAProxy passes them to
+    certbot's own server on a loopback port while it runs. If the ACME server says no, nothing
+    changes on the host, and the step fails naming the host and the domain."""
+    p = Paths(settings.app.name)
+    tls = settings.tls
+    domain = settings.domain.name or ""
+    names = tls_names(settings)
+    if settings.front == "nginx":
+        authenticator = "webroot"
+        how = ["--webroot", "--webroot-path", p.acme_webroot]
+    else:
+        authenticator = "standalone"
+        how = ["--standalone", "--http-01-address", "127.0.0.1", "--http-01-port", str(ACME_PORT)]
+    certbot = ["certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
+               "--email", tls.email or "", "--server", tls.acme_directory, "--cert-name", domain,
+               "--preferred-challenges", "http", "--keep-until-expiring", *how]
+    for name in names:
+        certbot += ["--domain", name]
+    dropin = (f"# Rendered by flask-stack for {settings.app.name}.\n[Service]\n"
+              f"Environment=REQUESTS_CA_BUNDLE={p.acme_ca_bundle}\n")
+    body = render("certificate.sh.j2", **context(settings, host, address),
+                  at=host + (f" ({address})" if address and address != host else ""),
+                  renew_hook=files[p.renew_hook], dropin=dropin, authenticator=authenticator,
+                  certbot=certbot, names=" and ".join(names), domain=domain,
+                  renewal=f"/etc/letsencrypt/renewal/{domain}.conf",
+                  lineage=f"{LETSENCRYPT_LIVE}/{domain}")
+    return Script("certificate", host, body)
+
+
+# -- health gate ----------------------------------------------------------------------------
+def gate(settings: Settings, host: str, address: str) -> Script:
+    """The barrier between batches: the host answers the health path through its front (each
+    changing step has already checked, and undone itself on failure), then old releases are
+    pruned."""
+    return Script("health gate", host, render("gate.sh.j2", **context(settings, host, address)))

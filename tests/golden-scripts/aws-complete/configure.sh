@@ -1,0 +1,668 @@
+set -Eeuo pipefail
+export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "flask-stack: configure on host web-0: $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: configure on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
+children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
+# True when every worker of a service runs in directory $1 (Gunicorn's workers take their
+# working directory, the resolved `current` link, from the master at each reload).
+workers_in() {
+  local main pids pid
+  main=$(systemctl show -p MainPID --value "$2")
+  [ "$main" != 0 ] || return 1
+  pids=$(children "$main")
+  [ -n "$pids" ] || return 1
+  for pid in $pids; do [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1" ] || return 1; done
+}
+wait_workers_in() {
+  local deadline=$((SECONDS + $3))
+  until workers_in "$1" "$2"; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.2
+  done
+}
+# Reload a service whose main process forks workers, then wait until new workers run.
+reload_and_wait() {
+  local unit=$1 timeout=$2 main old new deadline
+  main=$(systemctl show -p MainPID --value "$unit")
+  old=$(children "$main")
+  systemctl reload "$unit"
+  deadline=$((SECONDS + timeout))
+  while [ $SECONDS -lt $deadline ]; do
+    main=$(systemctl show -p MainPID --value "$unit")
+    [ "$main" != 0 ] || break
+    new=$(children "$main")
+    if [ -n "$new" ] && [ -z "$(comm -12 <(echo "$old") <(echo "$new"))" ]; then return 0; fi
+    sleep 0.2
+  done
+}
+# The app's latest messages (its access log left out), taken before any undo. When a restart
+# loop has pushed the cause out of the last 40 lines, its last error lines come first.
+capture_journal() {
+  local all errors
+  all=$(journalctl -u rocket.service -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
+  journal=$(tail -n 40 <<<"$all")
+  if ! grep -qE 'Error|Exception' <<<"$journal"; then
+    errors=$(grep -E 'Error|Exception' <<<"$all" | tail -n 10 || true)
+    if [ -n "$errors" ]; then journal="$errors
+[...]
+$journal"; fi
+  fi
+}
+code=000  # the last status the front gave; set before any probe so a report can always name it
+probe() { code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: localhost' http://127.0.0.1/healthz || true); [ "$code" = 200 ]; }
+healthy_within() {
+  local deadline=$((SECONDS + $1))
+  code=000
+  until probe; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.5
+  done
+}
+# unhealthy WHAT-WAS-UNDONE [first]: fail with the journal; "first" when nothing served before,
+# so there is no previous version to ask.
+unhealthy() {
+  local last=$code after
+  [ -n "${journal:-}" ] || capture_journal
+  if [ "${2:-}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
+  elif healthy_within 120; then after="the previous version answers 200 again"
+  else after="the previous version does not answer either (status $code)"; fi
+  fail "/healthz did not answer 200 within 120 s (last status $last) on host web-0 (203.0.113.10). $1; $after. Last lines of the app's journal:
+$journal"
+}
+stage=$(mktemp -d /etc/rocket/.stage.XXXXXX); rb="$stage/replaced"; installing=0
+# What this host ran before, so a failure can put exactly that back. On the host's first config
+# (no unit of the app yet) that is: nothing of the app, and the front's own files.
+first=1; [ -f /etc/systemd/system/rocket.service ] && first=0
+front_was_active=0; systemctl is-active --quiet nginx && front_was_active=1
+other_was_active=0; systemctl is-active --quiet haproxy 2>/dev/null && other_was_active=1
+link_existed=0; [ -L /etc/nginx/sites-enabled/rocket.conf ] && link_existed=1
+# Whatever makes this step fail once files are being replaced, the replaced ones go back first
+# (and on a first config the app's units are stopped and removed), leaving a front whose config
+# passes its own check.
+undo_config() {
+  [ $installing = 1 ] || return 0
+  installing=0
+  if [ $first = 1 ]; then systemctl disable --now --quiet rocket.socket rocket.service >/dev/null 2>&1 || true; fi
+  if [ -d "$rb/files" ]; then cp -a "$rb/files/." /; fi
+  if [ -f "$rb/created" ]; then xargs -r rm -f < "$rb/created"; fi
+  [ $link_existed = 1 ] || rm -f /etc/nginx/sites-enabled/rocket.conf
+  systemctl daemon-reload
+  systemctl reset-failed rocket.service rocket.socket >/dev/null 2>&1 || true
+  if [ $first = 0 ]; then systemctl restart rocket.service || true; fi
+  if [ $front_was_active = 1 ]; then systemctl reload-or-restart nginx || true
+  else systemctl disable --now --quiet nginx >/dev/null 2>&1 || true; fi
+  if [ $other_was_active = 1 ]; then systemctl enable --now --quiet haproxy || true; fi
+  if [ $first = 1 ]; then
+    echo "flask-stack: configure on host web-0: removed this first config of rocket again (its units, files and front site); the front's own config is back" >&2
+  fi
+}
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
+chgrp rocket "$stage"; chmod 0750 "$stage"
+mkdir -p "$stage/files"/etc/nginx
+cat > "$stage/files"/etc/nginx/nginx.conf <<'FLASKSTACK_7F032712A4DC0AE7'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+# Replaces Debian's /etc/nginx/nginx.conf: process limits sized together, versions hidden,
+# compression for text, and the site files of sites-enabled.
+user www-data;
+# worker_processes: frontWorkers, or by default half this host's CPUs, at least one. The configure
+# step writes the file from the host's CPU count, which only the host knows. The app needs the
+# cores; Nginx only proxies, and fewer workers handle more events per wake-up
+# (docs/benchmarks.md: "Why these defaults").
+include flask-stack-workers.conf;
+worker_rlimit_nofile 16384;
+pid /run/nginx.pid;
+error_log /var/log/nginx/error.log warn;
+# Includes are relative to this file's directory, so a staged copy of /etc/nginx can be
+# checked with `nginx -t -c` before it goes live.
+include modules-enabled/*.conf;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    include mime.types;
+    default_type application/octet-stream;
+    server_tokens off;
+
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    types_hash_max_size 2048;
+
+    # Slow or idle clients are cut off instead of holding workers.
+    client_header_timeout 15s;
+    client_body_timeout 15s;
+    send_timeout 30s;
+    reset_timedout_connection on;
+    # Longer than the load balancer's idle timeout, so the balancer closes first (no 502s).
+    keepalive_timeout 75s;
+
+    # Written in 64 KB batches, at most a second late: one write per request was one of the
+    # seven system calls a proxied request cost (docs/benchmarks.md: "Why these defaults").
+    access_log /var/log/nginx/access.log combined buffer=64k flush=1s;
+
+    gzip on;
+    gzip_vary on;
+    gzip_proxied any;
+    gzip_comp_level 5;
+    gzip_min_length 1024;
+    gzip_types text/plain text/css text/xml text/javascript application/javascript
+               application/json application/xml application/rss+xml image/svg+xml;
+
+    include conf.d/*.conf;
+    include sites-enabled/*;
+}
+FLASKSTACK_7F032712A4DC0AE7
+mkdir -p "$stage/files"/etc/nginx/sites-available
+cat > "$stage/files"/etc/nginx/sites-available/rocket.conf <<'FLASKSTACK_D3AC6BED47BE97AC'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+# The public front of rocket: Nginx takes every request, serves static files and ACME
+# challenges itself and hands the rest to Gunicorn. It sits behind a load balancer: forwarded headers are trusted only from 10.20.0.0/16.
+
+upstream rocket_gunicorn {
+    server unix:/run/rocket/gunicorn.sock fail_timeout=0;
+    # Idle connections kept per Nginx worker: enough for every request in flight at 256 clients,
+    # so a busy front reuses connections instead of opening one per request.
+    keepalive 128;
+    keepalive_timeout 15s;
+}
+
+# Forwarded headers are believed only from these networks (the load balancer's).
+geo $realip_remote_addr $rocket_from_proxy {
+    default 0;
+    10.20.0.0/16 1;
+}
+map "$rocket_from_proxy:$http_x_forwarded_proto" $rocket_proto {
+    default $scheme;
+    "~^1:(?<proto>https?)$" $proto;
+}
+
+limit_req_zone $binary_remote_addr zone=rocket_per_ip:10m rate=10r/s;
+
+# Requests for names this site does not serve are dropped without an answer, except the
+# health check, which a load balancer sends with the host's own address as Host.
+server {
+    listen 80 default_server;
+    listen [::]:80 default_server;
+    server_name _;
+    set_real_ip_from 10.20.0.0/16;
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;
+
+    location = /healthz {
+        proxy_pass http://rocket_gunicorn;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $rocket_proto;
+        proxy_redirect off;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 35s;
+        proxy_buffering on;
+    }
+    location / {
+        return 444;
+    }
+}
+
+server {
+    listen 80;
+    listen [::]:80;
+    server_name www.example.com;
+    set_real_ip_from 10.20.0.0/16;
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;
+    location ^~ /.well-known/acme-challenge/ {
+        root /var/www/acme;
+        default_type text/plain;
+    }
+    location / {
+        return 301 $rocket_proto://example.com$request_uri;
+    }
+}
+
+server {
+    listen 80;
+    listen [::]:80;
+    server_name example.com;
+    set_real_ip_from 10.20.0.0/16;
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;
+
+    client_max_body_size 10m;
+    client_body_buffer_size 64k;
+
+    location ^~ /.well-known/acme-challenge/ {
+        root /var/www/acme;
+        default_type text/plain;
+    }
+
+    # Static files straight from the release on disk; pre-compressed .gz files are used when
+    # the release has them. No try_files here or for ACME: a missing file is a 404 already, and
+    # try_files would only add a stat per request (gixy: try_files_is_evil_too).
+    location ^~ /static/ {
+        alias /srv/rocket/current/static/;
+        gzip_static on;
+        expires 7d;
+        access_log off;
+        # Open files, and the .gz lookups that miss, kept for 10 s instead of opened per request.
+        open_file_cache max=1000 inactive=60s;
+        open_file_cache_valid 10s;
+        open_file_cache_errors on;
+    }
+
+    location = /healthz {
+        proxy_pass http://rocket_gunicorn;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $rocket_proto;
+        proxy_redirect off;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 35s;
+        proxy_buffering on;
+    }
+
+    location / {
+        limit_req zone=rocket_per_ip burst=20 nodelay;
+        limit_req_status 429;
+        proxy_pass http://rocket_gunicorn;
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host $host;
+        proxy_set_header X-Real-IP $remote_addr;
+        proxy_set_header X-Forwarded-For $remote_addr;
+        proxy_set_header X-Forwarded-Proto $rocket_proto;
+        proxy_redirect off;
+        proxy_connect_timeout 5s;
+        proxy_read_timeout 35s;
+        proxy_buffering on;
+    }
+}
+FLASKSTACK_D3AC6BED47BE97AC
+mkdir -p "$stage/files"/etc/rocket
+cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_C9A93AE6BCFA0A0C'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+"""The WSGI entry Gunicorn serves for rocket: the app named by app.entry
+(rocket:app), wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme
+as the front reports them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every
+request, so exactly one proxy hop is trusted and a client cannot spoof either header.
+
+The deploy's health check asks /healthz (deploy.healthPath). When the app routes that
+path itself, the app answers it (so it can check its database, say); when it does not, this
+entry answers 200 itself: the app has imported and a worker serves requests.
+"""
+
+import importlib
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+TRUSTED_HOPS = 1
+HEALTH_PATH = "/healthz"
+
+
+def _load():
+    module = importlib.import_module("rocket")
+    target = module
+    for name in ["app"]:
+        target = getattr(target, name)
+    if target is None or not callable(target):
+        raise RuntimeError("rocket:app is not a WSGI application")
+    return target
+
+
+def routes(app, path):
+    """Whether a Flask app answers GET `path` with a route of its own (a route that only
+    redirects, such as "/healthz/" for "/healthz", does not count: the check wants a 200)."""
+    url_map = getattr(app, "url_map", None)
+    if url_map is None:
+        return False
+    try:
+        url_map.bind("localhost").match(path, method="GET")
+    except Exception:  # NotFound, MethodNotAllowed, RequestRedirect
+        return False
+    return True
+
+
+def answer_health(wsgi_app):
+    """`wsgi_app`, with GET/HEAD of the health path answered here instead."""
+
+    def health(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Cache-Control", "no-store"), ("Content-Length", "3")])
+            return [b"ok\n"]
+        return wsgi_app(environ, start_response)
+
+    return health
+
+
+app = _load()
+proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
+app_answers_health = routes(app, HEALTH_PATH)
+if hasattr(app, "wsgi_app"):
+    # A Flask app: wrap its wsgi_app so `app` stays the Flask object (the flask CLI still works).
+    app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
+    if not app_answers_health:
+        app.wsgi_app = answer_health(app.wsgi_app)
+    application = app
+else:
+    application = ProxyFix(app, **proxy_fix)
+    if not app_answers_health:
+        application = answer_health(application)
+FLASKSTACK_C9A93AE6BCFA0A0C
+mkdir -p "$stage/files"/etc/rocket
+cat > "$stage/files"/etc/rocket/gunicorn.conf.py <<'FLASKSTACK_EB09A775DF2CFD90'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+# Gunicorn for rocket. systemd hands it the listening socket (rocket.socket), so
+# the address below is only what Gunicorn would bind if started by hand; it is never public.
+import os
+import sys
+
+wsgi_app = "flaskstack_wsgi:application"
+# The `current` symlink, not a release path: a HUP after a release switch loads the new code.
+chdir = "/srv/rocket/current"
+# The WSGI entry lives beside this file (/etc/rocket); a staged copy checked with
+# `gunicorn --check-config` before it goes live thus loads the staged entry. That check imports
+# the app before Gunicorn applies pythonpath, so the config puts the directory there itself.
+pythonpath = os.path.dirname(os.path.abspath(__file__))
+if pythonpath not in sys.path:
+    sys.path.insert(0, pythonpath)
+bind = ["unix:/run/rocket/gunicorn.sock"]
+# From the CPUs this host lets the service use: cores + 1. Threads (or greenlets) do the waiting;
+# processes are for running Python on every core (docs/benchmarks.md: "Why these defaults").
+workers = len(os.sched_getaffinity(0)) + 1
+worker_class = "gthread"
+threads = 4
+timeout = 30
+graceful_timeout = 30
+keepalive = 20
+max_requests = 10000
+max_requests_jitter = 1000
+# New workers import the app afresh, so a HUP picks up a new release.
+preload_app = False
+worker_tmp_dir = "/dev/shm"
+proc_name = "rocket"
+
+# Only the front talks to Gunicorn, and it always sets X-Forwarded-Proto itself: trust that
+# header alone, and only from this host.
+forwarded_allow_ips = "127.0.0.1,::1"
+secure_scheme_headers = {"X-FORWARDED-PROTO": "https"}
+
+# No control socket: Gunicorn's default one (~/.gunicorn/gunicorn.ctl) is shared by every
+# instance run by the same user. systemd's HUP and TERM are the controls.
+control_socket_disable = True
+
+# Errors to stderr, which systemd sends to the journal. No access log: the front logs every
+# request already, and logging each one again through the journal cost as much CPU as serving it.
+accesslog = None
+errorlog = "-"
+loglevel = "info"
+
+# -- A reload (HUP) without a gap ----------------------------------------------------------------
+# On HUP Gunicorn forks the new workers and SIGTERMs the old ones at once: the old ones stop
+# accepting within milliseconds while the new ones still import the app, which takes a real app a
+# second or more, so every request waits in the socket's backlog meanwhile (and one that overflows
+# it fails). Instead the master marks each worker it forks (pre_fork), the worker marks itself
+# ready once it has loaded the app and answered the health path once (post_worker_init: a lazy
+# first request is then nobody's), and an old worker told to stop while newer ones are booting
+# keeps serving until they are all ready, `timeout` seconds at most. A stop (no newer workers)
+# is not delayed. The marks live in the service's private /tmp (PrivateTmp), per master.
+# (Not with gevent: its workers crashed on the deferred stop; they stop at once as before.)
+import io
+import signal
+import threading
+import time
+
+HEALTH_PATH = "/healthz"
+
+
+def _marks(master_pid):
+    return f"/tmp/gunicorn-{master_pid}-workers"
+
+
+def _unmark(master_pid, age):
+    for suffix in ("", ".ready"):
+        try:
+            os.unlink(f"{_marks(master_pid)}/{age}{suffix}")
+        except OSError:
+            pass
+
+
+def pre_fork(server, worker):
+    os.makedirs(_marks(server.pid), mode=0o700, exist_ok=True)
+    open(f"{_marks(server.pid)}/{worker.age}", "w").close()
+
+
+def child_exit(server, worker):
+    _unmark(server.pid, worker.age)
+
+
+def worker_exit(server, worker):
+    _unmark(server.pid, worker.age)
+
+
+def _warm_up(worker):
+    environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": HEALTH_PATH,
+               "QUERY_STRING": "", "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+               "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1",
+               "wsgi.version": (1, 0), "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
+               "wsgi.errors": sys.stderr, "wsgi.multithread": True, "wsgi.multiprocess": True,
+               "wsgi.run_once": False}
+    try:
+        body = worker.wsgi(environ, lambda status, headers, exc_info=None: None)
+        try:
+            for _ in body:
+                pass
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+    except Exception:  # a warm-up never keeps a worker from serving
+        worker.log.exception("warming up on %s failed", HEALTH_PATH)
+
+
+def _newer_booting(worker):
+    try:
+        names = os.listdir(_marks(worker.ppid))
+    except OSError:
+        return False
+    newer = {int(n) for n in names if n.isdigit() and int(n) > worker.age}
+    return any(f"{age}.ready" not in names for age in newer)
+
+
+def _stop_once_replaced(worker, stop, sig, frame):
+    deadline = time.monotonic() + timeout
+    while _newer_booting(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop(sig, frame)
+    try:
+        os.write(worker.PIPE[1], b".")  # wake a sync worker's select
+    except OSError:
+        pass
+
+
+def post_worker_init(worker):
+    _warm_up(worker)
+    open(f"{_marks(worker.ppid)}/{worker.age}.ready", "w").close()
+    stop = worker.handle_exit
+    stopping = threading.Event()
+
+    def on_sigterm(sig, frame):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=_stop_once_replaced, args=(worker, stop, sig, frame),
+                             daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+FLASKSTACK_EB09A775DF2CFD90
+mkdir -p "$stage/files"/etc/systemd/system
+cat > "$stage/files"/etc/systemd/system/rocket.service <<'FLASKSTACK_DFCEBA2A2F2A0062'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+[Unit]
+Description=rocket: the Flask app under Gunicorn
+Requires=rocket.socket
+After=network-online.target rocket.socket
+Wants=network-online.target
+
+[Service]
+Type=notify
+NotifyAccess=main
+User=rocket
+Group=rocket
+# Not `current`: Gunicorn takes the directory it starts in as the default of its chdir setting and
+# checks that default at every reload. Started in `current` (a release), the HUP after the health
+# gate pruned that release failed ("can't chdir to ...") and systemd killed every worker mid-request.
+# Gunicorn still moves into `current` itself (chdir in gunicorn.conf.py), at start and each HUP.
+WorkingDirectory=/srv/rocket
+EnvironmentFile=/etc/rocket/app.env
+EnvironmentFile=-/etc/rocket/secrets.env
+ExecStart=/srv/rocket/current/venv/bin/python -m gunicorn --config /etc/rocket/gunicorn.conf.py
+ExecReload=/bin/kill -s HUP $MAINPID
+KillMode=mixed
+TimeoutStopSec=40
+Restart=on-failure
+RestartSec=2s
+StateDirectory=rocket
+StateDirectoryMode=0750
+UMask=0027
+
+# Hardening: the app reads its release, writes only its state directory and /tmp.
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateUsers=yes
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+ProcSubset=pid
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+DevicePolicy=closed
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+
+[Install]
+WantedBy=multi-user.target
+FLASKSTACK_DFCEBA2A2F2A0062
+mkdir -p "$stage/files"/etc/systemd/system
+cat > "$stage/files"/etc/systemd/system/rocket.socket <<'FLASKSTACK_AC86731EA9DDDFF9'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+[Unit]
+Description=rocket: Gunicorn's listening socket
+# Not PartOf the service: the socket stays open while Gunicorn restarts, so connections wait
+# in the backlog instead of being refused.
+
+[Socket]
+ListenStream=/run/rocket/gunicorn.sock
+# Only the front (www-data) may connect.
+SocketUser=root
+SocketGroup=www-data
+SocketMode=0660
+Backlog=1024
+
+[Install]
+WantedBy=sockets.target
+FLASKSTACK_AC86731EA9DDDFF9
+chgrp -R rocket "$stage/files"; chmod -R g+rX "$stage/files"
+cpus=$(nproc); workers=$(( cpus / 2 )); [ "$workers" -ge 1 ] || workers=1
+cat > "$stage/files/etc/nginx"/flask-stack-workers.conf <<FLASKSTACK_WORKERS
+# Written by flask-stack's configure step: half of this host's $cpus CPUs, at least one.
+worker_processes $workers;
+FLASKSTACK_WORKERS
+cp -a /etc/nginx "$stage/nginx"
+cp "$stage/files/etc/nginx/flask-stack-workers.conf" "$stage/nginx/"
+cp "$stage/files/etc/nginx/nginx.conf" "$stage/nginx/nginx.conf"
+cp "$stage/files/etc/nginx/sites-available/rocket.conf" "$stage/nginx/sites-available/rocket.conf"
+rm -f "$stage/nginx/sites-enabled/default"
+ln -sfn ../sites-available/rocket.conf "$stage/nginx/sites-enabled/rocket.conf"
+nginx -t -q -c "$stage/nginx/nginx.conf" || fail "the new Nginx config is invalid (see above); nothing was installed, the old config keeps serving"
+if ! out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec --uid=rocket --gid=rocket --working-directory=/srv/rocket/current --property=EnvironmentFile=-/etc/rocket/app.env --property=EnvironmentFile=-/etc/rocket/secrets.env /srv/rocket/current/venv/bin/python -m gunicorn --check-config -c "$stage/files"/etc/rocket/gunicorn.conf.py </dev/null 2>&1); then
+  echo "$out" >&2
+  hint=""
+  if grep -qE 'Read-only file system|Permission denied' <<<"$out"; then
+    hint=" The app tried to write where it may not: its release is read-only on the host, and it may write only under /var/lib/rocket (\$STATE_DIRECTORY); point the path at it, e.g. with an app.env value such as LOG_DIR=/var/lib/rocket/logs."
+  fi
+  fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
+fi
+out=$(systemd-analyze verify "$stage/files/etc/systemd/system/rocket.socket" "$stage/files/etc/systemd/system/rocket.service" 2>&1) \
+  || { echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }
+if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
+changed=" "
+installing=1
+put() {  # put STAGED TARGET MODE GROUP KIND
+  local src=$1 dst=$2 mode=$3 group=$4 kind=$5
+  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return 0; fi
+  mkdir -p "$rb/files$(dirname "$dst")"
+  if [ -f "$dst" ]; then
+    [ -e "$rb/files$dst" ] || cp -a "$dst" "$rb/files$dst"
+  else
+    grep -qxF "$dst" "$rb/created" 2>/dev/null || echo "$dst" >> "$rb/created"
+  fi
+  install -m "$mode" -o root -g "$group" "$src" "$dst.flaskstack-new"
+  mv -f "$dst.flaskstack-new" "$dst"
+  changed="$changed$kind "
+}
+put "$stage/files"/etc/nginx/nginx.conf /etc/nginx/nginx.conf 0644 root front
+put "$stage/files"/etc/nginx/sites-available/rocket.conf /etc/nginx/sites-available/rocket.conf 0644 root front
+put "$stage/files"/etc/rocket/flaskstack_wsgi.py /etc/rocket/flaskstack_wsgi.py 0640 rocket gunicorn
+put "$stage/files"/etc/rocket/gunicorn.conf.py /etc/rocket/gunicorn.conf.py 0640 rocket gunicorn
+put "$stage/files"/etc/systemd/system/rocket.service /etc/systemd/system/rocket.service 0644 root units
+put "$stage/files"/etc/systemd/system/rocket.socket /etc/systemd/system/rocket.socket 0644 root socket
+put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
+case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
+systemctl enable --quiet rocket.socket rocket.service
+if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet rocket.socket; then
+  # A new listening address: the only change that briefly refuses connections.
+  systemctl stop rocket.service rocket.socket
+fi
+systemctl start rocket.socket
+if systemctl is-active --quiet rocket.service; then
+  if [[ "$changed" == *" units "* || "$changed" == *" socket "* ]]; then
+    systemctl restart rocket.service
+  elif [[ "$changed" == *" gunicorn "* ]]; then
+    reload_and_wait rocket.service 40
+  fi
+else
+  systemctl reset-failed rocket.service 2>/dev/null || true
+  systemctl start rocket.service || { journalctl -u rocket.service -n 40 --no-pager >&2 || true; fail "the app did not start (its journal is above)"; }
+fi
+ln -sfn ../sites-available/rocket.conf /etc/nginx/sites-enabled/rocket.conf
+# One public front: the other one, if a previous config used it, steps aside.
+if systemctl is-active --quiet haproxy 2>/dev/null; then systemctl disable --now --quiet haproxy; fi
+systemctl enable --quiet nginx
+if ! systemctl is-active --quiet nginx; then
+  systemctl start nginx
+elif [[ "$changed" == *" front "* ]]; then
+  reload_and_wait nginx 30
+fi
+if [ "$changed" != " " ] && ! healthy_within 120; then
+  capture_journal
+  undo_config
+  if [ $first = 1 ]; then unhealthy "Removed this first config of the app again (the front's own config is back)" first; fi
+  unhealthy "Put back the previous config"
+fi
+installing=0
+echo "configured web-0:$changed"

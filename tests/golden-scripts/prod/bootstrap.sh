@@ -1,0 +1,33 @@
+set -Eeuo pipefail
+export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "flask-stack: bootstrap on host web-0: $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: bootstrap on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
+# A new cloud host may still be running cloud-init and its first apt run.
+if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
+wanted=(ca-certificates curl nginx postgresql-client python3-venv unattended-upgrades)
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get -o DPkg::Lock::Timeout=600 update -qq || fail "apt-get update failed"
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || fail "could not install ${missing[*]}"
+fi
+# Security updates from the distribution keep arriving on their own.
+cat > /etc/apt/apt.conf.d/20auto-upgrades <<'FLASKSTACK_B81A3A01864D5ED7'
+APT::Periodic::Update-Package-Lists "1";
+APT::Periodic::Unattended-Upgrade "1";
+FLASKSTACK_B81A3A01864D5ED7
+systemctl enable --quiet unattended-upgrades.service 2>/dev/null || true
+# The app's own unprivileged system user.
+getent group app >/dev/null || groupadd --system app
+id -u app >/dev/null 2>&1 || useradd --system --gid app --home-dir /var/lib/app --no-create-home --shell /usr/sbin/nologin app
+install -d -m 0755 -o root -g root /srv/app /srv/app/releases
+install -d -m 0750 -o root -g app /etc/app
+install -d -m 0750 -o app -g app /var/lib/app /var/lib/app/instance
+install -d -m 0755 /var/www/acme/.well-known/acme-challenge
+# Debian's welcome page would answer for every unknown name (from now on, not only
+# after the next reload).
+if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; if systemctl is-active --quiet nginx; then systemctl reload nginx; fi; fi

@@ -1,0 +1,247 @@
+set -Eeuo pipefail
+export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "flask-stack: release on host web-0: $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: release on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+trap failed ERR
+children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
+# True when every worker of a service runs in directory $1 (Gunicorn's workers take their
+# working directory, the resolved `current` link, from the master at each reload).
+workers_in() {
+  local main pids pid
+  main=$(systemctl show -p MainPID --value "$2")
+  [ "$main" != 0 ] || return 1
+  pids=$(children "$main")
+  [ -n "$pids" ] || return 1
+  for pid in $pids; do [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1" ] || return 1; done
+}
+wait_workers_in() {
+  local deadline=$((SECONDS + $3))
+  until workers_in "$1" "$2"; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.2
+  done
+}
+# Reload a service whose main process forks workers, then wait until new workers run.
+reload_and_wait() {
+  local unit=$1 timeout=$2 main old new deadline
+  main=$(systemctl show -p MainPID --value "$unit")
+  old=$(children "$main")
+  systemctl reload "$unit"
+  deadline=$((SECONDS + timeout))
+  while [ $SECONDS -lt $deadline ]; do
+    main=$(systemctl show -p MainPID --value "$unit")
+    [ "$main" != 0 ] || break
+    new=$(children "$main")
+    if [ -n "$new" ] && [ -z "$(comm -12 <(echo "$old") <(echo "$new"))" ]; then return 0; fi
+    sleep 0.2
+  done
+}
+# The app's latest messages (its access log left out), taken before any undo. When a restart
+# loop has pushed the cause out of the last 40 lines, its last error lines come first.
+capture_journal() {
+  local all errors
+  all=$(journalctl -u app.service -n 400 --no-pager -o short-precise 2>&1 \
+    | grep -Ev '"[A-Z]+ [^ ]* HTTP/[0-9.]+" [0-9]{3} ' || true)
+  journal=$(tail -n 40 <<<"$all")
+  if ! grep -qE 'Error|Exception' <<<"$journal"; then
+    errors=$(grep -E 'Error|Exception' <<<"$all" | tail -n 10 || true)
+    if [ -n "$errors" ]; then journal="$errors
+[...]
+$journal"; fi
+  fi
+}
+code=000  # the last status the front gave; set before any probe so a report can always name it
+probe() { code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: localhost' http://127.0.0.1/healthz || true); [ "$code" = 200 ]; }
+healthy_within() {
+  local deadline=$((SECONDS + $1))
+  code=000
+  until probe; do
+    if [ $SECONDS -ge $deadline ]; then return 1; fi
+    sleep 0.5
+  done
+}
+# unhealthy WHAT-WAS-UNDONE [first]: fail with the journal; "first" when nothing served before,
+# so there is no previous version to ask.
+unhealthy() {
+  local last=$code after
+  [ -n "${journal:-}" ] || capture_journal
+  if [ "${2:-}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
+  elif healthy_within 120; then after="the previous version answers 200 again"
+  else after="the previous version does not answer either (status $code)"; fi
+  fail "/healthz did not answer 200 within 120 s (last status $last) on host web-0 (203.0.113.10). $1; $after. Last lines of the app's journal:
+$journal"
+}
+rel=/srv/app/releases/0123456789abcdef0123; archive=/var/tmp/app-release-0123456789abcdef0123.tar.gz; current=/srv/app/current
+if [ ! -f "$rel/.flaskstack/complete" ]; then
+  # The pins were resolved for one exact Python (markers like python_full_version): check it first.
+  python=$(python3 -c 'import platform; print(platform.python_version())') \
+    || fail "python3 does not run (bootstrap installs python3-venv)"
+  [ "$python" = "3.11.2" ] || fail "python3 here is $python, but the release's requirements were resolved for Python 3.11.2: set flask-stack:hosts.python to \"$python\" (it defaults to the image's Python) and run pulumi up again"
+  [ -f "$archive" ] || fail "the release archive $archive is missing; run pulumi up again to copy it"
+  echo 0123456789abcdef012344444444444444444444444444444444444444444444"  $archive" | sha256sum --check --quiet - \
+    || fail "the release archive $archive is damaged (checksum mismatch); run pulumi up again"
+  rm -rf "$rel"
+  # A release that fails half-unpacked leaves nothing behind (the next run starts afresh).
+  trap 'rc=$?; if [ $rc -ne 0 ]; then rm -rf "$rel"; fi' EXIT
+  install -d -m 0751 -o root -g app "$rel"
+  # A release whose dependencies are those of a release already here (the usual case: only the
+  # app's code changed) starts from a hard-linked copy of that release's venv instead of
+  # installing every wheel again; pip never rewrites an installed file in place, so the two
+  # releases cannot change each other's.
+  deps=c61cccd5ccae2e70c9d4
+  reuse=""
+  for other in "$(readlink -f "$current" 2>/dev/null || true)" /srv/app/releases/*; do
+    if [ -n "$other" ] && [ "$other" != "$rel" ] && [ -f "$other/.flaskstack/complete" ] \
+        && [ -x "$other/venv/bin/python" ] && [ "$(cat "$other/.flaskstack/deps" 2>/dev/null)" = "$deps" ]; then
+      reuse=$other
+      break
+    fi
+  done
+  if [ -n "$reuse" ]; then
+    tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions --exclude=.flaskstack/wheelhouse
+    cp -al "$reuse/venv" "$rel/venv"
+    # Scripts and the venv's own files name its path: point them at this release's.
+    { grep -rlF --null "$reuse/venv" "$rel/venv/bin" "$rel/venv/pyvenv.cfg" || true; } \
+      | xargs -0r sed -i "s|$reuse/venv|$rel/venv|g"
+  else
+    tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
+    python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check --no-warn-script-location --find-links "$rel/.flaskstack/wheelhouse" -r "$rel/.flaskstack/requirements.txt" || fail "installing the app's requirements from its wheelhouse failed"
+  fi
+  if compgen -G "$rel/.flaskstack/project/*.whl" >/dev/null; then
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall \
+      --disable-pip-version-check "$rel"/.flaskstack/project/*.whl \
+      || fail "installing the app's own package failed"
+  fi
+  echo "$deps" > "$rel/.flaskstack/deps"
+  rm -rf "$rel/.flaskstack/wheelhouse"
+  # Flask keeps its instance folder beside the app: point it at the writable state directory.
+  [ -e "$rel/instance" ] || ln -s /var/lib/app/instance "$rel/instance"
+  chown -R root:app "$rel"
+  chmod -R u+rwX,g+rX,g-w,o-rwx "$rel"
+  chmod 0751 "$rel"
+  touch "$rel/.flaskstack/complete"
+  trap - EXIT
+fi
+rm -f "$archive"
+static=/srv/app/releases/0123456789abcdef0123/static
+if [ -d "$static" ]; then
+  find "$static" -type f \( -name '*.css' -o -name '*.js' -o -name '*.svg' -o -name '*.json' \
+    -o -name '*.txt' -o -name '*.html' -o -name '*.xml' -o -name '*.map' \) -size +1k -print0 \
+    | while IFS= read -r -d '' file; do [ -e "$file.gz" ] || gzip -9 -n -k "$file"; done
+  chmod -R o+rX "$static"
+  folder=$(dirname "$static")
+  while [ "$folder" != "$rel" ] && [ "$folder" != / ]; do chmod o+x "$folder"; folder=$(dirname "$folder"); done
+fi
+wsgi=/etc/app/flaskstack_wsgi.py
+cat > /etc/app/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_596D32731A9AD44E'
+# Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
+"""The WSGI entry Gunicorn serves for app: the app named by app.entry
+(rocket:app), wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme
+as the front reports them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every
+request, so exactly one proxy hop is trusted and a client cannot spoof either header.
+
+The deploy's health check asks /healthz (deploy.healthPath). When the app routes that
+path itself, the app answers it (so it can check its database, say); when it does not, this
+entry answers 200 itself: the app has imported and a worker serves requests.
+"""
+
+import importlib
+
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+TRUSTED_HOPS = 1
+HEALTH_PATH = "/healthz"
+
+
+def _load():
+    module = importlib.import_module("rocket")
+    target = module
+    for name in ["app"]:
+        target = getattr(target, name)
+    if target is None or not callable(target):
+        raise RuntimeError("rocket:app is not a WSGI application")
+    return target
+
+
+def routes(app, path):
+    """Whether a Flask app answers GET `path` with a route of its own (a route that only
+    redirects, such as "/healthz/" for "/healthz", does not count: the check wants a 200)."""
+    url_map = getattr(app, "url_map", None)
+    if url_map is None:
+        return False
+    try:
+        url_map.bind("localhost").match(path, method="GET")
+    except Exception:  # NotFound, MethodNotAllowed, RequestRedirect
+        return False
+    return True
+
+
+def answer_health(wsgi_app):
+    """`wsgi_app`, with GET/HEAD of the health path answered here instead."""
+
+    def health(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8"),
+                                      ("Cache-Control", "no-store"), ("Content-Length", "3")])
+            return [b"ok\n"]
+        return wsgi_app(environ, start_response)
+
+    return health
+
+
+app = _load()
+proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
+app_answers_health = routes(app, HEALTH_PATH)
+if hasattr(app, "wsgi_app"):
+    # A Flask app: wrap its wsgi_app so `app` stays the Flask object (the flask CLI still works).
+    app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
+    if not app_answers_health:
+        app.wsgi_app = answer_health(app.wsgi_app)
+    application = app
+else:
+    application = ProxyFix(app, **proxy_fix)
+    if not app_answers_health:
+        application = answer_health(application)
+FLASKSTACK_596D32731A9AD44E
+previous=$(readlink "$current" 2>/dev/null || true)
+switched=0
+wsgi_old=""
+# Whatever makes this step fail after the switch, the previous release is put back first.
+undo_release() {
+  [ $switched = 1 ] && [ -n "$previous" ] || return 0
+  switched=0
+  if [ -n "$wsgi_old" ]; then cp -a "$wsgi_old" "$wsgi"; fi
+  ln -sfn "$previous" "$current.new"
+  mv -Tf "$current.new" "$current"
+  systemctl reset-failed app.service 2>/dev/null || true
+  systemctl restart app.service || true
+}
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_release; fi; rm -f ${wsgi:+"$wsgi.flaskstack-release"} ${wsgi_old:+"$wsgi_old"}' EXIT
+if [ "$previous" != "$rel" ]; then
+  if systemctl is-active --quiet app.service && ! cmp -s "$wsgi.flaskstack-release" "$wsgi"; then
+    wsgi_old=$(mktemp)
+    cp -a "$wsgi" "$wsgi_old"
+    install -m 0640 -o root -g app "$wsgi.flaskstack-release" "$wsgi.new"
+    mv -f "$wsgi.new" "$wsgi"
+  fi
+  ln -sfn "$rel" "$current.new"
+  mv -Tf "$current.new" "$current"
+  if systemctl is-active --quiet app.service; then
+    switched=1
+    reload_and_wait app.service 40 || true
+    # Healthy means: every worker runs the new release, and the front gets 200 from it.
+    if ! wait_workers_in "$rel" app.service 120 \
+        || ! healthy_within 120; then
+      probe || true  # the workers never took the release: report what the front answers now
+      capture_journal
+      if [ -n "$previous" ]; then
+        undo_release
+        unhealthy "Rolled back to release $(basename "$previous")"
+      fi
+      unhealthy "Nothing older to go back to"
+    fi
+    switched=0
+  fi
+fi
+echo "release 0123456789abcdef0123 is current on web-0"
