@@ -96,10 +96,10 @@ class AppHost(pulumi.ComponentResource):
                 triggers=triggers, logging="stdoutAndStderr",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
 
-        bootstrap_script = scripts.bootstrap(s, host)
+        bootstrap_script = at(lambda where: scripts.bootstrap(s, host, where))
         # Bootstrap and upload touch nothing that serves, so every host does them at once;
         # the steps that change what a host serves wait for the previous batch (args.after).
-        bootstrap = step("bootstrap", bootstrap_script, [], [sha(bootstrap_script.text())])
+        bootstrap = step("bootstrap", bootstrap_script, [], [text_sha(bootstrap_script)])
 
         app_env = args.files[paths.env_file]
         env_script = at(lambda where: scripts.env(s, host, app_env, where))
@@ -114,9 +114,10 @@ class AppHost(pulumi.ComponentResource):
         release_waits = [upload, env, *args.after, *args.release_after]
         if args.database_admin is not None:
             admin = args.database_admin
-            database_script = scripts.database(s, host, admin.database, admin.user)
+            database_script = at(lambda where: scripts.database(s, host, admin.database, admin.user,
+                                                                address=where))
             self.database = step("database", database_script, [bootstrap],
-                                 [sha(database_script.text()), admin.env.apply(sha)], stdin=admin.env)
+                                 [text_sha(database_script), admin.env.apply(sha)], stdin=admin.env)
             release_waits.append(self.database)
         release_script = at(lambda where: scripts.release(
             s, host, args.release, release_command=args.run_release_command, address=where,

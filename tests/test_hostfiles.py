@@ -53,15 +53,15 @@ def test_each_row_says_what_a_change_sets_off():
 
 
 def test_adding_a_host_file_takes_one_row_and_one_template(tmp_path, monkeypatch):
-    """A systemd drop-in added as a row plus its template is rendered, installed by configure
-    with its mode and group, counted in configure's trigger, and described by stack diff."""
+    """An Nginx include added as a row plus its template is rendered, staged and checked with
+    the rest of the Nginx config by configure, installed with its mode and group, reloads the
+    front when it changes, counts in configure's trigger, and is described by stack diff."""
     templates = tmp_path / "templates"
     shutil.copytree(render.TEMPLATES, templates)
-    (templates / "systemd" / "limits.conf.j2").write_text(
-        "{{ header }}\n[Service]\nLimitNOFILE=65536\n")
-    row = HostFile("limits-dropin", lambda p: f"/etc/systemd/system/{p.service_name}.d/limits.conf",
-                   "systemd/limits.conf.j2", Step.CONFIGURE, "0644", "root", Validator.SYSTEMD,
-                   Reload.UNITS)
+    (templates / "nginx" / "extra.conf.j2").write_text("{{ header }}\nclient_body_timeout 10s;\n")
+    row = HostFile("nginx-extra", lambda p: f"/etc/nginx/conf.d/{p.app}-extra.conf",
+                   "nginx/extra.conf.j2", Step.CONFIGURE, "0644", "root", Validator.NGINX, Reload.FRONT,
+                   lambda settings: settings.front == "nginx")
     config = stacks.case("stack:dev").load()
     host = inventory.planned(config)[0]
     before = render.render_host(config, host)
@@ -69,15 +69,19 @@ def test_adding_a_host_file_takes_one_row_and_one_template(tmp_path, monkeypatch
     monkeypatch.setattr(render, "TEMPLATES", templates)
     monkeypatch.setattr(hostfiles, "TABLE", (*hostfiles.TABLE, row))
     files = render.render_host(config, host)
-    path = "/etc/systemd/system/app.service.d/limits.conf"
+    path = "/etc/nginx/conf.d/app-extra.conf"
     assert set(files) - set(before) == {path}
-    assert "LimitNOFILE=65536" in files[path] and "Rendered by flask-stack" in files[path]
+    assert "client_body_timeout 10s;" in files[path] and "Rendered by flask-stack" in files[path]
 
     installed = {f.path: f for f in scripts.config_files(config, files)}
-    assert (installed[path].mode, installed[path].group, installed[path].kind) == ("0644", "root", "units")
+    assert (installed[path].mode, installed[path].group, installed[path].kind) == ("0644", "root", "front")
     configure = scripts.configure(config, host.name, files, "203.0.113.10").text()
-    assert "LimitNOFILE=65536" in configure  # staged in the script
-    assert f"put \"$stage/files\"{path} {path} 0644 root units" in configure
+    assert "client_body_timeout 10s;" in configure  # staged in the script
+    # checked by nginx -t together with the rest of the staged Nginx config, then installed
+    staged = f'cp "$stage/files"{path} "$stage/nginx"/conf.d/app-extra.conf'
+    assert staged in configure
+    assert configure.index(staged) < configure.index('nginx -t -q -c "$stage/nginx/nginx.conf"')
+    assert f'put "$stage/files"{path} {path} 0644 root front' in configure
     old_hash = render.content_hash({f.path: before[f.path] for f in scripts.config_files(config, before)})
     new_hash = render.content_hash({p: files[p] for p in installed})
     assert old_hash != new_hash  # configure runs again when the new file changes
@@ -85,4 +89,14 @@ def test_adding_a_host_file_takes_one_row_and_one_template(tmp_path, monkeypatch
     from stack import diff
 
     note = diff.consequences("dev", ROOT, [path.lstrip("/")])
-    assert f"  {path}: the configure step installs it; systemd reloads its units and the app restarts" in note
+    assert f"  {path}: the configure step installs it; Nginx reloads" in note
+
+
+def test_the_units_systemd_checks_are_the_tables():
+    config = stacks.case("stack:dev").load()
+    files = render.render_host(config, inventory.planned(config)[0])
+    configure = scripts.configure(config, "web-0", files, "203.0.113.10").text()
+    units = [row.remote(config) for row in hostfiles.files_of(config) if row.validator is Validator.SYSTEMD]
+    line = next(line for line in configure.splitlines() if line.startswith("out=$(systemd-analyze verify"))
+    assert line == "out=$(systemd-analyze verify " + " ".join(
+        f'"$stage/files"{unit}' for unit in sorted(units)) + " 2>&1) \\"

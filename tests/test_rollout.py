@@ -219,7 +219,7 @@ def failure_report(tmp_path, fakes: dict[str, str]) -> subprocess.CompletedProce
     for name, body in fakes.items():
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
-    script = (scripts.prelude("app-web-0-release", "web-0")
+    script = (scripts.prelude("release", "web-0", "203.0.113.10")
               + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
               + scripts.health_functions(loaded, "web-0", "203.0.113.10")
               + 'unhealthy "Rolled back to release r1"\n')

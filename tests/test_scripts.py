@@ -55,8 +55,8 @@ def step_scripts(case: stacks.Case, host_name: str = "web-0", address: str = ADD
     files = render.render_host(config, host)
     paths = Paths(config.app.name)
     made = {
-        "bootstrap": scripts.bootstrap(config, host_name),
-        "database": scripts.database(config, host_name, "appdb", "appuser"),
+        "bootstrap": scripts.bootstrap(config, host_name, address),
+        "database": scripts.database(config, host_name, "appdb", "appuser", address=address),
         "env": scripts.env(config, host_name, files[paths.env_file], address),
         "release": scripts.release(config, host_name, RELEASE, release_command=True,
                                    address=address, wsgi=files[paths.wsgi]),
@@ -175,18 +175,19 @@ def test_a_hostile_host_and_address_reach_a_message_intact_and_inert(tmp_path):
     config = hostile_settings()
     for make in (lambda: scripts.gate(config, HOSTILE, HOSTILE_ADDRESS),
                  lambda: scripts.env(config, HOSTILE, "A=1\n", HOSTILE_ADDRESS),
-                 lambda: scripts.bootstrap(config, HOSTILE)):
+                 lambda: scripts.bootstrap(config, HOSTILE, HOSTILE_ADDRESS)):
         checked = subprocess.run(["bash", "-n"], input=make().text(), capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
     bin_dir = tmp_path / "bin"
     stub(bin_dir, "curl", "printf 200")
     stub(bin_dir, "journalctl", "echo 'ModuleNotFoundError: rocket'")
-    script = (scripts.prelude("release", HOSTILE) + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
+    script = (scripts.prelude("release", HOSTILE, HOSTILE_ADDRESS)
+              + f"export PATH={shlex.quote(str(bin_dir))}:$PATH\n"
               + scripts.health_functions(config, HOSTILE, HOSTILE_ADDRESS) + 'unhealthy "Rolled back"\n')
     ran = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=30)
     assert ran.returncode == 1
-    assert f"flask-stack: release on host {HOSTILE}: " in ran.stderr
-    assert f"on host {HOSTILE} ({HOSTILE_ADDRESS}). Rolled back" in ran.stderr
+    assert f"flask-stack: release on host {HOSTILE} ({HOSTILE_ADDRESS}): " in ran.stderr
+    assert "). Rolled back; the previous version answers 200 again" in ran.stderr
     assert not (tmp_path / "CANARY").exists(), "a value ran as a command"
 
 
@@ -259,12 +260,14 @@ def test_as_root_runs_the_script_under_bash_through_sudo():
     assert line == (expected if config.ssh.user == "root" else "sudo -n " + expected)
 
 
-def test_the_prelude_names_step_and_host():
-    assert scripts.prelude("health gate", "web-0").splitlines()[2:] == [
-        'fail() { echo "flask-stack: health gate on host web-0: $*" >&2; exit 1; }',
-        'failed() { local rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) running: '
-        '$BASH_COMMAND" >&2; }',
+def test_the_prelude_names_step_and_host_with_its_address():
+    assert scripts.prelude("health gate", "web-0", "203.0.113.10").splitlines()[2:] == [
+        'fail() { echo "flask-stack: health gate on host web-0 (203.0.113.10): $*" >&2; exit 1; }',
+        'failed() { local rc=$?; echo "flask-stack: health gate on host web-0 (203.0.113.10) failed '
+        '(exit $rc) running: $BASH_COMMAND" >&2; }',
         "trap failed ERR"]
+    assert scripts.prelude("bootstrap", "web-0").splitlines()[2].startswith(
+        'fail() { echo "flask-stack: bootstrap on host web-0: ')
 
 
 def test_the_deps_key_ignores_wheel_order():
@@ -288,7 +291,8 @@ def test_the_gate_keeps_the_newest_releases_and_the_current_one(tmp_path):
     stub(bin_dir, "curl", "printf 200")
     gate = scripts.gate(config, "web-0", ADDRESS)
     body = gate.body.replace(paths.current, str(tmp_path / "current")).replace(paths.releases, str(releases))
-    text = scripts.prelude(gate.step, gate.host) + f"PATH={shlex.quote(str(bin_dir))}:$PATH\n" + body
+    text = (scripts.prelude(gate.step, gate.host, gate.address)
+            + f"PATH={shlex.quote(str(bin_dir))}:$PATH\n" + body)
     ran = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
     assert ran.returncode == 0, ran.stderr
     kept = config.deploy.releases_kept

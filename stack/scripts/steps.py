@@ -33,14 +33,16 @@ class Script:
     step: str
     host: str
     body: str
+    address: str = ""  # the address the deploy reaches the host at, for its messages
 
     def text(self) -> str:
-        return prelude(self.step, self.host) + self.body
+        return prelude(self.step, self.host, self.address) + self.body
 
 
-def prelude(step: str, host: str) -> str:
-    """Strict mode, and `fail` plus an ERR trap that name the step and the host."""
-    return render("prelude.sh.j2", step=step, host=host)
+def prelude(step: str, host: str, address: str = "") -> str:
+    """Strict mode, and `fail` plus an ERR trap that name the step and the host with its address
+    (every failure message of a step starts `flask-stack: <step> on host web-0 (203.0.113.10):`)."""
+    return render("prelude.sh.j2", step=step, where=where(host, address))
 
 
 def as_root(settings: Settings, script: Script) -> str:
@@ -76,10 +78,10 @@ def packages(settings: Settings) -> list[str]:
     return sorted(wanted)
 
 
-def bootstrap(settings: Settings, host: str) -> Script:
-    body = render("bootstrap.sh.j2", **context(settings, host), packages=packages(settings),
+def bootstrap(settings: Settings, host: str, address: str = "") -> Script:
+    body = render("bootstrap.sh.j2", **context(settings, host, address), packages=packages(settings),
                   auto_upgrades=AUTO_UPGRADES)
-    return Script("bootstrap", host, body)
+    return Script("bootstrap", host, body, address)
 
 
 # -- database -------------------------------------------------------------------------------
@@ -100,15 +102,15 @@ def grants(database_name: str, user: str) -> Shell:
 
 
 def database(settings: Settings, host: str, database_name: str, user: str, *,
-             wait_seconds: int = 300) -> Script:
+             wait_seconds: int = 300, address: str = "") -> Script:
     """Grants the app's database user what it needs to own its schema, as the database's
     administrator, whose libpq settings (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGSSLMODE) arrive
     on stdin. A managed service may create the user with no rights at all, and PostgreSQL 15+
     lets only the database owner create in the public schema, so without this the first
     migration fails. Waits for a database that is still starting; safe to run again."""
-    body = render("database.sh.j2", **context(settings, host), database_name=database_name,
+    body = render("database.sh.j2", **context(settings, host, address), database_name=database_name,
                   user=user, wait_seconds=int(wait_seconds), grants=grants(database_name, user))
-    return Script("database", host, body)
+    return Script("database", host, body, address)
 
 
 # -- env ------------------------------------------------------------------------------------
@@ -116,7 +118,8 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
     """Writes the plain env file (in the script) and the secret one (from stdin), restarting
     the app when either changed (a reload would keep the old environment); if the app does not
     come back healthy, the previous files are put back."""
-    return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env))
+    return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env),
+                  address)
 
 
 # -- release --------------------------------------------------------------------------------
@@ -133,7 +136,7 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     command = settings.app.release_command if release_command else ""
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, release_command=command or "", wsgi=wsgi)
-    return Script("release", host, body)
+    return Script("release", host, body, address)
 
 
 def deps_key(rel: Release) -> str:
@@ -157,11 +160,13 @@ class ConfigFile:
     mode: str
     group: str
     kind: str  # what must happen when it changes: hostfiles.Reload's value
+    check: str = "none"  # the tool that checks it first: hostfiles.Validator's value
 
 
 def config_files(settings: Settings, files: dict[str, str]) -> list[ConfigFile]:
     """The rendered files the configure step installs, from the host-file table."""
-    return [ConfigFile(row.remote(settings), row.mode, row.group_name(settings), row.reloads.value)
+    return [ConfigFile(row.remote(settings), row.mode, row.group_name(settings), row.reloads.value,
+                       row.validator.value)
             for row in hostfiles.installed_by(settings, hostfiles.Step.CONFIGURE, files)]
 
 
@@ -190,7 +195,7 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     body = render("configure.sh.j2", **context(settings, host, address), files=files,
                   wanted=config_files(settings, files), nginx=nginx, front=front, other=other,
                   site=p.nginx_site.rsplit("/", 1)[1], workers=workers, placeholder=placeholder)
-    return Script("configure", host, body)
+    return Script("configure", host, body, address)
 
 
 # -- certificate ----------------------------------------------------------------------------
@@ -237,7 +242,7 @@ def certificate(settings: Settings, host: str, files: dict[str, str], address: s
                   certbot=certbot, names=" and ".join(names), domain=domain,
                   renewal=f"/etc/letsencrypt/renewal/{domain}.conf",
                   lineage=f"{LETSENCRYPT_LIVE}/{domain}")
-    return Script("certificate", host, body)
+    return Script("certificate", host, body, address)
 
 
 # -- health gate ----------------------------------------------------------------------------
@@ -245,4 +250,4 @@ def gate(settings: Settings, host: str, address: str) -> Script:
     """The barrier between batches: the host answers the health path through its front (each
     changing step has already checked, and undone itself on failure), then old releases are
     pruned."""
-    return Script("health gate", host, render("gate.sh.j2", **context(settings, host, address)))
+    return Script("health gate", host, render("gate.sh.j2", **context(settings, host, address)), address)

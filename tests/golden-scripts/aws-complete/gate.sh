@@ -1,7 +1,7 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-fail() { echo "flask-stack: health gate on host web-0: $*" >&2; exit 1; }
-failed() { local rc=$?; echo "flask-stack: health gate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+fail() { echo "flask-stack: health gate on host web-0 (203.0.113.10): $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: health gate on host web-0 (203.0.113.10) failed (exit $rc) running: $BASH_COMMAND" >&2; }
 trap failed ERR
 # The app's latest messages (its access log left out), taken before any undo. When a restart
 # loop has pushed the cause out of the last 40 lines, its last error lines come first.
@@ -35,12 +35,12 @@ unhealthy() {
   if [ "${2:-}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
   elif healthy_within 120; then after="the previous version answers 200 again"
   else after="the previous version does not answer either (status $code)"; fi
-  fail "/healthz did not answer 200 within 120 s (last status $last) on host web-0 (203.0.113.10). $1; $after. Last lines of the app's journal:
+  fail "/healthz did not answer 200 within 120 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
 if ! healthy_within 120; then
   capture_journal
-  fail "/healthz did not answer 200 within 120 s (last status $code) on host web-0 (203.0.113.10); nothing was changed by this step. Last lines of the app's journal:
+  fail "/healthz did not answer 200 within 120 s (last status $code); nothing was changed by this step. Last lines of the app's journal:
 $journal"
 fi
 # Keep the newest 5 releases (the current one among them).

@@ -1,7 +1,7 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-fail() { echo "flask-stack: release on host web-0: $*" >&2; exit 1; }
-failed() { local rc=$?; echo "flask-stack: release on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+fail() { echo "flask-stack: release on host web-0 (203.0.113.10): $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: release on host web-0 (203.0.113.10) failed (exit $rc) running: $BASH_COMMAND" >&2; }
 trap failed ERR
 children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
 # True when every worker of a service runs in directory $1 (Gunicorn's workers take their
@@ -68,7 +68,7 @@ unhealthy() {
   if [ "${2:-}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
   elif healthy_within 60; then after="the previous version answers 200 again"
   else after="the previous version does not answer either (status $code)"; fi
-  fail "/healthz did not answer 200 within 60 s (last status $last) on host web-0 (203.0.113.10). $1; $after. Last lines of the app's journal:
+  fail "/healthz did not answer 200 within 60 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
 rel=/srv/app/releases/0123456789abcdef0123; archive=/var/tmp/app-release-0123456789abcdef0123.tar.gz; current=/srv/app/current

@@ -1,7 +1,7 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-fail() { echo "flask-stack: configure on host web-0: $*" >&2; exit 1; }
-failed() { local rc=$?; echo "flask-stack: configure on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+fail() { echo "flask-stack: configure on host web-0 (203.0.113.10): $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: configure on host web-0 (203.0.113.10) failed (exit $rc) running: $BASH_COMMAND" >&2; }
 trap failed ERR
 children() { { ps -o pid= --ppid "$1" 2>/dev/null || true; } | tr -d ' ' | sort; }
 # True when every worker of a service runs in directory $1 (Gunicorn's workers take their
@@ -68,7 +68,7 @@ unhealthy() {
   if [ "${2:-}" = first ]; then after="nothing of the app served here before, so there is nothing to go back to"
   elif healthy_within 120; then after="the previous version answers 200 again"
   else after="the previous version does not answer either (status $code)"; fi
-  fail "/healthz did not answer 200 within 120 s (last status $last) on host web-0 (203.0.113.10). $1; $after. Last lines of the app's journal:
+  fail "/healthz did not answer 200 within 120 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
 stage=$(mktemp -d /etc/rocket/.stage.XXXXXX); rb="$stage/replaced"; installing=0
@@ -592,8 +592,8 @@ worker_processes $workers;
 FLASKSTACK_WORKERS
 cp -a /etc/nginx "$stage/nginx"
 cp "$stage/files/etc/nginx/flask-stack-workers.conf" "$stage/nginx/"
-cp "$stage/files/etc/nginx/nginx.conf" "$stage/nginx/nginx.conf"
-cp "$stage/files/etc/nginx/sites-available/rocket.conf" "$stage/nginx/sites-available/rocket.conf"
+cp "$stage/files"/etc/nginx/nginx.conf "$stage/nginx"/nginx.conf
+cp "$stage/files"/etc/nginx/sites-available/rocket.conf "$stage/nginx"/sites-available/rocket.conf
 rm -f "$stage/nginx/sites-enabled/default"
 ln -sfn ../sites-available/rocket.conf "$stage/nginx/sites-enabled/rocket.conf"
 nginx -t -q -c "$stage/nginx/nginx.conf" || fail "the new Nginx config is invalid (see above); nothing was installed, the old config keeps serving"
@@ -605,7 +605,7 @@ if ! out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec --uid
   fi
   fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
 fi
-out=$(systemd-analyze verify "$stage/files/etc/systemd/system/rocket.socket" "$stage/files/etc/systemd/system/rocket.service" 2>&1) \
+out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/rocket.service "$stage/files"/etc/systemd/system/rocket.socket 2>&1) \
   || { echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }
 if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
 changed=" "

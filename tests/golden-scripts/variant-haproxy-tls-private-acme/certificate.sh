@@ -1,7 +1,7 @@
 set -Eeuo pipefail
 export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-fail() { echo "flask-stack: certificate on host web-0: $*" >&2; exit 1; }
-failed() { local rc=$?; echo "flask-stack: certificate on host web-0 failed (exit $rc) running: $BASH_COMMAND" >&2; }
+fail() { echo "flask-stack: certificate on host web-0 (203.0.113.10): $*" >&2; exit 1; }
+failed() { local rc=$?; echo "flask-stack: certificate on host web-0 (203.0.113.10) failed (exit $rc) running: $BASH_COMMAND" >&2; }
 trap failed ERR
 install -d -m 0700 -o root -g root /etc/app/tls
 install -d -m 0755 /etc/letsencrypt/renewal-hooks/deploy
