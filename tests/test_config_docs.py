@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stack import settings
-from stack.reader import SettingsError
+from stack.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)

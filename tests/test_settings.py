@@ -22,7 +22,7 @@ import pytest
 from conftest import EXAMPLES, REPO_ROOT, load_example
 
 from stack import settings
-from stack.reader import Reader, Secret, SettingsError
+from stack.settings import Reader, Secret, SettingsError
 
 PREFIX = "flask-stack:"
 PLATFORMS = ("digitalocean", "aws", "existing")
@@ -245,7 +245,7 @@ INVALID = [
     case("db-url-bad-scheme", EXISTING, "database.url", {"database.url": Secret("mysql://a:b@h/db")},
          "must start with postgresql://"),
     case("db-size-on-existing", EXISTING, "database.size", {"database.size": "db-s-1vcpu-1gb"},
-         "unknown key"),
+         "is only for platforms digitalocean and aws"),
     # app
     case("app-name-pattern", DO, "app.name", {"app.name": "My App"}, "short lower-case name"),
     case("app-name-reserved", DO, "app.name", {"app.name": "nginx"}, "system name"),
@@ -995,15 +995,17 @@ def test_dev_stack_loads_offline():
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
     "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
-                     "hosts.trustedProxies", "database.url", "database.storageGb",  # rejected here
+                     "hosts.trustedProxies", "hosts.addresses", "database.url",  # rejected here
+                     "database.storageGb",
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
-    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "database.url", "doProject",
+    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
+            "doProject",
             "domain.certificateArn",  # the example issues its certificate through route53Zone
             "hosts.python"},  # a cloud image's Python is known
     "existing": {"region", "loadBalancer", "hosts.count", "hosts.size",  # no meaning or must stay unset
                  "doProject", "expiresAt", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
-                 "hosts.diskGb", "network.zones",
+                 "hosts.diskGb", "network.zones", "database.size", "database.storageGb",
                  "database.engineVersion", "database.backupRetentionDays", "database.highAvailability",
                  "database.name", "database.user",  # database.url names the database
                  "ssh.publicKey", "ssh.adminCidrs", "network", "network.vpcCidr",  # nothing is created
