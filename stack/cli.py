@@ -15,7 +15,7 @@ from pathlib import Path
 
 from stack import inventory, render, settings
 from stack.paths import Paths
-from stack.reader import SettingsError
+from stack.settings import SettingsError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from stack import release, settings, site
-from stack.reader import SettingsError
+from stack.settings import SettingsError
 
 
 def load_settings() -> settings.Settings:

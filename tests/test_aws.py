@@ -22,7 +22,7 @@ import pytest
 from pulumi.runtime.sync_await import _sync_await
 
 from stack import aws_plan, inventory, render, settings
-from stack.reader import SettingsError
+from stack.settings import SettingsError
 from tests.support import snapshot
 from tests.support.cloud import (
     ancestors,

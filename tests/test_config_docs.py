@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stack import settings
-from stack.reader import SettingsError
+from stack.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)
@@ -55,8 +55,8 @@ def code_keys() -> set[str]:
 def test_every_key_the_code_reads_is_documented_and_nothing_else():
     docs = set(documented())
     code = code_keys()
-    assert code - docs == set(), f"read by stack/settings.py but not documented in Pulumi.yaml: {code - docs}"
-    assert docs - code == set(), f"documented in Pulumi.yaml but unknown to stack/settings.py: {docs - code}"
+    assert code - docs == set(), f"read by stack/settings/ but not documented in Pulumi.yaml: {code - docs}"
+    assert docs - code == set(), f"documented in Pulumi.yaml but unknown to stack/settings/: {docs - code}"
 
 
 def snake(name: str) -> str:

@@ -22,7 +22,7 @@ import pytest
 from conftest import EXAMPLES, REPO_ROOT, load_example
 
 from stack import settings
-from stack.reader import Reader, Secret, SettingsError
+from stack.settings import Reader, Secret, SettingsError
 
 PREFIX = "flask-stack:"
 PLATFORMS = ("digitalocean", "aws", "existing")
@@ -245,7 +245,7 @@ INVALID = [
     case("db-url-bad-scheme", EXISTING, "database.url", {"database.url": Secret("mysql://a:b@h/db")},
          "must start with postgresql://"),
     case("db-size-on-existing", EXISTING, "database.size", {"database.size": "db-s-1vcpu-1gb"},
-         "unknown key"),
+         "is only for platforms digitalocean and aws"),
     # app
     case("app-name-pattern", DO, "app.name", {"app.name": "My App"}, "short lower-case name"),
     case("app-name-reserved", DO, "app.name", {"app.name": "nginx"}, "system name"),
@@ -995,15 +995,17 @@ def test_dev_stack_loads_offline():
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
     "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
-                     "hosts.trustedProxies", "database.url", "database.storageGb",  # rejected here
+                     "hosts.trustedProxies", "hosts.addresses", "database.url",  # rejected here
+                     "database.storageGb",
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
-    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "database.url", "doProject",
+    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
+            "doProject",
             "domain.certificateArn",  # the example issues its certificate through route53Zone
             "hosts.python"},  # a cloud image's Python is known
     "existing": {"region", "loadBalancer", "hosts.count", "hosts.size",  # no meaning or must stay unset
                  "doProject", "expiresAt", "domain.certificateArn", "domain.dnsRecords", "domain.route53Zone",
-                 "hosts.diskGb", "network.zones",
+                 "hosts.diskGb", "network.zones", "database.size", "database.storageGb",
                  "database.engineVersion", "database.backupRetentionDays", "database.highAvailability",
                  "database.name", "database.user",  # database.url names the database
                  "ssh.publicKey", "ssh.adminCidrs", "network", "network.vpcCidr",  # nothing is created
@@ -1049,3 +1051,111 @@ def test_examples_use_documentation_addresses_and_domains(name):
     for line in text.splitlines():
         if re.search(r"(privateKey|url|SECRET_KEY):\s*\S", line.split("#")[0]):
             pytest.fail(f"{name}: a secret is set in plain text: {line.strip()}")
+
+
+# -- keys that depend on the platform: one table, one message each -----------------------------
+# A value each restricted key could take where it is taken; a new row of the table needs one here.
+RESTRICTED_VALUES: dict[str, Any] = {
+    "region": "fra1", "loadBalancer": True, "doProject": True,
+    "hosts.size": "s-1vcpu-1gb", "hosts.diskGb": 30, "hosts.addresses": ["203.0.113.10"],
+    "hosts.trustedProxies": ["198.51.100.0/28"],
+    "database.url": Secret(DATABASE_URL), "database.size": "db-s-1vcpu-1gb",
+    "database.storageGb": 50, "database.backupRetentionDays": 14,
+    "domain.certificateArn":
+        "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f",
+    "domain.route53Zone": "example.com", "domain.dnsRecords": True, "network.zones": 2,
+}
+
+
+def _elsewhere() -> list[Any]:
+    return [pytest.param(key, platform, id=f"{key}-on-{platform}")
+            for key, rule in settings.RULES.items() for platform in PLATFORMS
+            if platform not in rule.platforms]
+
+
+def test_every_restricted_key_has_a_sample_value():
+    restricted = {key for key, rule in settings.RULES.items() if set(rule.platforms) != set(PLATFORMS)}
+    assert restricted == set(RESTRICTED_VALUES)
+
+
+@pytest.mark.parametrize(("key", "platform"), _elsewhere())
+def test_a_key_of_another_platform_gets_its_own_message(key, platform):
+    errors = assert_error(platform, key, {key: RESTRICTED_VALUES[key]})
+    message = next(e for e in errors if e.startswith(f"{PREFIX}{key}:"))
+    rule = settings.RULES[key]
+    if platform in rule.refusals:
+        assert message == f"{PREFIX}{key}: {rule.refusals[platform]}"
+    else:
+        assert f"this stack's platform is {platform}" in message, message
+        assert "unknown key" not in message, message
+
+
+@pytest.mark.parametrize(("platform", "key", "expected"), [
+    (DO, "hosts.addresses", "is only for platform existing (a cloud platform creates the hosts; set "
+                            "hosts.count); this stack's platform is digitalocean, remove it"),
+    (AWS, "hosts.addresses", "is only for platform existing"),
+    (EXISTING, "database.size", "is only for platforms digitalocean and aws (the program creates no "
+                                "database there; give yours in database.url); this stack's "
+                                "platform is existing, remove it"),
+    (EXISTING, "database.storageGb", "is only for platform aws (the program creates no database "
+                                     "there); this stack's platform is existing, remove it"),
+    (DO, "domain.route53Zone", "is only for platform aws; this stack's platform is digitalocean"),
+    (AWS, "doProject", "is only for platform digitalocean; this stack's platform is aws"),
+    (DO, "hosts.diskGb", "a droplet size fixes its disk"),
+    (EXISTING, "network.zones", "is only for platform aws; this stack's platform is existing"),
+])
+def test_messages_for_keys_of_another_platform(platform, key, expected):
+    assert_error(platform, key, {key: RESTRICTED_VALUES[key]}, expected)
+
+
+@pytest.mark.parametrize(("platform", "key"), [(EXISTING, "loadBalancer"), (AWS, "doProject"),
+                                               (EXISTING, "domain.dnsRecords"), (EXISTING, "doProject")])
+def test_a_switch_may_be_set_false_on_any_platform(platform, key):
+    loaded = load(changed(good(platform), {key: False}))
+    assert loaded.platform == platform
+
+
+def test_a_switch_of_another_platform_is_still_checked_as_a_boolean():
+    assert_error(EXISTING, "loadBalancer", {"loadBalancer": "maybe"}, "true or false")
+
+
+def test_the_table_names_only_known_platforms_and_their_defaults():
+    for key, rule in settings.RULES.items():
+        assert set(rule.platforms) <= set(PLATFORMS), key
+        assert set(rule.defaults) <= set(PLATFORMS), key
+        assert set(rule.refusals) <= set(PLATFORMS) - set(rule.platforms), key
+        assert set(rule.formats) <= set(rule.platforms), key
+
+
+def test_every_key_of_the_platform_table_is_documented_in_pulumi_yaml():
+    text = (REPO_ROOT / "Pulumi.yaml").read_text()
+    documented = set(re.findall(r"^#   ([A-Za-z0-9.]+) \(", text, re.M))
+    assert set(settings.RULES) - documented == set()
+
+
+def test_the_old_platform_defaults_follow_the_table():
+    assert settings.PLATFORM_DEFAULTS["aws"] == {"hostSize": "t3.small", "databaseSize": "db.t4g.micro",
+                                                 "sshUser": "admin"}
+    assert settings.PLATFORM_DEFAULTS["existing"] == {"hostSize": "", "databaseSize": "", "sshUser": ""}
+
+
+# -- one error channel ---------------------------------------------------------------------------
+def test_errors_are_asked_by_key_path():
+    errors = settings.reader.Errors()
+    errors.add("flask-stack:ssh.adminCidrs[1]", "expected a CIDR")
+    errors.add("flask-stack:app.env.X", "bad")
+    assert errors.about("flask-stack:ssh.adminCidrs")
+    assert errors.about("flask-stack:app.env")
+    assert not errors.about("flask-stack:ssh.admin")  # a prefix of a name is not the key
+    assert errors.about("flask-stack:ssh")  # a section counts what was reported below it
+    assert errors.lines() == ["flask-stack:ssh.adminCidrs[1]: expected a CIDR", "flask-stack:app.env.X: bad"]
+
+
+def test_a_bad_admin_cidr_is_not_also_called_empty():
+    errors = errors_of(changed(good("aws"), {"ssh.adminCidrs": ["0.0.0.0/0"]}))
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}ssh.adminCidrs[0]"]
+
+
+def test_a_bad_address_is_not_also_called_missing():
+    errors = errors_of(changed(good("existing"), {"hosts.addresses": ["not an address!"]}))
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}hosts.addresses[0]"]

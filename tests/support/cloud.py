@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from stack import settings
-from stack.reader import Secret
+from stack.settings import Secret
 from tests.support.mocks import RecordingMonitor, Registered, Run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,12 +5,14 @@ getter returns the value or its default; a bad value is recorded as an error tha
 path, what is wrong and how to fix it, and the getter returns the default so that reading goes on
 and every error of one config is reported together. `finish()` reports keys nobody asked for
 (with a "did you mean" hint), so a typo never silently falls back to a default.
+
+Errors have one channel: the `Errors` that every reader of one load shares. A section asks it
+whether a key was already reported (`Reader.reported`) instead of searching message text.
 """
 
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +61,26 @@ class Secret:
         return hash(("Secret", self.value))
 
 
+class Errors:
+    """The problems found so far, in the order found, each under the key path it is about."""
+
+    def __init__(self) -> None:
+        self._found: list[tuple[str, str]] = []
+
+    def add(self, path: str, message: str) -> None:
+        self._found.append((path, message))
+
+    def about(self, path: str) -> bool:
+        """Whether anything was reported at `path` or below it (`path[0]`, `path.key`)."""
+        return any(p == path or p.startswith((path + "[", path + ".")) for p, _ in self._found)
+
+    def lines(self) -> list[str]:
+        return [f"{path}: {message}" for path, message in self._found]
+
+    def __bool__(self) -> bool:
+        return bool(self._found)
+
+
 def describe(value: Any) -> str:
     """How a bad value is shown in an error: short, quoted like the YAML the user wrote."""
     if isinstance(value, Secret):
@@ -74,10 +96,10 @@ def describe(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return _text(value) or "a number too large to show"
+    return as_text(value) or "a number too large to show"
 
 
-def _text(value: Any) -> str | None:
+def as_text(value: Any) -> str | None:
     """str(value), or None for an int past Python's int-to-str digit limit."""
     try:
         return str(value)
@@ -89,9 +111,9 @@ def _text(value: Any) -> str | None:
 class Reader:
     data: Mapping[str, Any]
     path: str
-    errors: list[str]
+    errors: Errors
     secret: bool = False  # the whole section came from a key marked secret
-    deferred: list[str] | None = None  # offline: what only a deploy needs goes here, not in errors
+    deferred: Errors | None = None  # offline: what only a deploy needs goes here, not in errors
     seen: set[str] = field(default_factory=set)
 
     # -- plumbing -------------------------------------------------------------------------
@@ -105,12 +127,20 @@ class Reader:
         return describe(value)
 
     def error(self, name: str, message: str) -> None:
-        self.errors.append(f"{self.key(name)}: {message}")
+        self.errors.add(self.key(name), message)
+
+    def error_at(self, path: str, message: str) -> None:
+        """An error about a full key path below this section, such as a list item's."""
+        self.errors.add(path, message)
+
+    def reported(self, name: str) -> bool:
+        """Whether an error about `name` (or an item or key below it) was recorded already."""
+        return self.errors.about(self.key(name))
 
     def needed_to_deploy(self, name: str, message: str) -> None:
         """A value a deploy cannot do without but an offline render can."""
         if self.deferred is not None:
-            self.deferred.append(f"{self.key(name)}: {message}")
+            self.deferred.add(self.key(name), message)
         else:
             self.error(name, message)
 
@@ -157,19 +187,20 @@ class Reader:
                 self.error(name, f"is required: set it to {expect}{required_hint}")
                 return None
             return default
-        text = None if isinstance(value, bool) or not isinstance(value, str | int | float) else _text(value)
-        if text is None:
+        plain = isinstance(value, str | int | float) and not isinstance(value, bool)
+        written = as_text(value) if plain else None
+        if written is None:
             self.error(name, f"expected {expect}, got {self.show(value)}")
             return None if default is _MISSING else default
-        if pattern is not None and not re.fullmatch(pattern, text):
+        if pattern is not None and not re.fullmatch(pattern, written):
             self.error(name, f"expected {expect}, got {self.show(value)}")
             return None if default is _MISSING else default
         if check is not None:
-            problem = check(text)
+            problem = check(written)
             if problem:
                 self.error(name, problem)
                 return None if default is _MISSING else default
-        return text
+        return written
 
     def choice(self, name: str, choices: tuple[str, ...], default: Any = _MISSING) -> Any:
         expect = "one of " + ", ".join(choices)
@@ -188,7 +219,7 @@ class Reader:
         value = self.raw(name)
         if value is _MISSING or value is None:
             return default
-        number = _as_int(value)
+        number = as_int(value)
         suffix = f" {unit}" if unit else ""
         if number is None or not lo <= number <= hi:
             self.error(name, f"must be a whole number from {lo} to {hi}{suffix}, got {self.show(value)}")
@@ -252,7 +283,7 @@ class Reader:
         return None
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -272,28 +303,3 @@ def _maybe_json(text: str, kind: type) -> Any:
     except (ValueError, RecursionError):
         return text
     return parsed if isinstance(parsed, kind) else text
-
-
-# -- item checkers shared by several sections -------------------------------------------------
-def cidr_item(
-    errors: list[str],
-    *,
-    allow_world: bool = False,
-    world: str = 'opens SSH to the whole internet; give your own address (e.g. "203.0.113.7/32") '
-                 "or use ssh.bastion",
-) -> Callable[[str, Any], str | None]:
-    def check(path: str, value: Any) -> str | None:
-        if not isinstance(value, str):
-            errors.append(f'{path}: expected a CIDR like "203.0.113.7/32", got {describe(value)}')
-            return None
-        try:
-            net = ipaddress.ip_network(value.strip(), strict=True)
-        except ValueError as exc:
-            errors.append(f'{path}: expected a CIDR like "203.0.113.7/32", got {describe(value)} ({exc})')
-            return None
-        if net.prefixlen == 0 and not allow_world:
-            errors.append(f"{path}: {value} {world}")
-            return None
-        return str(net)
-
-    return check

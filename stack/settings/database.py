@@ -1,0 +1,45 @@
+"""The `database` section: the managed PostgreSQL a cloud stack creates, or the URL of the user's
+own on existing servers."""
+
+from __future__ import annotations
+
+import re
+
+from stack.settings.checks import IDENT
+from stack.settings.platforms import Platform
+from stack.settings.reader import Reader, Secret
+from stack.settings.schema import RESERVED_DB_USERS, Database
+
+
+def read_database(r: Reader, p: Platform) -> Database:
+    url: Secret | None = None
+    if p.takes(r, "url"):
+        url = r.secret_string(
+            "url", required=False,
+            how="pulumi config set --secret --path database.url 'postgresql://user:pass@host/db'")
+        ensure_postgres_url(r, url)
+    size, storage = "", 0
+    if p.takes(r, "size"):
+        pattern, expect = p.format("database.size")
+        size = r.string("size", p.default("database.size"), pattern=pattern, expect=expect)
+    if p.takes(r, "storageGb"):
+        storage = r.integer("storageGb", p.default("database.storageGb"), 20, 65536, unit="GB")
+    version = r.string("engineVersion", "16", pattern=r"1[3-7]",
+                       expect='a PostgreSQL major version from "13" to "17"')
+    backups = p.default("database.backupRetentionDays")
+    if p.takes(r, "backupRetentionDays"):
+        backups = r.integer("backupRetentionDays", backups, 1, 35, unit="days")
+    ha = r.boolean("highAvailability", False)
+    name = r.string("name", "app", pattern=IDENT, expect='a database name like "app"')
+    user = r.string("user", "app", pattern=IDENT, expect='a database user name like "app"')
+    if user in RESERVED_DB_USERS:
+        r.error("user", f'"{user}" is reserved by the database service; pick another name')
+    r.finish()
+    return Database(engine_version=version, size=size, storage_gb=storage,
+                    backup_retention_days=backups, high_availability=ha, name=name, user=user,
+                    url=url)
+
+
+def ensure_postgres_url(r: Reader, url: Secret | None) -> None:
+    if url is not None and url.known and not re.match(r"postgres(ql)?://", url.value or ""):
+        r.error("url", "must start with postgresql:// (the secret's value is not shown)")

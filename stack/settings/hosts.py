@@ -1,0 +1,98 @@
+"""The `hosts` and `network` sections: what the servers are and the private network they sit in."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from stack.settings.checks import address_item, cidr_item
+from stack.settings.platforms import Platform
+from stack.settings.reader import Reader, as_int, describe
+from stack.settings.schema import ARCHES, IMAGE_PYTHON, IMAGES, Hosts, Network
+
+# AWS Graviton families carry a "g" after the generation digit (t4g, m7g, c7gn, r6gd).
+GRAVITON = r"[a-z]+[0-9]+[a-z]*g[a-z]*\."
+
+
+def read_hosts(r: Reader, p: Platform) -> Hosts:
+    addresses: tuple[str, ...] = ()
+    if p.takes(r, "addresses"):
+        addresses = r.string_list("addresses", address_item(r))
+        ensure_addresses_listed_once(r, addresses)
+        ensure_count_matches_addresses(r, addresses)
+        count = len(addresses) or 1
+    else:
+        count = r.integer("count", 2, 1, 100)
+    size = ""
+    if p.takes(r, "size"):
+        pattern, expect = p.format("hosts.size")
+        size = r.string("size", p.default("hosts.size"), pattern=pattern, expect=expect)
+    image = r.choice("image", IMAGES, "debian-12")
+    graviton = p.name == "aws" and bool(size) and bool(re.match(GRAVITON, size))
+    arch = r.choice("arch", ARCHES, "aarch64" if graviton else "x86_64")
+    ensure_arch_fits(r, p, arch, size, graviton)
+    python = r.string("python", IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"]),
+                      pattern=r"3\.[0-9]{1,2}\.[0-9]{1,3}",
+                      expect=f'the hosts\' exact python3 version like "3.11.4" (default: the image\'s, '
+                             f'{IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"])})')
+    disk = 0
+    if p.takes(r, "diskGb"):
+        disk = r.integer("diskGb", p.default("hosts.diskGb"), 8, 16384, unit="GB")
+    proxies: tuple[str, ...] = ()
+    if p.takes(r, "trustedProxies"):
+        proxies = r.string_list("trustedProxies", cidr_item(
+            r, world="would let any client forge X-Forwarded-For; list only your load "
+                     "balancer's addresses"))
+    r.finish()
+    return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", python=python,
+                 addresses=addresses, trusted_proxies=proxies, disk_gb=disk or 0)
+
+
+def ensure_addresses_listed_once(r: Reader, addresses: tuple[str, ...]) -> None:
+    if not addresses and not r.reported("addresses"):
+        r.error("addresses", 'is required on platform existing: list the servers, e.g. '
+                             '["203.0.113.10", "app2.example.com"]')
+    if len(set(addresses)) != len(addresses):
+        r.error("addresses", "lists the same server twice")
+
+
+def ensure_count_matches_addresses(r: Reader, addresses: tuple[str, ...]) -> None:
+    """Where the addresses are the hosts, a count may only repeat how many there are."""
+    count = r.raw("count")
+    if r.has("count") and addresses and as_int(count) != len(addresses):
+        r.error("count", "is taken from hosts.addresses on platform existing; remove it")
+
+
+def ensure_arch_fits(r: Reader, p: Platform, arch: str | None, size: str, graviton: bool) -> None:
+    """The CPU the wheels are built for must be the hosts' CPU."""
+    if p.name == "digitalocean" and arch == "aarch64":
+        r.error("arch", "DigitalOcean droplets are x86_64 only; remove it")
+    elif p.name == "aws" and arch and size and (arch == "aarch64") != graviton:
+        r.error("arch", f"{arch} does not match the instance type {size} "
+                        f"({'Graviton, aarch64' if graviton else 'x86_64'}); remove hosts.arch")
+
+
+def read_network(r: Reader, p: Platform) -> Network:
+    cidr = r.string("vpcCidr", "10.20.0.0/16", expect='a private CIDR like "10.20.0.0/16"')
+    if cidr:
+        ensure_private_range(r, p, cidr)
+    zones = 0
+    if p.takes(r, "zones"):
+        zones = r.integer("zones", p.default("network.zones"), 2, 6)
+    r.finish()
+    return Network(vpc_cidr=cidr or "10.20.0.0/16", zones=zones or 0)
+
+
+def ensure_private_range(r: Reader, p: Platform, cidr: str) -> None:
+    try:
+        net = ipaddress.ip_network(cidr, strict=True)
+    except ValueError as exc:
+        r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
+        return
+    if not net.is_private or net.version != 4 or not 16 <= net.prefixlen <= 24:
+        r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 (10.x, 172.16-31.x "
+                           f"or 192.168.x), got {describe(cidr)}")
+    elif p.name == "aws" and net.prefixlen > 23:
+        r.error("vpcCidr", f"must be /16 to /23 on aws, got {describe(cidr)}: the VPC is cut "
+                           "into 16 equal subnets (a public and a private one per zone) and "
+                           "a load balancer's subnets must be /27 or larger")

@@ -1,0 +1,102 @@
+"""`load`: every section read through one set of readers, every error in one place, then the
+frozen `Settings` (or a `SettingsError` listing all that is wrong)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from stack.settings.app import read_app
+from stack.settings.database import read_database
+from stack.settings.hosts import read_hosts, read_network
+from stack.settings.lifecycle import read_ephemeral, read_expires_at, smallest
+from stack.settings.platforms import Platform
+from stack.settings.reader import Errors, Reader, SettingsError
+from stack.settings.schema import FRONTS, PLATFORMS, PROJECT, Database, Hosts, Settings
+from stack.settings.ssh import read_ssh
+from stack.settings.web import read_deploy, read_domain, read_rate_limit, read_tls
+
+
+def load(
+    raw: Mapping[str, Any],
+    *,
+    stack: str,
+    project_dir: Path,
+    secret_keys: frozenset[str] = frozenset(),
+    offline: bool = False,
+) -> Settings:
+    """Validate the whole config; raise SettingsError with every problem found.
+
+    Offline (a render with no deploy), values that only a deploy needs (the SSH private key,
+    the admin CIDRs) may be missing: they are listed in `Settings.deferred` instead."""
+    errors = Errors()
+    deferred = Errors() if offline else None
+    top = Reader(raw, f"{PROJECT}:", errors, deferred=deferred)
+
+    def section(name: str) -> Reader:
+        return top.section(name, secret=name in secret_keys)
+
+    p = Platform(top.choice("platform", PLATFORMS))
+    region = read_region(top, p)
+    load_balancer = bool(top.boolean("loadBalancer", p.default("loadBalancer"))
+                         if p.takes(top, "loadBalancer") else False)
+    hosts = read_hosts(section("hosts"), p)
+    ensure_single_host_without_balancer(top, p, load_balancer, hosts)
+    database = read_database(section("database"), p)
+    app = read_app(section("app"), project_dir)
+    domain = read_domain(section("domain"), p, region, load_balancer)
+    tls = read_tls(section("tls"), domain, p, load_balancer)
+    front = top.choice("front", FRONTS, "nginx")
+    front_workers = None  # at most 64: HAProxy's threads in one group
+    if top.raw("frontWorkers") not in (None, "auto"):
+        front_workers = top.integer("frontWorkers", None, 1, 64)
+    rate_limit = read_rate_limit(section("rateLimit"))
+    deploy = read_deploy(section("deploy"), app)
+    ssh = read_ssh(section("ssh"), p, hosts.image)
+    network = read_network(section("network"), p)
+    ephemeral = read_ephemeral(top, stack)
+    expires_at = read_expires_at(top, ephemeral)
+    if ephemeral and p.cloud:
+        hosts, database = smallest(hosts, database, p)
+    do_project = p.takes(top, "doProject") and top.boolean("doProject", p.default("doProject"))
+    top.finish()
+
+    if errors:
+        raise SettingsError(errors.lines())
+    return Settings(
+        project=PROJECT, stack=stack, platform=p.name, region=region,
+        load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
+        tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
+        ssh=ssh, network=network,
+        ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project),
+        deferred=tuple(deferred.lines() if deferred else ()),
+        warnings=tuple(warnings(p, hosts, database, app.name)),
+    )
+
+
+def read_region(top: Reader, p: Platform) -> str | None:
+    if not p.takes(top, "region"):
+        return None
+    pattern, expect = p.format("region")
+    return top.string("region", pattern=pattern, expect=expect)
+
+
+def ensure_single_host_without_balancer(top: Reader, p: Platform, load_balancer: bool,
+                                        hosts: Hosts) -> None:
+    if p.cloud and not load_balancer and hosts.count != 1:
+        top.error_at(f"{PROJECT}:hosts.count",
+                     f"must be 1 when loadBalancer is false (single-host mode), got {hosts.count}; "
+                     "set loadBalancer: true to spread traffic over hosts")
+
+
+def warnings(p: Platform, hosts: Hosts, database: Database, app_name: str) -> list[str]:
+    """Valid, but probably not what the user wants: said, not refused."""
+    found = []
+    if p.name == "existing" and hosts.count > 1 and database.url is None:
+        found.append(
+            f"{PROJECT}:database.url: not set, with {hosts.count} hosts: each host keeps its own "
+            f"files under /var/lib/{app_name} ($STATE_DIRECTORY), so an app on SQLite gets a "
+            "separate database on every host, and app.releaseCommand sets up only the first one's. "
+            "Set database.url to a PostgreSQL server all hosts share, or deploy to one host")
+    return found

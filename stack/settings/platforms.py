@@ -1,0 +1,143 @@
+"""Which keys depend on the platform: who takes each one, its default there, its format there.
+
+This table is the only place that knows it. A section asks `Platform.takes(reader, name)`
+before reading such a key; a key set on a platform that does not take it is reported once, in
+the table's words. A new platform is a new name in `PLATFORMS` plus its entries in these rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stack.settings.reader import Reader
+from stack.settings.schema import CLOUDS, IMAGE_USERS, PLATFORMS, PROJECT
+
+DO, AWS, EXISTING = "digitalocean", "aws", "existing"
+NO_MEANING = "has no meaning on platform existing; remove it"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One key whose meaning depends on the platform."""
+
+    platforms: tuple[str, ...]  # the platforms that take the key
+    # The value per platform (absent: none, the key is required); on a platform that does not
+    # take the key, the value it has there anyway (DigitalOcean keeps 7 days of backups).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    formats: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # (regex, "looks like")
+    why: str = ""  # said when the key is set on another platform
+    refusals: Mapping[str, str] = field(default_factory=dict)  # a fuller message for one platform
+    switch: bool = False  # true/false: any platform may set it to false
+
+
+RULES: dict[str, Rule] = {
+    "region": Rule(CLOUDS, formats={
+        DO: (r"[a-z]{3}[0-9]", 'a DigitalOcean region like "nyc3"'),
+        AWS: (r"[a-z]{2}(-gov)?-[a-z]+-[0-9]", 'an AWS region like "eu-west-1"')},
+        refusals={EXISTING: NO_MEANING}),
+    "loadBalancer": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
+        EXISTING: "must be false on platform existing (the program creates no load balancer "
+                  "there; list yours in hosts.trustedProxies)"}),
+    "doProject": Rule((DO,), {DO: True}, switch=True),
+    # The smallest sizes that run the default app well.
+    "hosts.size": Rule(CLOUDS, {DO: "s-1vcpu-1gb", AWS: "t3.small"}, formats={
+        DO: (r"[a-z0-9]+(-[a-z0-9]+)+", 'a droplet size slug like "s-1vcpu-1gb"'),
+        AWS: (r"[a-z][a-z0-9-]*\.[a-z0-9]+", 'an EC2 instance type like "t3.small"')},
+        refusals={EXISTING: NO_MEANING}),
+    "hosts.diskGb": Rule((AWS,), {AWS: 20}, why="a droplet size fixes its disk",
+                         refusals={EXISTING: NO_MEANING}),
+    "hosts.addresses": Rule((EXISTING,), why="a cloud platform creates the hosts; set hosts.count"),
+    "hosts.trustedProxies": Rule((EXISTING,), why="on a cloud platform the load balancer's network "
+                                                  "is trusted automatically"),
+    "database.url": Rule((EXISTING,), refusals={
+        DO: "is made by the program on a cloud platform; remove it",
+        AWS: "is made by the program on a cloud platform; remove it"}),
+    "database.size": Rule(CLOUDS, {DO: "db-s-1vcpu-1gb", AWS: "db.t4g.micro"}, formats={
+        DO: (r"db-[a-z0-9]+(-[a-z0-9]+)*", 'a database size slug like "db-s-1vcpu-1gb"'),
+        AWS: (r"db\.[a-z0-9]+\.[a-z0-9]+", 'an RDS instance class like "db.t4g.micro"')},
+        why="the program creates no database there; give yours in database.url"),
+    "database.storageGb": Rule((AWS,), {AWS: 20}, refusals={
+        DO: "is set by database.size on DigitalOcean; remove it"},
+        why="the program creates no database there"),
+    "database.backupRetentionDays": Rule((AWS, EXISTING), {AWS: 7, EXISTING: 7, DO: 7}, refusals={
+        DO: "DigitalOcean keeps 7 days of backups of a managed database, with point-in-time "
+            "recovery; it cannot be changed, remove it"}),
+    "domain.certificateArn": Rule((AWS,)),
+    "domain.route53Zone": Rule((AWS,)),
+    "domain.dnsRecords": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
+        EXISTING: "has no meaning on platform existing (the program manages no DNS there); "
+                  "remove it"}),
+    "network.zones": Rule((AWS,), {AWS: 2}),
+    # The login user when ssh.user is not set: DigitalOcean always logs in as root, an AWS image
+    # as its own user; existing servers have no default (the user must say).
+    "ssh.user": Rule(PLATFORMS, {DO: "root", AWS: IMAGE_USERS}),
+}
+
+# Kept for callers of the old name: the default sizes and login user of each platform.
+PLATFORM_DEFAULTS: dict[str, dict[str, str]] = {
+    name: {"hostSize": RULES["hosts.size"].defaults.get(name, ""),
+           "databaseSize": RULES["database.size"].defaults.get(name, ""),
+           "sshUser": {DO: "root", AWS: "admin"}.get(name, "")}
+    for name in PLATFORMS
+}
+
+
+def _names(platforms: tuple[str, ...]) -> str:
+    if len(platforms) == 1:
+        return f"platform {platforms[0]}"
+    return "platforms " + ", ".join(platforms[:-1]) + " and " + platforms[-1]
+
+
+def refusal(key: str, platform: str) -> str:
+    """What is said when `key` is set on `platform`, which does not take it."""
+    rule = RULES[key]
+    if platform in rule.refusals:
+        return rule.refusals[platform]
+    why = f" ({rule.why})" if rule.why else ""
+    return f"is only for {_names(rule.platforms)}{why}; this stack's platform is {platform}, remove it"
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The stack's platform as the sections see it; `name` is None when it is missing or
+    unknown (already reported), and then nothing that depends on it is judged."""
+
+    name: str | None
+
+    @property
+    def cloud(self) -> bool:
+        return self.name in CLOUDS
+
+    def takes(self, r: Reader, name: str) -> bool:
+        """Whether this platform takes `name` under `r`; when not and it is set, says so once.
+        The key counts as read either way, so it is never also called unknown."""
+        key = _dotted(r, name)
+        rule = RULES[key]
+        if self.name in rule.platforms:
+            return True
+        if rule.switch:  # false is harmless anywhere; a bad value is still reported
+            if r.boolean(name, False) and self.name is not None:
+                r.error(name, refusal(key, self.name))
+        else:
+            r.raw(name)
+            if r.has(name) and self.name is not None:
+                r.error(name, refusal(key, self.name))
+        return False
+
+    def default(self, key: str, image: str | None = None) -> Any:
+        """The default of `key` on this platform (None: none, the key is required); a default
+        given per image is looked up by `image`."""
+        value = RULES[key].defaults.get(self.name or "")
+        if isinstance(value, Mapping):
+            return value.get(image or "", next(iter(value.values())))
+        return value
+
+    def format(self, key: str) -> tuple[str, str]:
+        """(regex, what it looks like) of `key`'s value on this platform."""
+        return RULES[key].formats[self.name or ""]
+
+
+def _dotted(r: Reader, name: str) -> str:
+    return r.key(name)[len(PROJECT) + 1:]

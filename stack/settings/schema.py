@@ -1,0 +1,198 @@
+"""The settings' shape: frozen dataclasses, one per config section, and the constants other
+modules use. Nothing here reads config; the section modules fill these in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stack.settings.reader import Secret
+
+PROJECT = "flask-stack"
+PLATFORMS = ("digitalocean", "aws", "existing")
+CLOUDS = ("digitalocean", "aws")
+IMAGES = ("debian-12", "ubuntu-24.04", "ubuntu-22.04")
+ARCHES = ("x86_64", "aarch64")
+FRONTS = ("nginx", "haproxy")
+WORKER_CLASSES = ("gthread", "sync", "gevent")
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+
+# Login user of the cloud images when ssh.user is not set (DigitalOcean always logs in as root).
+IMAGE_USERS = {"debian-12": "admin", "ubuntu-24.04": "ubuntu", "ubuntu-22.04": "ubuntu"}
+# The exact version of each image's system Python (`python3`, which the release venv uses), as
+# the distributions ship it: Debian 12 python3.11 3.11.2-6+deb12u* (packages.debian.org/bookworm,
+# and `apt-cache policy python3.11` on a bookworm machine), Ubuntu 24.04 python3.12 3.12.3-1ubuntu*
+# and Ubuntu 22.04 python3.10 3.10.12-1~22.04.* (packages.ubuntu.com noble, jammy). Their
+# security updates backport fixes and keep the upstream version, so it stays what markers see.
+IMAGE_PYTHON = {"debian-12": "3.11.2", "ubuntu-24.04": "3.12.3", "ubuntu-22.04": "3.10.12"}
+
+# Names that would collide with system users, units or paths on the host.
+RESERVED_APP_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+    "www-data", "backup", "list", "irc", "nobody", "nginx", "haproxy", "ssh", "sshd", "systemd",
+    "postgres", "postgresql", "admin", "ubuntu", "debian", "deploy", "cron", "dbus", "network",
+    "networking", "journal",
+})
+RESERVED_ENV = frozenset({"DATABASE_URL", "PATH", "HOME", "USER", "PYTHONPATH", "LISTEN_FDS",
+                          "LISTEN_PID", "NOTIFY_SOCKET", "FLASK_STACK_RELEASE"})
+PROD_STACKS = frozenset({"prod", "production"})
+RESERVED_DB_USERS = frozenset({"postgres", "admin", "rdsadmin", "doadmin", "root", "public"})
+
+
+
+# -- the settings ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Hosts:
+    count: int
+    size: str
+    image: str
+    arch: str  # x86_64 | aarch64: what the release's wheels are built for
+    python: str  # "3.11.2": the hosts' python3, which the requirements are resolved for
+    addresses: tuple[str, ...]  # platform existing only
+    trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
+    disk_gb: int  # aws: the root volume (DigitalOcean sizes fix the disk)
+
+
+@dataclass(frozen=True)
+class Database:
+    engine_version: str
+    size: str
+    storage_gb: int
+    backup_retention_days: int
+    high_availability: bool
+    name: str
+    user: str
+    url: Secret | None  # platform existing: the database the user already has
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    path: Path
+    entry: str  # module:attr or module:factory(...)
+    env: tuple[tuple[str, str], ...]
+    secret_env: tuple[tuple[str, Secret], ...]
+    workers: int | None  # None: from the host's CPUs
+    worker_class: str
+    threads: int
+    timeout: int
+    graceful_timeout: int
+    keepalive: int
+    max_requests: int
+    listen: str  # "unix" or a loopback host:port
+    static_url: str
+    static_dir: str | None  # relative to the app; None when the app has none
+    max_body_size: str
+    release_command: str | None
+
+    @property
+    def module(self) -> str:
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def attribute(self) -> str:
+        return self.entry.split(":", 1)[1]
+
+
+@dataclass(frozen=True)
+class Domain:
+    name: str | None
+    www_redirect: bool
+    certificate_arn: str | None  # aws: an ACM certificate the load balancer serves
+    route53_zone: str | None  # aws: the public hosted zone to issue a certificate and records in
+    dns_records: bool  # point the domain (and www) at the load balancer in the cloud's DNS
+
+    @property
+    def server_names(self) -> tuple[str, ...]:
+        return (self.name,) if self.name else ()
+
+
+@dataclass(frozen=True)
+class Tls:
+    enabled: bool  # the hosts terminate TLS themselves (single-host mode or existing servers)
+    email: str | None
+    acme_directory: str
+    # PEM of the CA(s) behind a private ACME server's own HTTPS certificate; None for a server
+    # with a publicly trusted one (Let's Encrypt).
+    acme_ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    enabled: bool
+    requests_per_second: int
+    burst: int
+
+
+@dataclass(frozen=True)
+class Deploy:
+    batch_size: int
+    health_path: str
+    health_timeout: int
+    releases_kept: int
+
+
+@dataclass(frozen=True)
+class Bastion:
+    host: str
+    user: str
+    port: int
+
+
+@dataclass(frozen=True)
+class Ssh:
+    user: str
+    port: int
+    public_key: str | None
+    private_key: Secret | None
+    admin_cidrs: tuple[str, ...]
+    host_key: str | None
+    bastion: Bastion | None
+
+
+@dataclass(frozen=True)
+class Network:
+    vpc_cidr: str
+    zones: int  # aws: availability zones the subnets span
+
+
+@dataclass(frozen=True)
+class Settings:
+    project: str
+    stack: str
+    platform: str
+    region: str | None
+    load_balancer: bool
+    hosts: Hosts
+    database: Database
+    app: App
+    domain: Domain
+    tls: Tls
+    front: str
+    # Nginx worker processes or HAProxy threads; None = auto (Nginx: half the host's CPUs, at
+    # least one; HAProxy: one thread per CPU), decided on the host from its CPUs.
+    front_workers: int | None
+    rate_limit: RateLimit
+    deploy: Deploy
+    ssh: Ssh
+    network: Network
+    ephemeral: bool
+    expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
+    do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
+    deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
+    warnings: tuple[str, ...] = ()  # valid, but probably not what the user wants: said, not refused
+
+    @property
+    def is_prod(self) -> bool:
+        """The production stack: protection can never be turned off there."""
+        return self.stack in PROD_STACKS
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        """Networks whose X-Forwarded-* headers the front believes: the cloud load balancer's
+        VPC, or the proxies the user named for existing servers; empty when the front faces the
+        internet itself."""
+        if self.platform in CLOUDS:
+            return (self.network.vpc_cidr,) if self.load_balancer else ()
+        return self.hosts.trusted_proxies
+
