@@ -117,7 +117,8 @@ def test_a_first_deploy_that_fails_its_health_check_is_removed_and_the_fix_deplo
     failed = own.deploy(expect_failure=True)
     message = str(failed.failed)
     assert failed.failed.step == "app-web-0-configure", message
-    assert "/healthz did not answer 200 within 5 s (last status 503) on host web-0" in message
+    assert (f"configure on host web-0 ({host.address}): "
+            "/healthz did not answer 200 within 5 s (last status 503)") in message
     assert "nothing of the app served here before, so there is nothing to go back to" in message
     for noise in ("not found", "Job for", "previous version"):
         assert noise not in message, message
