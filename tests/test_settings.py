@@ -1133,12 +1133,6 @@ def test_every_key_of_the_platform_table_is_documented_in_pulumi_yaml():
     assert set(settings.RULES) - documented == set()
 
 
-def test_the_old_platform_defaults_follow_the_table():
-    assert settings.PLATFORM_DEFAULTS["aws"] == {"hostSize": "t3.small", "databaseSize": "db.t4g.micro",
-                                                 "sshUser": "admin"}
-    assert settings.PLATFORM_DEFAULTS["existing"] == {"hostSize": "", "databaseSize": "", "sshUser": ""}
-
-
 # -- one error channel ---------------------------------------------------------------------------
 def test_errors_are_asked_by_key_path():
     errors = settings.reader.Errors()

@@ -20,7 +20,7 @@ The map of this package:
 """
 
 from stack.settings.loading import load
-from stack.settings.platforms import PLATFORM_DEFAULTS, RULES
+from stack.settings.platforms import RULES
 from stack.settings.reader import Reader, Secret, SettingsError, describe
 from stack.settings.schema import (
     ARCHES,
@@ -53,7 +53,7 @@ from stack.settings.sources import from_pulumi, from_stack_file, project_dir, re
 
 __all__ = [
     "ARCHES", "CLOUDS", "FRONTS", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
-    "PLATFORMS", "PLATFORM_DEFAULTS", "PROD_STACKS", "PROJECT", "RESERVED_APP_NAMES",
+    "PLATFORMS", "PROD_STACKS", "PROJECT", "RESERVED_APP_NAMES",
     "RESERVED_DB_USERS", "RESERVED_ENV", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
     "Deploy", "Domain", "Hosts", "Network", "RateLimit", "Reader", "Secret", "Settings",
     "SettingsError", "Ssh", "Tls", "describe", "from_pulumi", "from_stack_file", "load",

@@ -75,15 +75,6 @@ RULES: dict[str, Rule] = {
     "ssh.user": Rule(PLATFORMS, {DO: "root", AWS: IMAGE_USERS}),
 }
 
-# Kept for callers of the old name: the default sizes and login user of each platform.
-PLATFORM_DEFAULTS: dict[str, dict[str, str]] = {
-    name: {"hostSize": RULES["hosts.size"].defaults.get(name, ""),
-           "databaseSize": RULES["database.size"].defaults.get(name, ""),
-           "sshUser": {DO: "root", AWS: "admin"}.get(name, "")}
-    for name in PLATFORMS
-}
-
-
 def _names(platforms: tuple[str, ...]) -> str:
     if len(platforms) == 1:
         return f"platform {platforms[0]}"
