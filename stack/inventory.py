@@ -23,14 +23,6 @@ class Host:
     name: str  # e.g. "web-0"
     address: Any = None  # str | pulumi.Output[str] | None
 
-    def label(self, address: str | None = None) -> str:
-        """How messages name the host: `web-0 (203.0.113.10)`, or the bare name while the
-        address is not known."""
-        shown = address if address is not None else self.address
-        if isinstance(shown, str) and shown and shown != self.name:
-            return f"{self.name} ({shown})"
-        return self.name
-
 
 def host_names(settings: Settings) -> list[str]:
     """The names of the stack's hosts, in rollout order."""

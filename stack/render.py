@@ -57,9 +57,15 @@ def env_file_line(key: str, value: str) -> str:
     reach the app unchanged. Backslash, double quote, $ and backtick are escaped: systemd
     unescapes exactly these inside double quotes, and so does a shell that sources the file
     (which would otherwise run a `command` in a value)."""
-    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-               .replace("`", "\\`"))
-    return f'{key}="{escaped}"'
+    return f'{key}="{in_double_quotes(value)}"'
+
+
+def in_double_quotes(text: str) -> str:
+    """`text` escaped for inside double quotes (a shell's or systemd's): backslash, double quote,
+    $ and backtick, the characters both interpret there."""
+    for char in ("\\", '"', "$", "`"):
+        text = text.replace(char, "\\" + char)
+    return text
 
 
 def parse_entry(entry: str) -> dict:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import jinja2
 
+from stack.render import in_double_quotes
+
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "scripts"
 
 
@@ -41,10 +43,7 @@ def word(value: object) -> Shell:
 
 def dq(value: str | int) -> Shell:
     """Text for inside a double-quoted word: backslash, ", $ and ` escaped."""
-    text = str(value)
-    for char in ("\\", '"', "$", "`"):
-        text = text.replace(char, "\\" + char)
-    return Shell(text)
+    return Shell(in_double_quotes(str(value)))
 
 
 def cmd(*argv: str) -> Shell:

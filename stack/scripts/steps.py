@@ -52,9 +52,13 @@ def as_root(settings: Settings, script: Script) -> str:
     return line if settings.ssh.user == "root" else "sudo -n " + line
 
 
+def named(host: str, address: str) -> str:
+    """`web-0 (203.0.113.10)`, or the bare name when the address adds nothing."""
+    return host + (f" ({address})" if address and address != host else "")
+
+
 def where(host: str, address: str) -> str:
-    """`on host web-0 (203.0.113.10)`, or without the address when it adds nothing."""
-    return f"on host {host}" + (f" ({address})" if address and address != host else "")
+    return f"on host {named(host, address)}"
 
 
 def context(settings: Settings, host: str, address: str = "", **values: object) -> dict:
@@ -237,7 +241,7 @@ def certificate(settings: Settings, host: str, files: dict[str, str], address: s
     dropin = (f"# Rendered by flask-stack for {settings.app.name}.\n[Service]\n"
               f"Environment=REQUESTS_CA_BUNDLE={p.acme_ca_bundle}\n")
     body = render("certificate.sh.j2", **context(settings, host, address),
-                  at=host + (f" ({address})" if address and address != host else ""),
+                  at=named(host, address),
                   renew_hook=files[p.renew_hook], dropin=dropin, authenticator=authenticator,
                   certbot=certbot, names=" and ".join(names), domain=domain,
                   renewal=f"/etc/letsencrypt/renewal/{domain}.conf",
