@@ -127,6 +127,16 @@ def template(text: str, **values: object) -> str:
     return shell.environment().from_string(text).render(**values)
 
 
+def test_shellcheck_as_run_here_flags_what_the_old_gate_did(tmp_path):
+    """The check can fail: the gate's old `for release in $(ls -1t)` is SC2045."""
+    tool = shellcheck_path()
+    (tmp_path / "old.sh").write_text(
+        "set -euo pipefail\nfor release in $(ls -1t); do echo \"$release\"; done\n")
+    result = subprocess.run([tool, "-s", "bash", "-f", "gcc", str(tmp_path / "old.sh")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "SC2045" in result.stdout, result.stdout
+
+
 def test_every_value_a_template_pastes_becomes_one_word():
     assert template("rm -rf {{ path }}", path="/srv/a b; rm -rf /") == "rm -rf '/srv/a b; rm -rf /'"
     assert template("echo {{ v }}", v="'; rm -rf / #") == """echo ''"'"'; rm -rf / #'"""
