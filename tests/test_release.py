@@ -24,7 +24,7 @@ RAW = {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]}, "ssh": 
 def requirements(tmp_path: Path, app_requirements: str, **app) -> list[str]:
     (tmp_path / "rocket.py").write_text("app = None\n")
     (tmp_path / "requirements.txt").write_text(app_requirements)
-    raw = {**RAW, "app": {"path": str(tmp_path), **app}}
+    raw = {**RAW, "app": {"path": ".", **app}}
     loaded = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
     return release.requirements_text(loaded).splitlines()
 
@@ -135,7 +135,7 @@ def app_with(tmp_path: Path, lines: str, tools: Path, links: Path, **hosts) -> s
     app.mkdir(exist_ok=True)
     (app / "rocket.py").write_text("app = None\n")
     (app / "requirements.txt").write_text(f"--no-index\n--find-links {links}\n--find-links {tools}\n{lines}")
-    raw = {**RAW, "app": {"path": str(app)}, "hosts": {**RAW["hosts"], **hosts}}
+    raw = {**RAW, "app": {"path": "app"}, "hosts": {**RAW["hosts"], **hosts}}
     return settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
 
 
@@ -210,7 +210,7 @@ def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environm
     (app / "backend.py").write_text(BACKEND)  # the sdists' backend, reading this PKG-INFO
     (app / "PKG-INFO").write_text("Metadata-Version: 2.2\nName: rocket\nVersion: 1.0\n"
                                   "Requires-Dist: mailish>=0.9\n")
-    raw = {**RAW, "app": {"path": str(app), "entry": "rocket:app"}}
+    raw = {**RAW, "app": {"path": "app", "entry": "rocket:app"}}
     config = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
     first = release.build(config, tmp_path / "cache")
     assert first.requirements == ("gunicorn==27.0.1", "mailish==0.9.1")
@@ -273,7 +273,7 @@ def test_a_private_index_in_pip_environment_serves_both_lock_and_fetch(tmp_path,
         app.mkdir()
         (app / "rocket.py").write_text("app = None\n")
         (app / "requirements.txt").write_text("mailish==0.9.1\n")
-        config = settings.load({**RAW, "app": {"path": str(app)}}, stack="dev", project_dir=tmp_path,
+        config = settings.load({**RAW, "app": {"path": "app"}}, stack="dev", project_dir=tmp_path,
                                offline=True)
         rel = release.build(config, tmp_path / "cache")
     finally:

@@ -119,6 +119,10 @@ def stack_dir_for(case: stacks.Case, tmp_path: Path) -> tuple[str, Path]:
     directory = tmp_path / "project"
     directory.mkdir()
     (directory / "app").symlink_to(stacks.REPO_ROOT / "app")
+    own = ((case.raw or {}).get("app") or {}).get("path", "app")
+    if own != "app":  # an app of the tests (tests/support/factory_app), at the same place
+        (directory / own).parent.mkdir(parents=True, exist_ok=True)
+        (directory / own).symlink_to(stacks.REPO_ROOT / own)
     target = directory / f"Pulumi.{case.stack}.yaml"
     if case.path is not None:
         shutil.copy(case.path, target)

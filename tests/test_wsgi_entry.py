@@ -23,7 +23,7 @@ def entry(tmp_path: Path, monkeypatch, shape: Path, app: dict, deploy: dict | No
     Gunicorn would."""
     app_dir = tmp_path / "app"
     shutil.copytree(shape, app_dir)
-    raw = {**RAW, "app": {"path": str(app_dir), **app}, "deploy": deploy or {}}
+    raw = {**RAW, "app": {"path": "app", **app}, "deploy": deploy or {}}
     config = settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
     source = render.render_host(config, inventory.Host("web-0"))[Paths(config.app.name).wsgi]
     monkeypatch.syspath_prepend(str(app_dir))

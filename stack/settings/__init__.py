@@ -33,9 +33,7 @@ from stack.settings.schema import (
     PLATFORMS,
     PROD_STACKS,
     PROJECT,
-    RESERVED_APP_NAMES,
     RESERVED_DB_USERS,
-    RESERVED_ENV,
     WORKER_CLASSES,
     App,
     Bastion,
@@ -53,8 +51,8 @@ from stack.settings.sources import from_pulumi, from_stack_file, project_dir, re
 
 __all__ = [
     "ARCHES", "CLOUDS", "FRONTS", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
-    "PLATFORMS", "PROD_STACKS", "PROJECT", "RESERVED_APP_NAMES",
-    "RESERVED_DB_USERS", "RESERVED_ENV", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
+    "PLATFORMS", "PROD_STACKS", "PROJECT",
+    "RESERVED_DB_USERS", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
     "Deploy", "Domain", "Hosts", "Network", "RateLimit", "Reader", "Secret", "Settings",
     "SettingsError", "Ssh", "Tls", "describe", "from_pulumi", "from_stack_file", "load",
     "project_dir", "read_stack_file",

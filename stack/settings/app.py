@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import Any
 
-from stack.settings.checks import ENV_KEY, NAME, check_entry, check_listen, check_one_line
-from stack.settings.reader import Reader, Secret, as_text, describe
-from stack.settings.schema import RESERVED_APP_NAMES, RESERVED_ENV, WORKER_CLASSES, App
+from stack.settings.checks import NAME, check_entry, check_listen, check_one_line
+from stack.settings.environment import read_env, read_secret_env
+from stack.settings.reader import Reader, describe
+from stack.settings.reserved import host_name_problem
+from stack.settings.schema import WORKER_CLASSES, App
+
+MAX_COMMAND = 4 * 1024  # bytes of app.releaseCommand: a command, not a script (ship a script)
+URL_PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
 
 
 def read_app(r: Reader, project_dir: Path) -> App:
     name = r.string("name", "app", pattern=NAME,
                     expect='a short lower-case name like "myapp" (letters, digits, dashes)')
-    if name in RESERVED_APP_NAMES:
-        r.error("name", f'"{name}" is a system name on the hosts; pick another, e.g. "{name}-app"')
+    problem = host_name_problem(name) if name else None
+    if problem:
+        r.error("name", problem)
     path_text = r.string("path", "app", expect="the app's directory, relative to Pulumi.yaml",
                          check=check_one_line)
+    if path_text is not None and not inside_project(r, project_dir, path_text):
+        path_text = None
     path = (project_dir / path_text).resolve() if path_text is not None else project_dir
     entry = r.string("entry", "rocket:app", check=check_entry,
                      expect='a WSGI entry like "rocket:app" or "myapp:create_app()"')
@@ -31,8 +39,8 @@ def read_app(r: Reader, project_dir: Path) -> App:
         r.error("secretEnv", f"{', '.join(clash)} also set in app.env; keep each name in one place")
 
     workers: int | None = None
-    if r.raw("workers") not in (None, "auto"):
-        workers = r.integer("workers", None, 1, 64)
+    if not is_auto(r.raw("workers")):
+        workers = r.integer("workers", None, 1, 64, also='or "auto"')
     worker_class = r.choice("workerClass", WORKER_CLASSES, "gthread")
     threads_set = r.has("threads")
     threads = r.integer("threads", 32 if worker_class == "gthread" else 1, 1, 64)
@@ -45,14 +53,14 @@ def read_app(r: Reader, project_dir: Path) -> App:
     max_requests = r.integer("maxRequests", 0, 0, 1_000_000)
     listen = r.string("listen", "unix", check=check_listen,
                       expect='"unix" or a loopback address like "127.0.0.1:8000"')
-    static_url = r.string("staticUrl", "/static", pattern=r"/[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*",
+    static_url = r.string("staticUrl", "/static", check=check_static_url,
                           expect='a URL path like "/static" (no trailing slash)')
     static_dir = read_static_dir(r, path, path_text, entry)
     body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
                     expect='a size like "10m", "512k" or "1g"')
     if body and size_bytes(body) > 4 * 1024**3:
         r.error("maxBodySize", f"must be at most 4g, got {describe(body)}")
-    release_command = r.string("releaseCommand", None, check=check_one_line,
+    release_command = r.string("releaseCommand", None, check=check_command,
                                expect='a command like "flask db upgrade"')
     r.finish()
     return App(name=name, path=path, entry=entry, env=env, secret_env=secret_env, workers=workers,
@@ -69,16 +77,89 @@ def read_static_dir(r: Reader, path: Path, path_text: str | None, entry: str | N
         return flask_static_dir(path, entry)
     static_dir = r.string("staticDir", None, pattern=r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*",
                           expect='a directory inside the app like "static" or "myapp/static"',
-                          check=_inside)
+                          check=check_static_dir)
     if static_dir and is_dir(path) and not is_dir(path / static_dir):
         r.error("staticDir", f"{path_text}/{static_dir} is not a directory in the app; point it "
                              "at the folder Flask serves /static from")
         return None
+    if static_dir and is_dir(path):
+        problem = static_dir_problem(path, static_dir, entry)
+        if problem:
+            r.error("staticDir", problem)
+            return None
     return static_dir
 
 
-def _inside(text: str) -> str | None:
-    return 'must stay inside the app (no "..")' if ".." in text.split("/") else None
+def check_static_dir(text: str) -> str | None:
+    """The static folder is served to anyone and made world-readable: it must be a folder
+    below the app's own, never the app itself, nothing hidden, nothing climbing out."""
+    parts = text.split("/")
+    if any(part in (".", "..") for part in parts):
+        return (f'must be a folder inside the app, like "static", without "." or ".." segments '
+                f"(the whole folder is served to anyone), got {describe(text)}")
+    if any(part.startswith(".") for part in parts):
+        return (f"must not be or lie in a hidden folder ({describe(text)}): .git, .venv and .env "
+                "hold what must never be served")
+    return None
+
+
+def static_dir_problem(path: Path, static_dir: str, entry: str | None) -> str | None:
+    """What makes an existing static folder unfit to serve: it leads out of the app through a
+    link, or it holds the app's code or its dependency list (so it is the source, not assets)."""
+    folder = (path / static_dir).resolve()
+    root = path.resolve()
+    if folder == root or root not in folder.parents:
+        return (f"{static_dir} leads out of the app's folder (through a symbolic link) to "
+                f"{folder}; point it at a folder inside the app")
+    module = (entry or "").split(":", 1)[0].split(".")[-1]
+    source = [name for name in ("requirements.txt", "pyproject.toml", f"{module}.py", "__init__.py")
+              if name != ".py" and is_file(folder / name)]
+    if source:
+        return (f"{static_dir} holds {source[0]}: it is the app's source, and everything in it "
+                "would be served to anyone; point it at the folder of static assets only")
+    return None
+
+
+def check_static_url(text: str) -> str | None:
+    if not re.fullmatch(f"(/{URL_PATH_SEGMENT})+", text) or any(
+            seg in (".", "..") for seg in text.split("/")):
+        return (f'expected a URL path like "/static" (no trailing slash, no "." or ".." '
+                f"segments), got {describe(text)}")
+    if (text + "/").startswith("/.well-known/"):
+        return (f"is under /.well-known/, which the front keeps for certificates (ACME) and "
+                f'other protocols; use a path like "/static", got {describe(text)}')
+    return None
+
+
+def check_command(text: str) -> str | None:
+    problem = check_one_line(text)
+    if problem:
+        return problem
+    size = len(text.encode("utf-8", "replace"))
+    if size > MAX_COMMAND:
+        return (f"is {size:,} bytes; at most {MAX_COMMAND:,}: put the steps in a script in the "
+                "app and run that")
+    return None
+
+
+def is_auto(value: object) -> bool:
+    """Unset, or the word auto in any case."""
+    return value is None or (isinstance(value, str) and value.strip().lower() == "auto")
+
+
+def inside_project(r: Reader, project_dir: Path, text: str) -> bool:
+    """app.path is packed and shipped: it must name a folder of this project, never one
+    elsewhere on the machine that runs pulumi. Judged on the text, as a reviewer reads it: a
+    folder of the project that is a symbolic link (a monorepo's) is the project's own choice."""
+    if text.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:[\\/]", text):
+        r.error("path", f"must be relative to Pulumi.yaml (the folder of the project), got "
+                        f"{describe(text)}: only the project's own files are shipped")
+        return False
+    if os.path.normpath(text).split(os.sep)[0] == "..":
+        r.error("path", f"{describe(text)} leads out of the project; the app must be a folder "
+                        "inside it, next to Pulumi.yaml or below")
+        return False
+    return True
 
 
 def flask_static_dir(path: Path, entry: str | None) -> str | None:
@@ -124,56 +205,6 @@ def ensure_app_dir(r: Reader, path: Path, path_text: str, entry: str) -> None:
     if not is_file(path / "requirements.txt") and not is_file(path / "pyproject.toml"):
         r.error("path", f"{path_text} has no requirements.txt or pyproject.toml; the hosts install "
                         "the app's dependencies from one of them")
-
-
-def read_env(r: Reader) -> tuple[tuple[str, str], ...]:
-    out = []
-    for key, value in sorted(r.mapping("env").items(), key=lambda kv: str(kv[0])):
-        path = f"{r.key('env')}.{key}"
-        if not env_name_ok(r, path, key):
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        written = as_text(value) if isinstance(value, str | int | float) else None
-        if written is None:  # a secret, an object, a list, nothing, or a number too long to write
-            r.error_at(path, f"expected a string, got {describe(value)}"
-                             + ("; secrets go in app.secretEnv" if isinstance(value, Secret) else ""))
-            continue
-        problem = check_one_line(written)
-        if problem:
-            r.error_at(path, problem)
-            continue
-        out.append((key, written))
-    return tuple(out)
-
-
-def read_secret_env(r: Reader) -> tuple[tuple[str, Secret], ...]:
-    out = []
-    for key, value in sorted(r.mapping("secretEnv").items(), key=lambda kv: str(kv[0])):
-        path = f"{r.key('secretEnv')}.{key}"
-        if not env_name_ok(r, path, key):
-            continue
-        if isinstance(value, str) and r.secret:
-            value = Secret(value)
-        if not isinstance(value, Secret):
-            r.error_at(path, "is stored in plain text; it must be a secret: "
-                             f"pulumi config set --secret --path app.secretEnv.{key} VALUE")
-            continue
-        if value.known and "\n" in (value.value or ""):
-            r.error_at(path, "must be one line (the secret's value is not shown)")
-            continue
-        out.append((key, value))
-    return tuple(out)
-
-
-def env_name_ok(r: Reader, path: str, key: Any) -> bool:
-    if not isinstance(key, str) or not re.fullmatch(ENV_KEY, key):
-        r.error_at(path, "is not a valid environment variable name (letters, digits, _)")
-        return False
-    if key in RESERVED_ENV:
-        r.error_at(path, f"{key} is set by the program itself; pick another name")
-        return False
-    return True
 
 
 def size_bytes(text: str) -> int:

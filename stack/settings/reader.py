@@ -215,12 +215,14 @@ class Reader:
             return None if default is _MISSING else default
         return value
 
-    def integer(self, name: str, default: Any, lo: int, hi: int, *, unit: str = "") -> Any:
+    def integer(self, name: str, default: Any, lo: int, hi: int, *, unit: str = "",
+                also: str = "") -> Any:
+        """A whole number from `lo` to `hi`; `also` names what else the key takes ('or "auto"')."""
         value = self.raw(name)
         if value is _MISSING or value is None:
             return default
         number = as_int(value)
-        suffix = f" {unit}" if unit else ""
+        suffix = (f" {unit}" if unit else "") + (f" {also}" if also else "")
         if number is None or not lo <= number <= hi:
             self.error(name, f"must be a whole number from {lo} to {hi}{suffix}, got {self.show(value)}")
             return default

@@ -26,18 +26,8 @@ IMAGE_USERS = {"debian-12": "admin", "ubuntu-24.04": "ubuntu", "ubuntu-22.04": "
 # security updates backport fixes and keep the upstream version, so it stays what markers see.
 IMAGE_PYTHON = {"debian-12": "3.11.2", "ubuntu-24.04": "3.12.3", "ubuntu-22.04": "3.10.12"}
 
-# Names that would collide with system users, units or paths on the host.
-RESERVED_APP_NAMES = frozenset({
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "nobody", "nginx", "haproxy", "ssh", "sshd", "systemd",
-    "postgres", "postgresql", "admin", "ubuntu", "debian", "deploy", "cron", "dbus", "network",
-    "networking", "journal",
-})
-RESERVED_ENV = frozenset({"DATABASE_URL", "PATH", "HOME", "USER", "PYTHONPATH", "LISTEN_FDS",
-                          "LISTEN_PID", "NOTIFY_SOCKET", "FLASK_STACK_RELEASE"})
 PROD_STACKS = frozenset({"prod", "production"})
 RESERVED_DB_USERS = frozenset({"postgres", "admin", "rdsadmin", "doadmin", "root", "public"})
-
 
 
 # -- the settings ---------------------------------------------------------------------------

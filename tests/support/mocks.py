@@ -8,11 +8,14 @@ inputs) so tests can walk the whole resource graph; `run_program` sets config an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 from pulumi.runtime import mocks as pulumi_mocks
@@ -141,6 +144,7 @@ def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tup
                 mocks: pulumi_mocks.Mocks | None = None) -> Run:
     if re.fullmatch(r"pr-[0-9]+", stack) and "expiresAt" not in config:
         config = {**config, "expiresAt": REVIEW_EXPIRY}  # as the review-stack workflow sets it
+    config, project = beside_the_app(config)
     monitor = RecordingMonitor(mocks or StrictMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False,
                              monitor=monitor)
@@ -161,5 +165,21 @@ def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tup
 
         return pulumi.Output.from_input(asyncio.ensure_future(resolve_all()))
 
-    pulumi_mocks.test(program_body)()
+    with project:
+        pulumi_mocks.test(program_body)()
     return run
+
+
+def beside_the_app(config: dict[str, Any]) -> tuple[dict[str, Any], contextlib.AbstractContextManager]:
+    """Tests keep their apps in temporary folders and give app.path as an absolute path, which
+    a real stack may not (app.path must lie inside the project). Such a program is run as if
+    Pulumi.yaml sat beside the app: the project is the app's parent, app.path its name."""
+    app = config.get("app")
+    if not (isinstance(app, dict) and isinstance(app.get("path"), str)
+            and Path(app["path"]).is_absolute()):
+        return config, contextlib.nullcontext()
+    path = Path(app["path"])
+    from stack.settings import sources
+
+    return ({**config, "app": {**app, "path": path.name}},
+            mock.patch.object(sources, "project_dir", return_value=path.parent))

@@ -106,7 +106,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
         domain={"name": "example.com"}, app={"env": {"TRICKY": TRICKY_ENV_VALUE, "PLAIN": "x"}}),
     # An app built by a factory with arguments (tests/support/factory_app).
     "nginx-factory": _with(
-        _EXISTING, app={"path": str(FACTORY_APP), "entry": "factory:create_app('shop', debug=False)",
+        _EXISTING, app={"path": str(FACTORY_APP.relative_to(REPO_ROOT)),
+                        "entry": "factory:create_app('shop', debug=False)",
                         "workerClass": "gthread", "threads": 8}),
     # Every section set, pinned byte for byte in tests/golden/variant-complete (an own name, a
     # dash in it, TLS, www, rate limit, trusted proxies, env, fixed workers).
