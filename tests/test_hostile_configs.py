@@ -42,6 +42,7 @@ class Refused:
     key: str
     says: str = ""
     stack: str = STACK
+    setup: Callable[[Path], Any] | None = None  # changes the copied app folder first
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class Accepted:
     changes: dict[str, Any]
     then: Callable[[settings.Settings], Any] = field(default=lambda s: True)
     stack: str = STACK
+    setup: Callable[[Path], Any] | None = None
 
 
 def as_stack_file(raw: dict[str, Any]) -> str:
@@ -72,9 +74,12 @@ def as_stack_file(raw: dict[str, Any]) -> str:
     return yaml.safe_dump({"config": config}, sort_keys=False, allow_unicode=True)
 
 
-def project(tmp_path: Path, raw: dict[str, Any], stack: str = STACK) -> Path:
+def project(tmp_path: Path, raw: dict[str, Any], stack: str = STACK,
+            setup: Callable[[Path], Any] | None = None) -> Path:
     """A project directory holding the stack file and a copy of the repository's own app."""
     shutil.copytree(REPO_ROOT / "app", tmp_path / "app")
+    if setup is not None:
+        setup(tmp_path / "app")
     (tmp_path / f"Pulumi.{stack}.yaml").write_text(as_stack_file(raw))
     return tmp_path
 
@@ -89,7 +94,7 @@ def check(directory: Path, stack: str = STACK) -> tuple[int, str]:
 
 def assert_refused(case: Refused, tmp_path: Path) -> None:
     raw = changed(good(case.platform), case.changes)
-    code, output = check(project(tmp_path, raw, case.stack), case.stack)
+    code, output = check(project(tmp_path, raw, case.stack, case.setup), case.stack)
     assert "Traceback" not in output, output
     assert code == 2, f"exit {code}, expected 2:\n{output}"
     head = f"  - {PREFIX}{case.key}:"
@@ -101,22 +106,198 @@ def assert_refused(case: Refused, tmp_path: Path) -> None:
 
 def assert_accepted(case: Accepted, tmp_path: Path) -> None:
     raw = changed(good(case.platform), case.changes)
-    directory = project(tmp_path, raw, case.stack)
+    directory = project(tmp_path, raw, case.stack, case.setup)
     code, output = check(directory, case.stack)
     assert code == 0, f"exit {code}:\n{output}"
     loaded = settings.from_stack_file(case.stack, directory)
     assert case.then(loaded), f"{case.id}: loaded, but not as expected: {loaded}"
 
 
+def source_in(folder: str) -> Callable[[Path], None]:
+    """A folder in the app that holds the app's dependency list (its source, not assets)."""
+    def make(app: Path) -> None:
+        (app / folder).mkdir()
+        (app / folder / "requirements.txt").write_text("flask\n")
+    return make
+
+
+def link_out(folder: str, target: str) -> Callable[[Path], None]:
+    def make(app: Path) -> None:
+        (app / folder).symlink_to(target)
+    return make
+
+
+def folder(name: str) -> Callable[[Path], None]:
+    def make(app: Path) -> None:
+        (app / name).mkdir(parents=True)
+        (app / name / "site.css").write_text("body {}\n")
+    return make
+
+
+def env_of(s: settings.Settings) -> dict[str, str]:
+    return dict(s.app.env)
+
+
+PEM_KEY = "-----BEGIN OPENSSH PRIVATE KEY----- b3BlbnNzaC1rZXktdjEAAAA -----END OPENSSH PRIVATE KEY-----"
+
 # -- the tables -------------------------------------------------------------------------------
 # Values that would replace something of the host's, or reach outside the release.
-NAMES_AND_PATHS: list[Refused | Accepted] = []
+NAMES_AND_PATHS: list[Refused | Accepted] = [
+    Refused("name-systemd-resolved", DO, {"app.name": "systemd-resolved"}, "app.name",
+            'starts with "systemd"'),
+    Refused("name-certbot", AWS, {"app.name": "certbot"}, "app.name", "already the name"),
+    Refused("name-ssh", EXISTING, {"app.name": "ssh"}, "app.name", "already the name"),
+    Refused("name-ssl-is-etc-ssl", DO, {"app.name": "ssl"}, "app.name", "directory"),
+    Refused("name-dpkg-is-var-lib-dpkg", AWS, {"app.name": "dpkg"}, "app.name", "already the name"),
+    Refused("name-cron", EXISTING, {"app.name": "cron"}, "app.name", "already the name"),
+    Refused("name-www-data", DO, {"app.name": "www-data"}, "app.name", "system user"),
+    Refused("name-cloud-init", AWS, {"app.name": "cloud-init"}, "app.name", "already the name"),
+    Refused("name-getty-family", EXISTING, {"app.name": "getty-web"}, "app.name",
+            'starts with "getty"'),
+    Refused("name-nginx-family", DO, {"app.name": "nginx-proxy"}, "app.name", 'starts with "nginx"'),
+    Refused("name-capitals", DO, {"app.name": "MyApp"}, "app.name", "short lower-case name"),
+    Refused("name-trailing-dash", AWS, {"app.name": "app-"}, "app.name", "short lower-case name"),
+    Refused("name-too-long", EXISTING, {"app.name": "a" * 40}, "app.name", "short lower-case name"),
+    Refused("name-dot", DO, {"app.name": "my.app"}, "app.name", "short lower-case name"),
+    Refused("name-path", AWS, {"app.name": "../etc"}, "app.name", "short lower-case name"),
+    Refused("name-percent-specifier", EXISTING, {"app.name": "app%n"}, "app.name",
+            "short lower-case name"),
+    Refused("path-absolute", EXISTING, {"app.path": "/etc"}, "app.path", "must be relative"),
+    Refused("path-climbs-out", DO, {"app.path": "../.."}, "app.path", "leads out of the project"),
+    Refused("path-climbs-out-midway", AWS, {"app.path": "app/../../elsewhere"}, "app.path",
+            "leads out of the project"),
+    Refused("path-home", EXISTING, {"app.path": "~/src/shop"}, "app.path", "must be relative"),
+    Refused("path-windows", DO, {"app.path": "C:\\src\\shop"}, "app.path", "must be relative"),
+    Refused("static-dir-the-app-itself", DO, {"app.staticDir": "."}, "app.staticDir",
+            'without "." or ".."'),
+    Refused("static-dir-dot-segment", AWS, {"app.staticDir": "./static"}, "app.staticDir",
+            'without "." or ".."'),
+    Refused("static-dir-climbs", EXISTING, {"app.staticDir": "static/../.."}, "app.staticDir",
+            'without "." or ".."'),
+    Refused("static-dir-git", DO, {"app.staticDir": ".git"}, "app.staticDir", "hidden folder"),
+    Refused("static-dir-in-venv", AWS, {"app.staticDir": ".venv/lib"}, "app.staticDir",
+            "hidden folder"),
+    Refused("static-dir-is-source", EXISTING, {"app.staticDir": "src"}, "app.staticDir",
+            "holds requirements.txt", setup=source_in("src")),
+    Refused("static-dir-links-to-root", DO, {"app.staticDir": "assets"}, "app.staticDir",
+            "leads out of the app", setup=link_out("assets", "/")),
+    Refused("static-dir-links-to-app", AWS, {"app.staticDir": "assets"}, "app.staticDir",
+            "leads out of the app", setup=link_out("assets", ".")),
+    Refused("static-url-climbs", DO, {"app.staticUrl": "/static/../etc"}, "app.staticUrl",
+            '"." or ".."'),
+    Refused("static-url-dot", EXISTING, {"app.staticUrl": "/./static"}, "app.staticUrl",
+            '"." or ".."'),
+    Refused("static-url-acme", AWS, {"app.staticUrl": "/.well-known/acme-challenge"},
+            "app.staticUrl", "/.well-known/"),
+    Refused("static-url-trailing-slash", DO, {"app.staticUrl": "/static/"}, "app.staticUrl",
+            "no trailing slash"),
+    Refused("entry-runs-code", EXISTING, {"app.entry": 'rocket:create_app(); import os; os.system("id")'},
+            "app.entry", "expected"),
+    Refused("entry-triple-quote", DO, {"app.entry": 'rocket:app"""'}, "app.entry", "expected"),
+    Refused("entry-call-in-arguments", AWS, {"app.entry": 'rocket:create(__import__("os"))'},
+            "app.entry", "must be literals"),
+    Refused("entry-splat", EXISTING, {"app.entry": "rocket:create(**{'a': 1})"}, "app.entry",
+            "must be literals"),
+    Refused("entry-bad-escape", DO, {"app.entry": r'rocket:create("C:\Users")'},
+            "app.entry", "expected"),
+    Accepted("name-ordinary", DO, {"app.name": "shop-api"}, lambda s: s.app.name == "shop-api"),
+    Accepted("name-web", EXISTING, {"app.name": "web"}, lambda s: s.app.name == "web"),
+    Accepted("path-dot-slash", AWS, {"app.path": "./app"}, lambda s: s.app.path.name == "app"),
+    Accepted("static-dir-nested", DO, {"app.staticDir": "public/assets"},
+             lambda s: s.app.static_dir == "public/assets", setup=folder("public/assets")),
+    Accepted("static-url-deep", EXISTING, {"app.staticUrl": "/assets/v1"},
+             lambda s: s.app.static_url == "/assets/v1"),
+    Accepted("workers-auto-in-capitals", AWS, {"app.workers": "AUTO"}, lambda s: s.app.workers is None),
+]
 
 # The environment: names Gunicorn, Python, the loader or systemd interpret, secrets in plain text.
-ENVIRONMENT: list[Refused | Accepted] = []
+ENVIRONMENT: list[Refused | Accepted] = [
+    Refused("env-gunicorn-cmd-args", DO, {"app.env.GUNICORN_CMD_ARGS": "--forwarded-allow-ips=*"},
+            "app.env.GUNICORN_CMD_ARGS", "override the checked gunicorn.conf.py"),
+    Refused("env-gunicorn-timeout", AWS, {"app.env.GUNICORN_CMD_ARGS": "--timeout 0"},
+            "app.env.GUNICORN_CMD_ARGS", "app.timeout"),
+    Refused("env-forwarded-allow-ips", EXISTING, {"app.env.FORWARDED_ALLOW_IPS": "*"},
+            "app.env.FORWARDED_ALLOW_IPS", "trustedProxies"),
+    Refused("env-web-concurrency", DO, {"app.env.WEB_CONCURRENCY": "64"}, "app.env.WEB_CONCURRENCY",
+            "set app.workers"),
+    Refused("env-gunicorn-fd", AWS, {"app.env.GUNICORN_FD": "3"}, "app.env.GUNICORN_FD", "Gunicorn"),
+    Refused("env-ld-preload", EXISTING, {"app.env.LD_PRELOAD": "/tmp/x.so"}, "app.env.LD_PRELOAD",
+            "dynamic loader"),
+    Refused("env-ld-library-path", DO, {"app.env.LD_LIBRARY_PATH": "/tmp"}, "app.env.LD_LIBRARY_PATH",
+            "dynamic loader"),
+    Refused("env-glibc-tunables", AWS, {"app.env.GLIBC_TUNABLES": "glibc.malloc.mxfast=0"},
+            "app.env.GLIBC_TUNABLES", "MALLOC_ARENA_MAX"),
+    Refused("env-pythonpath", EXISTING, {"app.env.PYTHONPATH": "/tmp"}, "app.env.PYTHONPATH",
+            "Python reads it"),
+    Refused("env-pythonstartup", DO, {"app.env.PYTHONSTARTUP": "/tmp/x.py"}, "app.env.PYTHONSTARTUP",
+            "Python reads it"),
+    Refused("env-pythonwarnings-imports", AWS, {"app.env.PYTHONWARNINGS": "ignore::evil.Warning"},
+            "app.env.PYTHONWARNINGS", "Python reads it"),
+    Refused("secret-env-pythonhome", EXISTING, {"app.secretEnv.PYTHONHOME": Secret("x")},
+            "app.secretEnv.PYTHONHOME", "remove it from app.secretEnv"),
+    Refused("env-home", DO, {"app.env.HOME": "/root"}, "app.env.HOME", "systemd sets it"),
+    Refused("env-shell", AWS, {"app.env.SHELL": "/bin/sh"}, "app.env.SHELL", "systemd sets it"),
+    Refused("env-listen-fds", EXISTING, {"app.env.LISTEN_FDS": "3"}, "app.env.LISTEN_FDS",
+            "systemd sets it"),
+    Refused("env-notify-socket", DO, {"app.env.NOTIFY_SOCKET": "/run/x"}, "app.env.NOTIFY_SOCKET",
+            "systemd sets it"),
+    Refused("env-state-directory", AWS, {"app.env.STATE_DIRECTORY": "/tmp"},
+            "app.env.STATE_DIRECTORY", "systemd sets it"),
+    Refused("env-flask-stack-release", EXISTING, {"app.env.FLASK_STACK_RELEASE": "x"},
+            "app.env.FLASK_STACK_RELEASE", "the program sets it"),
+    Refused("env-secret-key-in-plain", DO, {"app.env.FLASK_SECRET_KEY": "hunter2"},
+            "app.env.FLASK_SECRET_KEY",
+            "pulumi config set --secret --path app.secretEnv.FLASK_SECRET_KEY"),
+    Refused("env-token-in-plain", AWS, {"app.env.GITHUB_TOKEN": "ghp_x"}, "app.env.GITHUB_TOKEN",
+            "looks like a secret"),
+    Refused("env-password-in-plain", EXISTING, {"app.env.DB_PASSWORD": "pw"}, "app.env.DB_PASSWORD",
+            "looks like a secret"),
+    Refused("env-api-key-in-plain", DO, {"app.env.STRIPE_API_KEY": "sk_live_x"},
+            "app.env.STRIPE_API_KEY", "looks like a secret"),
+    Refused("env-aws-secret-in-plain", AWS, {"app.env.AWS_SECRET_ACCESS_KEY": "x"},
+            "app.env.AWS_SECRET_ACCESS_KEY", "looks like a secret"),
+    Refused("env-url-with-password", EXISTING,
+            {"app.env.REDIS_URL": "redis://:hunter2@redis.internal:6379/0"}, "app.env.REDIS_URL",
+            "a URL with a password"),
+    Refused("env-private-key-value", DO, {"app.env.SIGNER": PEM_KEY}, "app.env.SIGNER",
+            "a private key"),
+    Refused("env-escape-character", AWS, {"app.env.GREETING": "hi\x1b[31m"}, "app.env.GREETING",
+            "control character"),
+    Refused("env-nul", EXISTING, {"app.env.GREETING": "a\x00b"}, "app.env.GREETING",
+            "control character"),
+    Refused("env-name-not-ascii", DO, {"app.env.CAFÉ": "x"}, "app.env.CAFÉ",
+            "not a valid environment variable name"),
+    Accepted("env-harmless-python", DO, {"app.env.PYTHONUNBUFFERED": "1"},
+             lambda s: env_of(s)["PYTHONUNBUFFERED"] == "1"),
+    Accepted("env-names-near-secrets", AWS, {"app.env.TOKEN_TTL": "3600",
+                                             "app.env.PASSWORD_MIN_LENGTH": "12",
+                                             "app.env.SENTRY_DSN": "https://abc@o1.ingest.sentry.io/1"},
+             lambda s: {"TOKEN_TTL", "PASSWORD_MIN_LENGTH", "SENTRY_DSN"} <= set(env_of(s))),
+    Accepted("env-metacharacters-kept", EXISTING, {"app.env.GREETING": "it's \"$HOME\" `id` 100% #1 \\"},
+             lambda s: env_of(s)["GREETING"] == "it's \"$HOME\" `id` 100% #1 \\"),
+    Accepted("env-lower-case-path-is-the-apps", DO, {"app.env.path": "/x"},
+             lambda s: env_of(s)["path"] == "/x"),
+]
 
 # Sizes: nothing a user sets may make a step's command exceed one exec argument.
-LIMITS: list[Refused | Accepted] = []
+LIMITS: list[Refused | Accepted] = [
+    Refused("env-value-too-big", DO, {"app.env.BLOB": "x" * 9000}, "app.env.BLOB", "at most 8,192"),
+    Refused("env-value-200k", AWS, {"app.env.BLOB": "x" * 200_000}, "app.env.BLOB", "at most 8,192"),
+    Refused("env-too-much-in-all", EXISTING,
+            {f"app.env.BLOB{i}": "x" * 7000 for i in range(5)}, "app.env", "at most 32,768"),
+    Refused("env-too-many-names", DO, {f"app.env.V{i}": "1" for i in range(201)}, "app.env",
+            "at most 200"),
+    Refused("release-command-too-big", AWS, {"app.releaseCommand": "flask db upgrade; " * 300},
+            "app.releaseCommand", "at most 4,096"),
+    Refused("release-command-200k", EXISTING, {"app.releaseCommand": "x" * 200_000},
+            "app.releaseCommand", "at most 4,096"),
+    Refused("release-command-multi-line", DO, {"app.releaseCommand": "flask db upgrade\nrm -rf /"},
+            "app.releaseCommand", "one line"),
+    Accepted("env-value-at-the-limit", AWS, {"app.env.BLOB": "x" * 8192},
+             lambda s: len(env_of(s)["BLOB"]) == 8192),
+    Accepted("release-command-at-the-limit", EXISTING, {"app.releaseCommand": "true " + "x" * 4091},
+             lambda s: len(s.app.release_command) == 4096),
+]
 
 # Ranges, addresses, regions, names of the cloud, the web keys' collisions, lifecycle.
 NETWORK_AND_WEB: list[Refused | Accepted] = []

@@ -103,8 +103,15 @@ ENV_OWNER_PREFIXES: dict[str, str] = {
 }
 
 
+# Python variables that change how output and errors come out, never what code runs.
+PYTHON_HARMLESS = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONFAULTHANDLER",
+                             "PYTHONIOENCODING", "PYTHONUTF8"})
+
+
 def env_owner(name: str) -> str | None:
     """Who else reads or sets the environment variable `name` (and what to do), or None."""
+    if name in PYTHON_HARMLESS:
+        return None
     if name in ENV_OWNERS:
         return ENV_OWNERS[name]
     return next((why for prefix, why in ENV_OWNER_PREFIXES.items() if name.startswith(prefix)),
