@@ -293,6 +293,8 @@ LIMITS: list[Refused | Accepted] = [
             "app.releaseCommand", "at most 4,096"),
     Refused("release-command-multi-line", DO, {"app.releaseCommand": "flask db upgrade\nrm -rf /"},
             "app.releaseCommand", "one line"),
+    Refused("release-command-nul", AWS, {"app.releaseCommand": "flask db upgrade\x00; rm -rf /"},
+            "app.releaseCommand", "control character"),
     Accepted("env-value-at-the-limit", AWS, {"app.env.BLOB": "x" * 8192},
              lambda s: len(env_of(s)["BLOB"]) == 8192),
     Accepted("release-command-at-the-limit", EXISTING, {"app.releaseCommand": "true " + "x" * 4091},

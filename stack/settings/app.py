@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from stack.settings.checks import NAME, check_entry, check_listen, check_one_line
-from stack.settings.environment import read_env, read_secret_env
+from stack.settings.environment import read_env, read_secret_env, text_problem
 from stack.settings.reader import Reader, describe
 from stack.settings.reserved import host_name_problem
 from stack.settings.schema import WORKER_CLASSES, App
@@ -132,14 +132,7 @@ def check_static_url(text: str) -> str | None:
 
 
 def check_command(text: str) -> str | None:
-    problem = check_one_line(text)
-    if problem:
-        return problem
-    size = len(text.encode("utf-8", "replace"))
-    if size > MAX_COMMAND:
-        return (f"is {size:,} bytes; at most {MAX_COMMAND:,}: put the steps in a script in the "
-                "app and run that")
-    return None
+    return text_problem(text, MAX_COMMAND, "put the steps in a script in the app and run that")
 
 
 def is_auto(value: object) -> bool:

@@ -93,8 +93,11 @@ def name_ok(r: Reader, path: str, key: Any, section: str) -> bool:
     return True
 
 
-def text_problem(text: str, limit: int) -> str | None:
-    """Why `text` cannot be one environment value, or None."""
+def text_problem(text: str, limit: int,
+                 fix: str = "put large data in a file the app reads") -> str | None:
+    """Why `text` cannot be one line of text handed to a host (an environment value, a
+    command), or None: no line breaks, no control characters, valid Unicode, at most `limit`
+    bytes."""
     if "\n" in text or "\r" in text:
         return "must be one line"
     if CONTROL.search(text):
@@ -104,7 +107,7 @@ def text_problem(text: str, limit: int) -> str | None:
     except UnicodeEncodeError:
         return "is not valid text (it holds a lone surrogate escape)"
     if size > limit:
-        return f"is {size:,} bytes; at most {limit:,}: put large data in a file the app reads"
+        return f"is {size:,} bytes; at most {limit:,}: {fix}"
     return None
 
 
