@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stack.settings import yamlfile
 from stack.settings.loading import load
 from stack.settings.reader import Secret, SettingsError
 from stack.settings.schema import PROJECT, Settings
@@ -34,13 +35,10 @@ def from_stack_file(stack: str, directory: Path | None = None) -> Settings:
 
 def read_stack_file(path: Path) -> dict[str, Any]:
     """The project's keys (prefix removed) from a Pulumi stack file, as `load` takes them;
-    `secure:` values become unknown secrets."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, an int too long, ...
-        raise SettingsError([f"{path.name}: not valid YAML: {exc}"]) from None
+    `secure:` values become unknown secrets. The YAML is read within `yamlfile`'s limits."""
+    document = yamlfile.read(path)
+    if document is None:  # an empty file: no config yet, as for `pulumi stack init`
+        document = {}
     if not isinstance(document, Mapping):
         raise SettingsError([f"{path.name}: must be a mapping with a config: key"])
     config = document.get("config") or {}
