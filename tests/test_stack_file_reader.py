@@ -74,6 +74,22 @@ REFUSED = [
      "Pulumi.t.yaml: config: flask-stack:platform: given twice on line 1; keep one"),
     ("duplicate-config", MINIMAL + "config:\n  aws:region: eu-west-1\n",
      "Pulumi.t.yaml: config: given twice (lines 1 and 10); keep one"),
+    ("typo-namespace-letter", MINIMAL + "  flask-stak:hosts:\n    count: 2\n",
+     "Pulumi.t.yaml: config: flask-stak:hosts: flask-stak is not this project's namespace, so the "
+     "program would never read it; did you mean flask-stack:hosts?"),
+    ("typo-namespace-underscore", MINIMAL + "  flask_stack:app:\n    path: app\n",
+     "did you mean flask-stack:app?"),
+    ("typo-namespace-case", MINIMAL + "  Flask-Stack:platform: aws\n",
+     "Pulumi.t.yaml: config: Flask-Stack:platform: Flask-Stack is not this project's namespace"),
+    ("key-without-namespace", MINIMAL + "  domain:\n    name: example.com\n",
+     "Pulumi.t.yaml: config: domain: has no namespace, and Pulumi reads a key under config: only "
+     "as <namespace>:<name>; write it as flask-stack:domain"),
+    ("key-with-two-colons", MINIMAL + "  flask-stack:hosts:count: 2\n",
+     "Pulumi.t.yaml: config: flask-stack:hosts:count: is not a key Pulumi can read"),
+    ("key-outside-config", MINIMAL + "flask-stack:platform: aws\n",
+     "Pulumi.t.yaml: flask-stack:platform: is outside config:; indent it under config:"),
+    ("unknown-top-level-key", MINIMAL + "confg:\n  aws:region: eu-west-1\n",
+     "Pulumi.t.yaml: confg: is not a key of a stack file; did you mean config?"),
     ("not-utf8", b"config:\n  flask-stack:platform: \xff\xfe\n",
      "Pulumi.t.yaml: not valid YAML: byte 0xff on line 2 is not UTF-8; save the file as UTF-8"),
     ("tab", "config:\n\tflask-stack:platform: existing\n",
@@ -116,6 +132,19 @@ def test_the_bomb_is_refused_in_milliseconds(tmp_path):
     assert time.perf_counter() - started < 1
 
 
+def test_every_typo_of_a_file_is_reported_together(tmp_path):
+    (tmp_path / "Pulumi.t.yaml").write_text(
+        MINIMAL + "  flask-stak:hosts: {}\n  platform: aws\nflask-stack:app: {}\n")
+    with pytest.raises(SettingsError) as caught:
+        settings.read_stack_file(tmp_path / "Pulumi.t.yaml")
+    assert [line.split(":", 2)[1:] for line in caught.value.errors] == [
+        [" flask-stack", "app: is outside config:; indent it under config:"],
+        [" config", " flask-stak:hosts: flask-stak is not this project's namespace, so the program "
+                    "would never read it; did you mean flask-stack:hosts?"],
+        [" config", " platform: has no namespace, and Pulumi reads a key under config: only as "
+                    "<namespace>:<name>; write it as flask-stack:platform"]]
+
+
 def test_a_minimal_file_with_other_namespaces_beside_it_loads(tmp_path, capsys):
     (tmp_path / "app").symlink_to(REPO_ROOT / "app")
     (tmp_path / "Pulumi.t.yaml").write_text(
@@ -126,6 +155,16 @@ def test_a_minimal_file_with_other_namespaces_beside_it_loads(tmp_path, capsys):
     assert capsys.readouterr().out == "existing\n"
     raw = settings.read_stack_file(tmp_path / "Pulumi.t.yaml")
     assert sorted(raw) == ["hosts", "platform", "ssh"]  # other namespaces are Pulumi's, not ours
+
+
+def test_pulumis_older_key_form_is_read_as_the_project_key(tmp_path):
+    older = MINIMAL.replace("flask-stack:platform", "flask-stack:config:platform")
+    (tmp_path / "Pulumi.t.yaml").write_text(older)
+    assert settings.read_stack_file(tmp_path / "Pulumi.t.yaml")["platform"] == "existing"
+    (tmp_path / "Pulumi.t.yaml").write_text(MINIMAL + "  flask-stack:config:platform: aws\n")
+    with pytest.raises(SettingsError, match=r"flask-stack:config:platform: given twice \(also as "
+                                            r"flask-stack:platform\); keep one"):
+        settings.read_stack_file(tmp_path / "Pulumi.t.yaml")
 
 
 def test_values_near_the_limits_load(tmp_path):
