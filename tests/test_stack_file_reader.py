@@ -4,6 +4,7 @@ sources.py, stack/settings/yamlfile.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from conftest import EXAMPLES, REPO_ROOT, load_example
 
 from stack import cli, settings
-from stack.settings import SettingsError
+from stack.settings import SettingsError, yamlfile
 
 MINIMAL = """\
 config:
@@ -185,3 +186,24 @@ def test_the_examples_still_load(name):
 
 def test_the_dev_stack_still_loads():
     assert settings.from_stack_file("dev", REPO_ROOT).platform
+
+
+# -- the running program's config: the same limits on the JSON the CLI hands over ----------------
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("[" * 3000 + "]" * 3000, "flask-stack:hosts: nested more than 32 levels deep"),
+    ('{"count": ' + "9" * 5000 + "}", "flask-stack:hosts: an integer of 5,000 digits"),
+    (json.dumps({"addresses": ["x" * 70_000]}), "flask-stack:hosts.addresses[0]: a value of 70,000"),
+], ids=["deep", "long-int", "long-string"])
+def test_from_pulumi_refuses_what_the_stack_file_reader_refuses(monkeypatch, text, fragment):
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"flask-stack:hosts": text, "aws:region": "x"}))
+    monkeypatch.delenv("PULUMI_CONFIG_SECRET_KEYS", raising=False)
+    with pytest.raises(SettingsError) as caught:
+        settings.from_pulumi()
+    assert len(caught.value.errors) == 1 and caught.value.errors[0].startswith(fragment), caught.value
+
+
+def test_parse_json_takes_what_a_stack_file_can_hold():
+    assert yamlfile.parse_json('{"a": [1, {"b": "c"}], "n": ' + "9" * 100 + "}", ["k"]) == {
+        "a": [1, {"b": "c"}], "n": int("9" * 100)}
+    with pytest.raises(ValueError):
+        yamlfile.parse_json("[not json", ["k"])

@@ -5,9 +5,7 @@ Both hand `load` the project's keys without the ``flask-stack:`` prefix. A stack
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -134,15 +132,24 @@ def from_pulumi() -> Settings:
     secret = set(runtime_config.get_config_secret_keys_env())
     raw: dict[str, Any] = {}
     secret_keys = set()
+    errors = []
     for full_key, text in values.items():
         if not full_key.startswith(prefix):
             continue
         key = full_key[len(prefix):]
         raw[key] = text
-        if isinstance(text, str) and text[:1] in "[{":
-            with contextlib.suppress(ValueError, RecursionError):
-                raw[key] = json.loads(text)
+        try:  # the CLI passes an object or a list as its JSON text
+            if isinstance(text, str) and text[:1] in "[{":
+                raw[key] = yamlfile.parse_json(text, [full_key])
+            elif isinstance(text, str) and (problem := yamlfile.scalar_problem(text)):
+                errors.append(f"{full_key}: {problem}")
+        except yamlfile.Refused as exc:
+            errors.append(exc.line_for(None))
+        except ValueError:
+            pass  # not JSON after all: the text itself is the value
         if full_key in secret or runtime_config.is_config_secret(full_key):
             secret_keys.add(key)
+    if errors:
+        raise SettingsError(errors)
     return load(raw, stack=pulumi.get_stack(), project_dir=project_dir(),
                 secret_keys=frozenset(secret_keys))

@@ -9,11 +9,14 @@ the key path and the line.
 
 The limits are far above anything a stack file needs. The largest real values are PEM text: an
 SSH private key (3.4 KB for RSA-4096) and `tls.acmeCaBundle` (about 2 KB per certificate), and
-a `secure:` ciphertext of either is about a third longer.
+a `secure:` ciphertext of either is about a third longer. `parse_json` holds the same limits for
+values parsed elsewhere (the JSON the Pulumi CLI hands a running program), so each rule and its
+message are written once.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,7 @@ def key_path(parts: list[Part]) -> str:
     return text
 
 
-# -- the rules ------------------------------------------------------------------------------------
+# -- the rules, for the loader and for parse_json alike ------------------------------------------
 TOO_DEEP = (f"nested more than {MAX_DEPTH} levels deep; a stack file's values are a few levels "
             "of mappings and lists")
 
@@ -91,6 +94,47 @@ def integer_problem(digits: str) -> str | None:
         return (f"an integer of {count:,} digits, more than the {MAX_INT_DIGITS} a number in the "
                 "config may have; quote it if it is text")
     return None
+
+
+def parse_json(text: str, path: list[Part]) -> Any:
+    """`json.loads(text)` within a stack file's limits, else `Refused` naming `path`
+    (ValueError when it is not JSON at all)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise Refused(path, f"JSON of {len(text):,} characters, more than a whole stack file may "
+                            f"hold ({MAX_FILE_BYTES:,} bytes)")
+
+    def checked_int(digits: str) -> int:
+        problem = integer_problem(digits)
+        if problem:
+            raise Refused(path, problem)
+        return int(digits)
+
+    try:
+        value = json.loads(text, parse_int=checked_int)
+    except RecursionError:
+        raise Refused(path, TOO_DEEP) from None
+    _check_value(value, path)
+    return value
+
+
+def _check_value(value: Any, path: list[Part]) -> None:
+    """Refuse a parsed value nested past `MAX_DEPTH` or holding a string past `MAX_SCALAR_CHARS`."""
+    pending: list[tuple[Any, list[Part], int]] = [(value, path, 2)]  # as in a stack file: in config:
+    while pending:
+        node, where, depth = pending.pop()
+        if isinstance(node, str):
+            problem = scalar_problem(node)
+        elif isinstance(node, dict | list):
+            problem = depth_problem(depth + 1)
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            for key, child in items:
+                pending.append((child, [*where, key], depth + 1))
+                if isinstance(key, str) and not problem:
+                    problem = scalar_problem(key)
+        else:
+            problem = None
+        if problem:
+            raise Refused(where, problem)
 
 
 # -- the loader -----------------------------------------------------------------------------------
