@@ -207,3 +207,20 @@ def test_parse_json_takes_what_a_stack_file_can_hold():
         "a": [1, {"b": "c"}], "n": int("9" * 100)}
     with pytest.raises(ValueError):
         yamlfile.parse_json("[not json", ["k"])
+
+
+# -- the workflows read the stack files they rewrite with the same loader -------------------------
+def test_the_workflows_read_a_stack_file_as_the_loader_does(tmp_path):
+    from workflow import WorkflowError, stackfile
+
+    target = tmp_path / "Pulumi.t.yaml"
+    target.write_text(MINIMAL)
+    assert stackfile.read_yaml(target)["config"]["flask-stack:platform"] == "existing"
+    target.write_text(MINIMAL + "  flask-stack:platform: aws\n")
+    with pytest.raises(WorkflowError) as caught:
+        stackfile.read_yaml(target)
+    assert str(caught.value) == (f"{target}: config: flask-stack:platform: given twice (lines 2 "
+                                 "and 10); keep one")
+    target.write_text(BOMB)
+    with pytest.raises(WorkflowError, match=r"an anchor \(&a\)"):
+        stackfile.read_yaml(target)

@@ -220,10 +220,11 @@ def _part(parent: Any, index: Any) -> Part | None:
     return None
 
 
-def read(path: Path) -> Any:
+def read(path: Path, name: str | None = None) -> Any:
     """The document in the YAML file `path`, parsed with `StackFileLoader`; any problem is a
-    `SettingsError` whose one line names the file (and the key path and line where known)."""
-    name = path.name
+    `SettingsError` whose one line names the file as `name` (its file name unless given), and
+    the key path and line where known."""
+    name = name or path.name
     try:
         with path.open("rb") as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
