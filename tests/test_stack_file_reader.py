@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,12 @@ def test_the_dev_stack_still_loads():
     (json.dumps({"addresses": ["x" * 70_000]}), "flask-stack:hosts.addresses[0]: a value of 70,000"),
 ], ids=["deep", "long-int", "long-string"])
 def test_from_pulumi_refuses_what_the_stack_file_reader_refuses(monkeypatch, text, fragment):
+    from pulumi.runtime import config as runtime_config
+
+    # The config as the CLI hands it over; none left behind by the program tests' mocks.
+    fresh: ContextVar[dict[str, str]] = ContextVar("config")
+    fresh.set({})
+    monkeypatch.setattr(runtime_config, "CONFIG", fresh)
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"flask-stack:hosts": text, "aws:region": "x"}))
     monkeypatch.delenv("PULUMI_CONFIG_SECRET_KEYS", raising=False)
     with pytest.raises(SettingsError) as caught:
