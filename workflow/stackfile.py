@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stack import settings
+from stack.settings import yamlfile
 from workflow import WorkflowError
 
 
@@ -67,12 +68,15 @@ def _put(node: MutableMapping[str, Any], names: list[str], value: Any, path: str
 
 # -- files ----------------------------------------------------------------------------------
 def read_yaml(path: Path) -> dict[str, Any]:
-    import yaml
-
+    """A stack file (or the template of one) read as the settings loader reads it: within its
+    limits, with no aliases and no key given twice, which `text` would otherwise write back
+    expanded or with the first one gone."""
     try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise WorkflowError(f"cannot read {path}: {exc}") from None
+        document = yamlfile.read(path, name=str(path))
+    except settings.SettingsError as exc:
+        raise WorkflowError("\n".join(exc.errors)) from None
+    if document is None:
+        document = {}
     if not isinstance(document, dict):
         raise WorkflowError(f"{path}: expected a mapping")
     return document
