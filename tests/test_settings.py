@@ -1064,6 +1064,9 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "domain.certificateArn":
         "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f",
     "domain.route53Zone": "example.com", "domain.dnsRecords": True, "network.zones": 2,
+    "network.vpcCidr": "10.20.0.0/16", "database.engineVersion": "16",
+    "database.highAvailability": True, "database.name": "app", "database.user": "app",
+    "ssh.publicKey": PUBLIC_KEY, "ssh.adminCidrs": ["203.0.113.7/32"],
 }
 
 
@@ -1153,3 +1156,23 @@ def test_a_bad_admin_cidr_is_not_also_called_empty():
 def test_a_bad_address_is_not_also_called_missing():
     errors = errors_of(changed(good("existing"), {"hosts.addresses": ["not an address!"]}))
     assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}hosts.addresses[0]"]
+
+
+def test_a_refused_range_is_not_also_counted_in_the_coverage():
+    errors = errors_of(changed(good("aws"), {"ssh.adminCidrs": ["0.0.0.0/0", "128.0.0.0/1"]}))
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}ssh.adminCidrs[0]", f"{PREFIX}ssh.adminCidrs"]
+
+
+@pytest.mark.parametrize(("cidrs", "public"), [
+    (["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"], 0),
+    (["203.0.113.0/24", "203.0.113.0/25"], 256),  # overlaps count once; documentation is public
+    # All of IPv4 less 0/8, 10/8, 127/8, 172.16/12, 192.168/16, 100.64/10, 169.254/16,
+    # 192.0.0/24, 198.18/15, 224/4 and 240/4.
+    (["0.0.0.0/0"], 2**32 - (3 * 2**24 + 2**20 + 2 * 2**16 + 2**22 + 2**8 + 2**17 + 2 * 2**28)),
+    (["fc00::/7", "fe80::/10", "::1/128"], 0),
+    (["2001:db8::/32", "2001:db8:1::/48"], 2**96),
+])
+def test_public_coverage_counts_each_public_address_once(cidrs, public):
+    from stack.settings.checks import public_addresses
+
+    assert public_addresses([ipaddress.ip_network(c) for c in cidrs]) == public
