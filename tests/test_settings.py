@@ -220,14 +220,15 @@ INVALID = [
          "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
          "keep one"),
     case("aws-arn-other-region", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
-         "domain.certificateArn":
+         "domain.dnsRecords": DELETE, "domain.certificateArn":
          "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
          "its own region"),
     case("aws-arn-garbage", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
-         "domain.certificateArn": "my-cert"}, "ACM certificate ARN"),
+         "domain.dnsRecords": DELETE, "domain.certificateArn": "my-cert"}, "ACM certificate ARN"),
     case("aws-zone-not-holding-domain", AWS, "domain.route53Zone", {"domain.route53Zone": "example.org"},
          "does not hold"),
-    case("aws-zone-without-domain", AWS, "domain.route53Zone", {"domain.name": DELETE}, "needs domain.name"),
+    case("aws-zone-without-domain", AWS, "domain.route53Zone", {"domain.name": DELETE,
+         "domain.dnsRecords": DELETE}, "needs domain.name"),
     case("do-arn", DO, "domain.certificateArn", {"domain.certificateArn": "arn:x"}, "only for platform aws"),
     case("existing-dns-records", EXISTING, "domain.dnsRecords", {"domain.dnsRecords": True},
          "no meaning on platform existing"),
@@ -313,7 +314,6 @@ INVALID = [
          {"app.releaseCommand": "flask db upgrade\nrm -rf /"}, "one line"),
     # domain and tls
     case("domain-not-a-name", DO, "domain.name", {"domain.name": "not a domain"}, "domain name"),
-    case("domain-upper-case", DO, "domain.name", {"domain.name": "Example.COM"}, "domain name"),
     case("domain-www", DO, "domain.name", {"domain.name": "www.example.com"}, 'bare domain ("example.com")'),
     case("tls-without-domain", EXISTING, "tls.enabled", {"domain.name": DELETE},
          "needs domain.name"),
@@ -598,7 +598,7 @@ def test_ephemeral_default_follows_the_stack_name(stack, ephemeral):
     assert load(minimal("digitalocean"), stack=stack, offline=True).ephemeral is ephemeral
 
 
-EXPIRY = "2026-12-01T18:00:00Z"
+EXPIRY = "2099-12-01T18:00:00Z"  # in the future: an expiry in the past is refused
 
 
 def test_an_ephemeral_stack_needs_an_expiry_to_deploy():
@@ -1156,6 +1156,12 @@ def test_a_bad_admin_cidr_is_not_also_called_empty():
 def test_a_bad_address_is_not_also_called_missing():
     errors = errors_of(changed(good("existing"), {"hosts.addresses": ["not an address!"]}))
     assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}hosts.addresses[0]"]
+
+
+def test_a_bad_tls_email_is_not_also_called_missing():
+    errors = errors_of(changed(good("existing"), {"tls.email": "ops-at-example"}))
+    assert errors == ['flask-stack:tls.email: expected an email address like "ops@example.com", '
+                      'got "ops-at-example"']
 
 
 def test_a_refused_range_is_not_also_counted_in_the_coverage():
