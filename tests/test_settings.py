@@ -1182,3 +1182,13 @@ def test_public_coverage_counts_each_public_address_once(cidrs, public):
     from stack.settings.checks import public_addresses
 
     assert public_addresses([ipaddress.ip_network(c) for c in cidrs]) == public
+
+
+@pytest.mark.parametrize("platform", ["aws", "digitalocean"])
+def test_every_region_the_sdk_lists_is_accepted(platform):
+    from stack.settings.loading import regions
+
+    pattern, _ = settings.RULES["region"].formats[platform]
+    assert regions(platform) and all(re.fullmatch(pattern, r) for r in regions(platform))
+    for region in ("us-east-1", "ap-southeast-2") if platform == "aws" else ("nyc3", "sgp1"):
+        assert load(changed(minimal(platform), {"region": region})).region == region

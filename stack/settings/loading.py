@@ -76,9 +76,10 @@ def load(
     )
 
 
-# Where each cloud lists its regions, for the message about one it does not have.
-REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or "
-                       "https://docs.aws.amazon.com/global-infrastructure/latest/regions/",
+# Each cloud's name in a message, and where it lists its regions.
+CLOUD_NAMES = {"aws": "an AWS", "digitalocean": "a DigitalOcean"}
+REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or https://docs.aws.amazon.com/"
+                       "global-infrastructure/latest/regions/aws-regions.html",
                 "digitalocean": "doctl compute region list, or "
                                 "https://docs.digitalocean.com/platform/regional-availability/"}
 
@@ -102,8 +103,8 @@ def read_region(top: Reader, p: Platform) -> str | None:
     if value and p.name and value not in regions(p.name):
         close = difflib.get_close_matches(value, regions(p.name), n=1)
         hint = f'did you mean "{close[0]}"? ' if close else ""
-        top.error("region", f"{value} is not a {p.name} region; {hint}the regions are listed by "
-                            f"{REGION_LISTS[p.name]}")
+        top.error("region", f"{value} is not {CLOUD_NAMES[p.name]} region; {hint}the regions "
+                            f"are listed by {REGION_LISTS[p.name]}")
         return None
     return value
 
