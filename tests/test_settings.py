@@ -220,14 +220,15 @@ INVALID = [
          "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
          "keep one"),
     case("aws-arn-other-region", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
-         "domain.certificateArn":
+         "domain.dnsRecords": DELETE, "domain.certificateArn":
          "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f"},
          "its own region"),
     case("aws-arn-garbage", AWS, "domain.certificateArn", {"domain.route53Zone": DELETE,
-         "domain.certificateArn": "my-cert"}, "ACM certificate ARN"),
+         "domain.dnsRecords": DELETE, "domain.certificateArn": "my-cert"}, "ACM certificate ARN"),
     case("aws-zone-not-holding-domain", AWS, "domain.route53Zone", {"domain.route53Zone": "example.org"},
          "does not hold"),
-    case("aws-zone-without-domain", AWS, "domain.route53Zone", {"domain.name": DELETE}, "needs domain.name"),
+    case("aws-zone-without-domain", AWS, "domain.route53Zone", {"domain.name": DELETE,
+         "domain.dnsRecords": DELETE}, "needs domain.name"),
     case("do-arn", DO, "domain.certificateArn", {"domain.certificateArn": "arn:x"}, "only for platform aws"),
     case("existing-dns-records", EXISTING, "domain.dnsRecords", {"domain.dnsRecords": True},
          "no meaning on platform existing"),
@@ -314,7 +315,6 @@ INVALID = [
          {"app.releaseCommand": "flask db upgrade\nrm -rf /"}, "one line"),
     # domain and tls
     case("domain-not-a-name", DO, "domain.name", {"domain.name": "not a domain"}, "domain name"),
-    case("domain-upper-case", DO, "domain.name", {"domain.name": "Example.COM"}, "domain name"),
     case("domain-www", DO, "domain.name", {"domain.name": "www.example.com"}, 'bare domain ("example.com")'),
     case("tls-without-domain", EXISTING, "tls.enabled", {"domain.name": DELETE},
          "needs domain.name"),
@@ -599,7 +599,7 @@ def test_ephemeral_default_follows_the_stack_name(stack, ephemeral):
     assert load(minimal("digitalocean"), stack=stack, offline=True).ephemeral is ephemeral
 
 
-EXPIRY = "2026-12-01T18:00:00Z"
+EXPIRY = "2099-12-01T18:00:00Z"  # in the future: an expiry in the past is refused
 
 
 def test_an_ephemeral_stack_needs_an_expiry_to_deploy():
@@ -1065,6 +1065,9 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "domain.certificateArn":
         "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-0a1b-0a1b-0a1b-0a1b2c3d4e5f",
     "domain.route53Zone": "example.com", "domain.dnsRecords": True, "network.zones": 2,
+    "network.vpcCidr": "10.20.0.0/16", "database.engineVersion": "16",
+    "database.highAvailability": True, "database.name": "app", "database.user": "app",
+    "ssh.publicKey": PUBLIC_KEY, "ssh.adminCidrs": ["203.0.113.7/32"],
 }
 
 
@@ -1154,3 +1157,39 @@ def test_a_bad_admin_cidr_is_not_also_called_empty():
 def test_a_bad_address_is_not_also_called_missing():
     errors = errors_of(changed(good("existing"), {"hosts.addresses": ["not an address!"]}))
     assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}hosts.addresses[0]"]
+
+
+def test_a_bad_tls_email_is_not_also_called_missing():
+    errors = errors_of(changed(good("existing"), {"tls.email": "ops-at-example"}))
+    assert errors == ['flask-stack:tls.email: expected an email address like "ops@example.com", '
+                      'got "ops-at-example"']
+
+
+def test_a_refused_range_is_not_also_counted_in_the_coverage():
+    errors = errors_of(changed(good("aws"), {"ssh.adminCidrs": ["0.0.0.0/0", "128.0.0.0/1"]}))
+    assert [e.split(": ", 1)[0] for e in errors] == [f"{PREFIX}ssh.adminCidrs[0]", f"{PREFIX}ssh.adminCidrs"]
+
+
+@pytest.mark.parametrize(("cidrs", "public"), [
+    (["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8"], 0),
+    (["203.0.113.0/24", "203.0.113.0/25"], 256),  # overlaps count once; documentation is public
+    # All of IPv4 less 0/8, 10/8, 127/8, 172.16/12, 192.168/16, 100.64/10, 169.254/16,
+    # 192.0.0/24, 198.18/15, 224/4 and 240/4.
+    (["0.0.0.0/0"], 2**32 - (3 * 2**24 + 2**20 + 2 * 2**16 + 2**22 + 2**8 + 2**17 + 2 * 2**28)),
+    (["fc00::/7", "fe80::/10", "::1/128"], 0),
+    (["2001:db8::/32", "2001:db8:1::/48"], 2**96),
+])
+def test_public_coverage_counts_each_public_address_once(cidrs, public):
+    from stack.settings.checks import public_addresses
+
+    assert public_addresses([ipaddress.ip_network(c) for c in cidrs]) == public
+
+
+@pytest.mark.parametrize("platform", ["aws", "digitalocean"])
+def test_every_region_the_sdk_lists_is_accepted(platform):
+    from stack.settings.loading import regions
+
+    pattern, _ = settings.RULES["region"].formats[platform]
+    assert regions(platform) and all(re.fullmatch(pattern, r) for r in regions(platform))
+    for region in ("us-east-1", "ap-southeast-2") if platform == "aws" else ("nyc3", "sgp1"):
+        assert load(changed(minimal(platform), {"region": region})).region == region

@@ -24,20 +24,34 @@ def read_database(r: Reader, p: Platform) -> Database:
         size = r.string("size", p.default("database.size"), pattern=pattern, expect=expect)
     if p.takes(r, "storageGb"):
         storage = r.integer("storageGb", p.default("database.storageGb"), 20, 65536, unit="GB")
-    version = r.string("engineVersion", "16", pattern=r"1[3-7]",
-                       expect='a PostgreSQL major version from "13" to "17"')
+    version = p.default("database.engineVersion")
+    if p.takes(r, "engineVersion"):
+        version = r.string("engineVersion", version, pattern=r"1[3-7]",
+                           expect='a PostgreSQL major version from "13" to "17"')
     backups = p.default("database.backupRetentionDays")
     if p.takes(r, "backupRetentionDays"):
         backups = r.integer("backupRetentionDays", backups, 1, 35, unit="days")
-    ha = r.boolean("highAvailability", False)
-    name = r.string("name", "app", pattern=IDENT, expect='a database name like "app"')
-    user = r.string("user", "app", pattern=IDENT, expect='a database user name like "app"')
-    if user in RESERVED_DB_USERS:
-        r.error("user", f'"{user}" is reserved by the database service; pick another name')
+    ha = p.default("database.highAvailability")
+    if p.takes(r, "highAvailability"):
+        ha = r.boolean("highAvailability", ha)
+    name, user = p.default("database.name"), p.default("database.user")
+    if p.takes(r, "name"):
+        name = r.string("name", name, pattern=IDENT, expect='a database name like "app"')
+    if p.takes(r, "user"):
+        user = r.string("user", user, pattern=IDENT, expect='a database user name like "app"')
+        ensure_user_allowed(r, user)
     r.finish()
     return Database(engine_version=version, size=size, storage_gb=storage,
                     backup_retention_days=backups, high_availability=ha, name=name, user=user,
                     url=url)
+
+
+def ensure_user_allowed(r: Reader, user: str | None) -> None:
+    if user in RESERVED_DB_USERS:
+        r.error("user", f'"{user}" is reserved by the database service; pick another name')
+    elif user and user.startswith("pg_"):
+        r.error("user", f'"{user}" starts with pg_, which PostgreSQL reserves for its own roles '
+                        f'(creating it fails); pick another name, e.g. "{user[3:] or "app"}"')
 
 
 def ensure_postgres_url(r: Reader, url: Secret | None) -> None:

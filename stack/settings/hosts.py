@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from stack.settings.checks import address_item, cidr_item
-from stack.settings.platforms import Platform
+from stack.settings.checks import address_item, cidr_item, ensure_not_the_internet, exact_choice
+from stack.settings.platforms import DEFAULT_VPC, Platform
 from stack.settings.reader import Reader, as_int, describe
 from stack.settings.schema import ARCHES, IMAGE_PYTHON, IMAGES, Hosts, Network
+
+MAX_HOSTS = 100  # hosts.count's upper bound, and so the longest hosts.addresses
+RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 
 # AWS Graviton families carry a "g" after the generation digit (t4g, m7g, c7gn, r6gd).
 GRAVITON = r"[a-z]+[0-9]+[a-z]*g[a-z]*\."
@@ -20,14 +23,15 @@ def read_hosts(r: Reader, p: Platform) -> Hosts:
         addresses = r.string_list("addresses", address_item(r))
         ensure_addresses_listed_once(r, addresses)
         ensure_count_matches_addresses(r, addresses)
+        ensure_not_too_many(r)
         count = len(addresses) or 1
     else:
-        count = r.integer("count", 2, 1, 100)
+        count = r.integer("count", 2, 1, MAX_HOSTS)
     size = ""
     if p.takes(r, "size"):
         pattern, expect = p.format("hosts.size")
         size = r.string("size", p.default("hosts.size"), pattern=pattern, expect=expect)
-    image = r.choice("image", IMAGES, "debian-12")
+    image = exact_choice(r, "image", IMAGES, "debian-12")
     graviton = p.name == "aws" and bool(size) and bool(re.match(GRAVITON, size))
     arch = r.choice("arch", ARCHES, "aarch64" if graviton else "x86_64")
     ensure_arch_fits(r, p, arch, size, graviton)
@@ -43,6 +47,10 @@ def read_hosts(r: Reader, p: Platform) -> Hosts:
         proxies = r.string_list("trustedProxies", cidr_item(
             r, world="would let any client forge X-Forwarded-For; list only your load "
                      "balancer's addresses"))
+        ensure_not_the_internet(r, "trustedProxies", proxies,
+                                "any client among them could forge X-Forwarded-For; a load balancer "
+                                "has few addresses, list only those (a private range such as "
+                                "10.0.0.0/8 is fine)")
     r.finish()
     return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", python=python,
                  addresses=addresses, trusted_proxies=proxies, disk_gb=disk or 0)
@@ -54,6 +62,13 @@ def ensure_addresses_listed_once(r: Reader, addresses: tuple[str, ...]) -> None:
                              '["203.0.113.10", "app2.example.com"]')
     if len(set(addresses)) != len(addresses):
         r.error("addresses", "lists the same server twice")
+
+
+def ensure_not_too_many(r: Reader) -> None:
+    listed = r.raw("addresses")
+    if isinstance(listed, list) and len(listed) > MAX_HOSTS:
+        r.error("addresses", f"lists {len(listed)} servers; at most {MAX_HOSTS} (as hosts.count "
+                             "on a cloud): deploy more as a second stack")
 
 
 def ensure_count_matches_addresses(r: Reader, addresses: tuple[str, ...]) -> None:
@@ -73,14 +88,17 @@ def ensure_arch_fits(r: Reader, p: Platform, arch: str | None, size: str, gravit
 
 
 def read_network(r: Reader, p: Platform) -> Network:
-    cidr = r.string("vpcCidr", "10.20.0.0/16", expect='a private CIDR like "10.20.0.0/16"')
-    if cidr:
-        ensure_private_range(r, p, cidr)
+    cidr = DEFAULT_VPC
+    if p.takes(r, "vpcCidr"):
+        cidr = r.string("vpcCidr", p.default("network.vpcCidr"),
+                        expect='a private CIDR like "10.20.0.0/16"')
+        if cidr:
+            ensure_private_range(r, p, cidr)
     zones = 0
     if p.takes(r, "zones"):
         zones = r.integer("zones", p.default("network.zones"), 2, 6)
     r.finish()
-    return Network(vpc_cidr=cidr or "10.20.0.0/16", zones=zones or 0)
+    return Network(vpc_cidr=cidr or DEFAULT_VPC, zones=zones or 0)
 
 
 def ensure_private_range(r: Reader, p: Platform, cidr: str) -> None:
@@ -89,10 +107,23 @@ def ensure_private_range(r: Reader, p: Platform, cidr: str) -> None:
     except ValueError as exc:
         r.error("vpcCidr", f'expected a private CIDR like "10.20.0.0/16", got {describe(cidr)} ({exc})')
         return
-    if not net.is_private or net.version != 4 or not 16 <= net.prefixlen <= 24:
-        r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 (10.x, 172.16-31.x "
-                           f"or 192.168.x), got {describe(cidr)}")
+    rfc1918 = net.version == 4 and any(net.subnet_of(block) for block in RFC1918)  # type: ignore[arg-type]
+    if not rfc1918 or not 16 <= net.prefixlen <= 24:
+        r.error("vpcCidr", f"must be a private IPv4 range from /16 to /24 inside 10.0.0.0/8, "
+                           f"172.16.0.0/12 or 192.168.0.0/16 (RFC 1918), got {describe(cidr)}"
+                           + _not_private_because(net))
     elif p.name == "aws" and net.prefixlen > 23:
         r.error("vpcCidr", f"must be /16 to /23 on aws, got {describe(cidr)}: the VPC is cut "
                            "into 16 equal subnets (a public and a private one per zone) and "
                            "a load balancer's subnets must be /27 or larger")
+
+
+def _not_private_because(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """What a range is that Python calls private but RFC 1918 does not."""
+    if net.version != 4:
+        return ""
+    for kind, block in (("loopback", "127.0.0.0/8"), ("link-local", "169.254.0.0/16"),
+                        ("carrier-grade NAT space", "100.64.0.0/10")):
+        if net.subnet_of(ipaddress.IPv4Network(block)):  # type: ignore[arg-type]
+            return f" ({block} is {kind}, not RFC 1918 space)"
+    return ""

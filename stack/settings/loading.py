@@ -3,16 +3,19 @@ frozen `Settings` (or a `SettingsError` listing all that is wrong)."""
 
 from __future__ import annotations
 
+import difflib
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from stack.settings.app import read_app
+from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
 from stack.settings.hosts import read_hosts, read_network
 from stack.settings.lifecycle import read_ephemeral, read_expires_at, smallest
 from stack.settings.platforms import Platform
-from stack.settings.reader import Errors, Reader, SettingsError
+from stack.settings.reader import Errors, Reader, SettingsError, as_int
 from stack.settings.schema import FRONTS, PLATFORMS, PROJECT, Database, Hosts, Settings
 from stack.settings.ssh import read_ssh
 from stack.settings.web import read_deploy, read_domain, read_rate_limit, read_tls
@@ -47,10 +50,8 @@ def load(
     app = read_app(section("app"), project_dir)
     domain = read_domain(section("domain"), p, region, load_balancer)
     tls = read_tls(section("tls"), domain, p, load_balancer)
-    front = top.choice("front", FRONTS, "nginx")
-    front_workers = None  # at most 64: HAProxy's threads in one group
-    if top.raw("frontWorkers") not in (None, "auto"):
-        front_workers = top.integer("frontWorkers", None, 1, 64)
+    front = exact_choice(top, "front", FRONTS, "nginx")
+    front_workers = read_front_workers(top)
     rate_limit = read_rate_limit(section("rateLimit"))
     deploy = read_deploy(section("deploy"), app)
     ssh = read_ssh(section("ssh"), p, hosts.image)
@@ -75,11 +76,52 @@ def load(
     )
 
 
+# Each cloud's name in a message, and where it lists its regions.
+CLOUD_NAMES = {"aws": "an AWS", "digitalocean": "a DigitalOcean"}
+REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or https://docs.aws.amazon.com/"
+                       "global-infrastructure/latest/regions/aws-regions.html",
+                "digitalocean": "doctl compute region list, or "
+                                "https://docs.digitalocean.com/platform/regional-availability/"}
+
+
+@functools.cache
+def regions(platform: str) -> tuple[str, ...]:
+    """The regions the platform's Pulumi SDK knows (its `Region` enum), imported only when a
+    stack of that platform is read."""
+    if platform == "aws":
+        from pulumi_aws import Region
+    else:
+        from pulumi_digitalocean import Region
+    return tuple(r.value for r in Region)
+
+
 def read_region(top: Reader, p: Platform) -> str | None:
     if not p.takes(top, "region"):
         return None
     pattern, expect = p.format("region")
-    return top.string("region", pattern=pattern, expect=expect)
+    value = top.string("region", pattern=pattern, expect=expect)
+    if value and p.name and value not in regions(p.name):
+        close = difflib.get_close_matches(value, regions(p.name), n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
+        top.error("region", f"{value} is not {CLOUD_NAMES[p.name]} region; {hint}the regions "
+                            f"are listed by {REGION_LISTS[p.name]}")
+        return None
+    return value
+
+
+def read_front_workers(top: Reader) -> int | None:
+    """frontWorkers: "auto" (any case, the default: decided on the host from its CPUs) or 1 to
+    64 (HAProxy's most threads in one group)."""
+    value = top.raw("frontWorkers")
+    if not top.has("frontWorkers") or value is None or (
+            isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    number = as_int(value)
+    if number is None or not 1 <= number <= 64:
+        top.error("frontWorkers", f'must be "auto" or a whole number from 1 to 64, '
+                                  f"got {top.show(value)}")
+        return None
+    return number
 
 
 def ensure_single_host_without_balancer(top: Reader, p: Platform, load_balancer: bool,

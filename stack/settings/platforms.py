@@ -16,6 +16,8 @@ from stack.settings.schema import CLOUDS, IMAGE_USERS, PLATFORMS, PROJECT
 
 DO, AWS, EXISTING = "digitalocean", "aws", "existing"
 NO_MEANING = "has no meaning on platform existing; remove it"
+NO_DATABASE = "the program creates no database there; database.url is yours"
+DEFAULT_VPC = "10.20.0.0/16"
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,11 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {
+    # The format says what a region looks like; loading.read_region checks it is one of the
+    # regions the platform's Pulumi SDK lists.
     "region": Rule(CLOUDS, formats={
         DO: (r"[a-z]{3}[0-9]", 'a DigitalOcean region like "nyc3"'),
-        AWS: (r"[a-z]{2}(-gov)?-[a-z]+-[0-9]", 'an AWS region like "eu-west-1"')},
+        AWS: (r"[a-z]{2,4}(-[a-z]+)+-[0-9]", 'an AWS region like "eu-west-1"')},
         refusals={EXISTING: NO_MEANING}),
     "loadBalancer": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
         EXISTING: "must be false on platform existing (the program creates no load balancer "
@@ -61,18 +65,35 @@ RULES: dict[str, Rule] = {
     "database.storageGb": Rule((AWS,), {AWS: 20}, refusals={
         DO: "is set by database.size on DigitalOcean; remove it"},
         why="the program creates no database there"),
-    "database.backupRetentionDays": Rule((AWS, EXISTING), {AWS: 7, EXISTING: 7, DO: 7}, refusals={
+    "database.backupRetentionDays": Rule((AWS,), {AWS: 7, EXISTING: 7, DO: 7}, refusals={
         DO: "DigitalOcean keeps 7 days of backups of a managed database, with point-in-time "
-            "recovery; it cannot be changed, remove it"}),
+            "recovery; it cannot be changed, remove it",
+        EXISTING: "has no meaning on platform existing: the program creates no database there "
+                  "and backs up none of yours; remove it"}),
+    # What the program creates a database with; on existing servers database.url says it all.
+    "database.engineVersion": Rule(CLOUDS, {DO: "16", AWS: "16", EXISTING: "16"}, why=NO_DATABASE),
+    "database.highAvailability": Rule(CLOUDS, {DO: False, AWS: False, EXISTING: False},
+                                      switch=True, why=NO_DATABASE),
+    "database.name": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app"}, why=NO_DATABASE),
+    "database.user": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app"}, why=NO_DATABASE),
     "domain.certificateArn": Rule((AWS,)),
     "domain.route53Zone": Rule((AWS,)),
     "domain.dnsRecords": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
         EXISTING: "has no meaning on platform existing (the program manages no DNS there); "
                   "remove it"}),
+    "network.vpcCidr": Rule(CLOUDS, {DO: DEFAULT_VPC, AWS: DEFAULT_VPC, EXISTING: DEFAULT_VPC},
+                            why="the program creates no private network there; your servers' "
+                                "network is your own"),
     "network.zones": Rule((AWS,), {AWS: 2}),
     # The login user when ssh.user is not set: DigitalOcean always logs in as root, an AWS image
     # as its own user; existing servers have no default (the user must say).
     "ssh.user": Rule(PLATFORMS, {DO: "root", AWS: IMAGE_USERS}),
+    # The login key the hosts are created with, and the firewall's SSH sources: existing
+    # servers are not created and get no firewall.
+    "ssh.publicKey": Rule(CLOUDS, why="your servers already have their login keys; the program "
+                                      "creates no host there"),
+    "ssh.adminCidrs": Rule(CLOUDS, why="the program creates no firewall there; limit SSH on your "
+                                       "servers yourself"),
 }
 
 def _names(platforms: tuple[str, ...]) -> str:

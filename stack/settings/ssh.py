@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from stack.settings.checks import LOGIN, check_address, check_public_key, cidr_item, is_ip
+from stack.settings.checks import (
+    LOGIN,
+    check_address,
+    check_public_key,
+    cidr_item,
+    ensure_not_the_internet,
+    is_ip,
+)
 from stack.settings.platforms import Platform
 from stack.settings.reader import Reader, Secret
 from stack.settings.schema import Bastion, Ssh
@@ -15,9 +22,11 @@ def read_ssh(r: Reader, p: Platform, image: str) -> Ssh:
         r.needed_to_deploy("user", f"is required on platform {p.name}: the login name with sudo "
                                    'rights on your servers, e.g. "deploy"')
     port = r.integer("port", 22, 1, 65535)
-    public_key = r.string("publicKey", None, check=check_public_key,
-                          expect='an OpenSSH public key like "ssh-ed25519 AAAA... you@laptop"')
-    public_key = public_key.strip() if public_key else None
+    public_key = None
+    if p.takes(r, "publicKey"):
+        public_key = r.string("publicKey", None, check=check_public_key,
+                              expect='an OpenSSH public key like "ssh-ed25519 AAAA... you@laptop"')
+        public_key = public_key.strip() if public_key else None
     if p.cloud and public_key is None and r.data.get("publicKey") is None:
         r.needed_to_deploy("publicKey", "is required to create the hosts' login key: pulumi config "
                                         'set --path ssh.publicKey "$(cat ~/.ssh/id_ed25519.pub)"')
@@ -26,9 +35,14 @@ def read_ssh(r: Reader, p: Platform, image: str) -> Ssh:
         how="pulumi config set --secret --path ssh.privateKey < ~/.ssh/id_ed25519")
     ensure_pem_private_key(r, private_key)
     bastion = read_bastion(r.section("bastion"), user) if r.has("bastion") else None
-    cidrs = r.string_list("adminCidrs", cidr_item(r))
-    if p.cloud and not cidrs and not r.reported("adminCidrs"):
-        ensure_ssh_reachable(r, bastion)
+    cidrs: tuple[str, ...] = ()
+    if p.takes(r, "adminCidrs"):
+        cidrs = r.string_list("adminCidrs", cidr_item(r))
+        ensure_not_the_internet(r, "adminCidrs", cidrs,
+                                'SSH should be open to your own addresses (e.g. "203.0.113.7/32") '
+                                "or reached through ssh.bastion")
+        if not cidrs and not r.reported("adminCidrs"):
+            ensure_ssh_reachable(r, bastion)
     host_key = r.string("hostKey", None, check=check_public_key,
                         expect='the host\'s public key like "ssh-ed25519 AAAA..."')
     host_key = host_key.strip() if host_key else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stack.settings.checks import HOSTNAME, check_pem_certificates
+from stack.settings.checks import check_health_path, check_hostname, check_pem_certificates
 from stack.settings.platforms import Platform
 from stack.settings.reader import Reader
 from stack.settings.schema import LETS_ENCRYPT, App, Deploy, Domain, RateLimit, Tls
@@ -11,7 +11,7 @@ ARN = r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}"
 
 
 def read_domain(r: Reader, p: Platform, region: str | None, load_balancer: bool) -> Domain:
-    name = r.string("name", None, pattern=HOSTNAME, expect='a domain name like "example.com"')
+    name = read_name(r, "name", 'a domain name like "example.com"')
     www = r.boolean("wwwRedirect", True)
     if name and name.startswith("www.") and www:
         r.error("name", f'give the bare domain ("{name[4:]}"); www.{name[4:]} is redirected to it '
@@ -22,16 +22,32 @@ def read_domain(r: Reader, p: Platform, region: str | None, load_balancer: bool)
                        expect='an ACM certificate ARN like "arn:aws:acm:eu-west-1:123456789012:'
                               'certificate/0a1b2c3d-..."')
     if p.takes(r, "route53Zone"):
-        zone = r.string("route53Zone", None, pattern=HOSTNAME,
-                        expect='the Route 53 public hosted zone name like "example.com"')
+        zone = read_name(r, "route53Zone", 'the Route 53 public hosted zone name like "example.com"')
     if p.name == "aws":
         ensure_one_certificate(r, name, arn, zone, region, load_balancer)
     records = False
     if p.takes(r, "dnsRecords"):
         records = r.boolean("dnsRecords", p.default("domain.dnsRecords"))
+        if r.has("dnsRecords") and records:  # the default is true; only a true said here is refused
+            ensure_records_can_be_made(r, p, name, zone)
     r.finish()
     return Domain(name=name, www_redirect=www, certificate_arn=arn, route53_zone=zone,
                   dns_records=bool(records) and bool(name) and (p.name != "aws" or bool(zone)))
+
+
+def read_name(r: Reader, key: str, expect: str) -> str | None:
+    """A DNS name, lower-cased (DNS ignores case; Nginx and certificates want it one way)."""
+    name = r.string(key, None, expect=expect, check=lambda text: check_hostname(text, expect))
+    return name.strip().lower() if name else None
+
+
+def ensure_records_can_be_made(r: Reader, p: Platform, name: str | None, zone: str | None) -> None:
+    """dnsRecords: true that would make no record is refused, not silently ignored."""
+    if not name and not r.reported("name"):
+        r.error("dnsRecords", "needs domain.name (the name the records point at the load balancer)")
+    elif p.name == "aws" and not zone and not r.reported("route53Zone"):
+        r.error("dnsRecords", "needs domain.route53Zone (the public hosted zone the records go in); "
+                              "set it, or set dnsRecords: false and point the domain yourself")
 
 
 def ensure_one_certificate(r: Reader, name: str | None, arn: str | None, zone: str | None,
@@ -82,7 +98,7 @@ def ensure_hosts_can_get_certificates(r: Reader, domain: Domain, p: Platform, lo
     if p.cloud and load_balancer:
         r.error("enabled", "hosts terminate TLS only in single-host mode (loadBalancer: false); "
                            "behind the load balancer, domain.name gives the balancer a certificate")
-    if not email:
+    if not email and not r.reported("email"):
         r.error("email", "is required when tls.enabled is true (the ACME account's contact)")
 
 
@@ -97,7 +113,7 @@ def read_rate_limit(r: Reader) -> RateLimit:
 def read_deploy(r: Reader, app: App) -> Deploy:
     batch = r.integer("batchSize", 1, 1, 100)
     health = r.string("healthPath", "/healthz", pattern=r"/[A-Za-z0-9._~/-]*",
-                      expect='a URL path like "/healthz"')
+                      expect='a URL path like "/healthz"', check=check_health_path)
     if health and app.static_url and (health + "/").startswith(app.static_url + "/"):
         r.error("healthPath", f"is under app.staticUrl ({app.static_url}), so the front would serve "
                               "it from disk and never ask the app")
