@@ -260,8 +260,11 @@ def placeholder_certificate(settings: Settings, host: str) -> str:
     a self-signed one lets the front load its TLS config (Nginx and HAProxy refuse to start
     without the files). Plain HTTP, the ACME challenges among it, works meanwhile."""
     san = ",".join(f"DNS:{n}" for n in tls_names(settings))
-    return render("placeholder.sh.j2", **context(settings, host), domain=settings.domain.name or "",
-                  san=san)
+    domain = settings.domain.name or ""
+    # A certificate's CN holds at most 64 characters (openssl refuses more); the SAN names it.
+    subject = f"/CN={domain}" if len(domain) <= 64 else "/CN=flask-stack placeholder"
+    return render("placeholder.sh.j2", **context(settings, host), domain=domain, san=san,
+                  subject=subject)
 
 
 def certificate(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
