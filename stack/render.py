@@ -68,9 +68,19 @@ def env_file_line(key: str, value: str) -> str:
     newline inside the quotes stays in the value for both, and unit-file specifiers (%) are not
     expanded in an EnvironmentFile. A NUL cannot be in an environment at all."""
     token("the environment name", key, "env name")
-    if "\0" in value:
-        raise ValueError(f"flask-stack: the value of {key} holds a NUL byte, which no environment can hold")
+    if "\0" in value or not utf8(value):
+        raise ValueError(f"flask-stack: the value of {key} holds a NUL byte or a lone surrogate, "
+                         "which no environment file can hold")
     return f'{key}="{in_double_quotes(value)}"'
+
+
+def utf8(text: str) -> bool:
+    """Whether UTF-8 can write `text` (not with a lone surrogate, which a JSON escape can make)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def in_double_quotes(text: str) -> str:
@@ -279,8 +289,13 @@ def render_host(settings: Settings, host: Host) -> dict[str, str]:
     stack/hostfiles.py with a template), sorted by path."""
     env = environment()
     ctx = context(settings, host)
-    return {path: env.get_template(template).render(ctx)
-            for path, template in hostfiles.rendered(settings).items()}
+    files = {path: env.get_template(template).render(ctx)
+             for path, template in hostfiles.rendered(settings).items()}
+    for path, content in files.items():
+        if not utf8(content):
+            raise ValueError(f"flask-stack: {path} would hold a lone surrogate from the config, "
+                             "which UTF-8 cannot write")
+    return files
 
 
 def render_all(settings: Settings, hosts: list[Host]) -> dict[str, dict[str, str]]:

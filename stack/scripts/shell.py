@@ -5,8 +5,9 @@ cannot paste a value raw by accident. Shell text made here in Python (an argv jo
 `cmd`, a heredoc whose delimiter cannot occur in its content) is marked `Shell` and goes in as
 it is. Numbers go in as decimal digits (they cannot hold a shell character); a bool or None is
 a mistake in the template and raises. Inside a double-quoted message a value goes through `dq`,
-which escapes what double quotes would otherwise interpret. No value may hold a NUL byte: a
-command line cannot carry one (the script would end there), so each of these raises instead.
+which escapes what double quotes would otherwise interpret. No value may hold a NUL byte (a
+command line cannot carry one: the script would end there) or a lone surrogate (UTF-8 cannot
+write one), so each of these raises instead.
 """
 
 from __future__ import annotations
@@ -43,9 +44,16 @@ def word(value: object) -> Shell:
 
 
 def no_nul(text: str) -> str:
+    """`text`, which a command line can carry: no NUL byte, nothing UTF-8 cannot write (a lone
+    surrogate, which a JSON or YAML escape can make)."""
     if "\0" in text:
         raise ValueError("a value for a script holds a NUL byte, which a command line cannot "
                          f"carry: {text[:60]!r}")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("a value for a script holds a lone surrogate, which UTF-8 cannot "
+                         f"write: {text[:60]!r}") from None
     return text
 
 
