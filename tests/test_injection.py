@@ -369,6 +369,45 @@ def test_a_nul_byte_never_enters_a_script():
             make("a\0b")
 
 
+NULS = {"tls.email": "o\0ps@example.com", "tls.acmeDirectory": "https://acme.test/\0"}
+
+
+@pytest.mark.parametrize("key", sorted(NULS))
+def test_a_nul_the_settings_accept_is_refused_by_the_renderer(key, app_dir):
+    config = load(app_dir, {key: NULS[key]})
+    with pytest.raises(ValueError, match="NUL byte"):
+        step_scripts(config)
+
+
+@pytest.mark.xfail(strict=True, reason="the settings' patterns for these ([^@\\s], [^\\s]) let a NUL "
+                   "through; no command line can carry one")
+@pytest.mark.parametrize("key", sorted(NULS))
+def test_the_settings_refuse_a_nul(key, app_dir):
+    with pytest.raises(settings.SettingsError):
+        load(app_dir, {key: NULS[key]})
+
+
+SURROGATE = "a\ud800"  # what "\\ud800" in a JSON or YAML string makes
+SURROGATES = {"app.env": {"V": SURROGATE}, "app.releaseCommand": SURROGATE,
+              "tls.email": SURROGATE + "@example.com", "tls.acmeDirectory": "https://x.test/" + SURROGATE}
+
+
+@pytest.mark.parametrize("key", sorted(SURROGATES))
+def test_a_lone_surrogate_the_settings_accept_is_refused_by_the_renderer(key, app_dir):
+    config = load(app_dir, {key: SURROGATES[key]})
+    with pytest.raises(ValueError, match="lone surrogate"):
+        for script in step_scripts(config).values():
+            scripts.as_root(config, script)
+
+
+@pytest.mark.xfail(strict=True, reason="the settings accept a lone surrogate in these keys; no host "
+                   "file or command line can hold one (UTF-8 cannot write it)")
+@pytest.mark.parametrize("key", sorted(SURROGATES))
+def test_the_settings_refuse_a_lone_surrogate(key, app_dir):
+    with pytest.raises(settings.SettingsError):
+        load(app_dir, {key: SURROGATES[key]})
+
+
 # -- Nginx and HAProxy -------------------------------------------------------------------------
 EDGE = {
     "app.name": "a-" + "9" * 28 + "-z",
