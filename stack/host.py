@@ -114,9 +114,12 @@ class AppHost(pulumi.ComponentResource):
             makers["certificate"] = lambda where: scripts.certificate(s, host, args.files, where)
         # Every step's command line, made now with the host's name for its address (a cloud
         # host's is known only once it exists): one too long for SSH (scripts.as_root refuses
-        # it) stops the program before this host declares anything, in a preview too.
-        for make in makers.values():
-            scripts.as_root(s, make(host))
+        # it) stops the program before any step of this host is declared, in a preview too.
+        try:
+            for make in makers.values():
+                scripts.as_root(s, make(host))
+        except scripts.CommandTooLong as exc:
+            raise pulumi.RunError(str(exc)) from None
 
         bootstrap_script = at(makers["bootstrap"])
         # Bootstrap and upload touch nothing that serves, so every host does them at once;

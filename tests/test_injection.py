@@ -547,3 +547,13 @@ def test_the_largest_config_at_the_proposed_limits_fits(app_dir, tmp_path):
              for step, script in step_scripts(config).items()}
     assert max(sizes.values()) < MAX_COMMAND, sizes
     assert os.sysconf("SC_ARG_MAX") > MAX_COMMAND
+
+
+def test_the_program_stops_before_declaring_a_step_too_long_for_ssh():
+    from tests.support.mocks import run_program
+    from tests.test_rollout import config as rollout_config
+
+    raw = rollout_config(app={"env": {"BIG": "x" * 150_000}})
+    with pytest.raises(Exception, match=r"the env step for host web-0 is 15\d\.\d KB") as caught:
+        run_program(raw, secret_keys=("ssh", "database", "app"))
+    assert "app.env is 150." in str(caught.value)
