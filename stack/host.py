@@ -96,13 +96,37 @@ class AppHost(pulumi.ComponentResource):
                 triggers=triggers, logging="stdoutAndStderr",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
 
-        bootstrap_script = at(lambda where: scripts.bootstrap(s, host, where))
+        app_env = args.files[paths.env_file]
+        admin = args.database_admin
+        makers: dict[str, Callable[[str], scripts.Script]] = {
+            "bootstrap": lambda where: scripts.bootstrap(s, host, where),
+            "env": lambda where: scripts.env(s, host, app_env, where),
+            "release": lambda where: scripts.release(
+                s, host, args.release, release_command=args.run_release_command, address=where,
+                wsgi=args.files[paths.wsgi]),
+            "configure": lambda where: scripts.configure(s, host, args.files, where),
+            "gate": lambda where: scripts.gate(s, host, where),
+        }
+        if admin is not None:
+            makers["database"] = lambda where: scripts.database(s, host, admin.database, admin.user,
+                                                                address=where)
+        if s.tls.enabled:
+            makers["certificate"] = lambda where: scripts.certificate(s, host, args.files, where)
+        # Every step's command line, made now with the host's name for its address (a cloud
+        # host's is known only once it exists): one too long for SSH (scripts.as_root refuses
+        # it) stops the program before any step of this host is declared, in a preview too.
+        try:
+            for make in makers.values():
+                scripts.as_root(s, make(host))
+        except scripts.CommandTooLong as exc:
+            raise pulumi.RunError(str(exc)) from None
+
+        bootstrap_script = at(makers["bootstrap"])
         # Bootstrap and upload touch nothing that serves, so every host does them at once;
         # the steps that change what a host serves wait for the previous batch (args.after).
         bootstrap = step("bootstrap", bootstrap_script, [], [text_sha(bootstrap_script)])
 
-        app_env = args.files[paths.env_file]
-        env_script = at(lambda where: scripts.env(s, host, app_env, where))
+        env_script = at(makers["env"])
         env = step("env", env_script, [bootstrap, *args.after],
                    [text_sha(env_script), args.secret_env.apply(sha)], stdin=args.secret_env)
 
@@ -112,16 +136,12 @@ class AppHost(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
 
         release_waits = [upload, env, *args.after, *args.release_after]
-        if args.database_admin is not None:
-            admin = args.database_admin
-            database_script = at(lambda where: scripts.database(s, host, admin.database, admin.user,
-                                                                address=where))
+        if admin is not None:
+            database_script = at(makers["database"])
             self.database = step("database", database_script, [bootstrap],
                                  [text_sha(database_script), admin.env.apply(sha)], stdin=admin.env)
             release_waits.append(self.database)
-        release_script = at(lambda where: scripts.release(
-            s, host, args.release, release_command=args.run_release_command, address=where,
-            wsgi=args.files[paths.wsgi]))
+        release_script = at(makers["release"])
         release = step("release", release_script, release_waits, [args.release.sha256])
         self.release = release
 
@@ -132,7 +152,7 @@ class AppHost(pulumi.ComponentResource):
             # Nginx's worker count comes from the host's CPUs when configure runs; a resized
             # host (new size, same machine) runs it again so the count follows the new CPUs.
             configure_triggers.append(f"size {s.hosts.size}")
-        configure = step("configure", at(lambda where: scripts.configure(s, host, args.files, where)),
+        configure = step("configure", at(makers["configure"]),
                          [release, env, *args.after], configure_triggers)
 
         served = [configure]
@@ -140,14 +160,14 @@ class AppHost(pulumi.ComponentResource):
         if s.tls.enabled:
             # After configure: the front answers the ACME challenges by then. certbot.timer
             # renews afterwards, so this runs again only when the domain or ACME settings change.
-            certificate_script = at(lambda where: scripts.certificate(s, host, args.files, where))
+            certificate_script = at(makers["certificate"])
             certificate = step("certificate", certificate_script, [configure],
                                [text_sha(certificate_script)])
             self.certificate = certificate
             served.append(certificate)
             gate_triggers.append(certificate.triggers)
 
-        gate_script = at(lambda where: scripts.gate(s, host, where))
+        gate_script = at(makers["gate"])
         self.gate = step("gate", gate_script, [*served, release, env], gate_triggers)
         self.release_id = args.release.id
         self.register_outputs({"release": args.release.id, "config": config_hash})

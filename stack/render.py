@@ -10,7 +10,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import ipaddress
 import json
+import re
+import shlex
 from pathlib import Path, PurePosixPath
 
 import jinja2
@@ -42,7 +45,10 @@ def environment() -> jinja2.Environment:
 
 @functools.lru_cache(maxsize=4)
 def _environment(templates: str) -> jinja2.Environment:
-    return jinja2.Environment(
+    """Python files take their values through `py` (py_str), the renew hook (shell) through
+    `sh` or, inside double quotes, `dq`; Nginx, HAProxy and systemd files take only values that
+    passed `token` (check_tokens)."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -50,14 +56,31 @@ def _environment(templates: str) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,  # noqa: S701 - config files, not HTML
     )
+    env.filters.update(py=py_str, sh=shlex.quote, dq=in_double_quotes)
+    return env
 
 
 def env_file_line(key: str, value: str) -> str:
     """One systemd EnvironmentFile line; the value double-quoted so spaces, quotes, # and $
     reach the app unchanged. Backslash, double quote, $ and backtick are escaped: systemd
     unescapes exactly these inside double quotes, and so does a shell that sources the file
-    (which would otherwise run a `command` in a value)."""
+    (which would otherwise run a `command` in a value). No other character needs escaping: a
+    newline inside the quotes stays in the value for both, and unit-file specifiers (%) are not
+    expanded in an EnvironmentFile. A NUL cannot be in an environment at all."""
+    token("the environment name", key, "env name")
+    if "\0" in value or not utf8(value):
+        raise ValueError(f"flask-stack: the value of {key} holds a NUL byte or a lone surrogate, "
+                         "which no environment file can hold")
     return f'{key}="{in_double_quotes(value)}"'
+
+
+def utf8(text: str) -> bool:
+    """Whether UTF-8 can write `text` (not with a lone surrogate, which a JSON escape can make)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def in_double_quotes(text: str) -> str:
@@ -69,42 +92,122 @@ def in_double_quotes(text: str) -> str:
 
 
 def parse_entry(entry: str) -> dict:
-    """Split a Gunicorn-style entry ("pkg.mod:app", "mod:create_app('x')") for the WSGI module."""
+    """Split a Gunicorn-style entry ("pkg.mod:app", "mod:create_app('x')") for the WSGI module:
+    the module, the attribute chain, and each factory argument as its source text, which the
+    module reads back with `ast.literal_eval` at import. Source text rather than the values:
+    a value's repr is not always Python that means it again (`1e999` is `inf`, a name nothing
+    defines), while the text app.entry wrote is a literal by construction (the settings checked
+    that `ast.literal_eval` takes it), so floats, -0.0, bytes, sets and nested literals arrive
+    exactly as written. Each part reaches the module only through `py_str`."""
     module, expr = entry.split(":", 1)
-    node = ast.parse(expr.strip(), mode="eval").body
+    expr = expr.strip()
+    node = ast.parse(expr, mode="eval").body
     call = isinstance(node, ast.Call)
-    args: list = []
-    kwargs: dict = {}
+    args: list[str] = []
+    kwargs: list[tuple[str, str]] = []
     if call:
-        args = [ast.literal_eval(a) for a in node.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        args = [argument_source(expr, a) for a in node.args]
+        kwargs = [(k.arg, argument_source(expr, k.value)) for k in node.keywords]
         node = node.func
     attributes = []
     while isinstance(node, ast.Attribute):
         attributes.append(node.attr)
         node = node.value
     attributes.append(node.id)
-    kwargs = dict(sorted(kwargs.items()))
-    arguments = [py_literal(a) for a in args] + [f"{k}={py_literal(v)}" for k, v in kwargs.items()]
     return {"module_name": module, "attributes": attributes[::-1], "call": call, "args": args,
-            "kwargs": kwargs, "arguments": ", ".join(arguments)}
+            "kwargs": kwargs}
 
 
-def py_literal(value) -> str:
-    """Python source for a literal from the entry (JSON would turn False/None into false/null);
-    set members sorted, so the output does not depend on the hash seed."""
-    if isinstance(value, set | frozenset):
-        return "{" + ", ".join(sorted(py_literal(v) for v in value)) + "}"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{py_literal(k)}: {py_literal(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ", ".join(py_literal(v) for v in value) + "]"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(py_literal(v) for v in value) + ("," if len(value) == 1 else "") + ")"
-    return repr(value)
+def argument_source(expr: str, node: ast.expr) -> str:
+    """One factory argument's source text, in parentheses so that text spanning lines or
+    holding a comment is still one expression for `ast.literal_eval`."""
+    text = f"({ast.get_source_segment(expr, node)})"
+    ast.literal_eval(text)  # what the module will do at import: fail here instead
+    return text
+
+
+def py_str(text: str) -> str:
+    """`text` as a Python string literal of printable ASCII in double quotes: the one way a
+    value enters a generated Python file. Not JSON (Jinja's tojson): JSON writes a character
+    beyond U+FFFF as a surrogate pair, which Python reads as two lone surrogates, not the
+    character; not repr, which keeps non-ASCII characters and picks its own quotes."""
+    if not isinstance(text, str):
+        raise TypeError(f"a Python template tried to paste a {type(text).__name__}: {text!r}")
+    out = []
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+# What a value may look like where it enters an Nginx or HAProxy file (or a unit file, or the
+# renew hook) unquoted: the settings' own grammar for it, or narrower. The settings check these
+# already; the renderer checks again, so a looser rule there never becomes a config that reads
+# a value as more than one token (a space, a `;`, a `#`, a `{`, a quote, a `%` specifier).
+TOKENS = {
+    "name": re.compile(r"[a-z][a-z0-9-]*"),
+    "hostname": re.compile(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?"),
+    "url path": re.compile(r"/[A-Za-z0-9._~/-]*"),
+    "relative path": re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*"),
+    "env name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
+    "size": re.compile(r"[0-9]+[kKmMgG]?"),
+    "listen address": re.compile(r"unix|[0-9.]+:[0-9]+|\[[0-9a-fA-F:.]+\]:[0-9]+"),
+}
+
+
+def token(key: str, value: str | None, grammar: str) -> None:
+    """Refuse (ValueError naming `key`) a value that is not one token of `grammar`: TOKENS, or
+    "cidr" (a network as ipaddress writes it). None is no value and passes."""
+    if value is None:
+        return
+    if grammar == "cidr":
+        try:
+            fits = str(ipaddress.ip_network(value, strict=True)) == value
+        except ValueError:
+            fits = False
+    else:
+        fits = isinstance(value, str) and TOKENS[grammar].fullmatch(value) is not None
+    if not fits:
+        raise ValueError(f"flask-stack: {key} {value!r} is not a {grammar} the host files can "
+                         "hold unquoted; the settings should have refused it")
+
+
+def check_tokens(settings: Settings) -> None:
+    """Every value that reaches an Nginx, HAProxy or systemd file, or the renew hook, as is."""
+    app = settings.app
+    token("app.name", app.name, "name")
+    token("app.listen", app.listen, "listen address")
+    token("app.staticUrl", app.static_url, "url path")
+    token("app.staticDir", app.static_dir, "relative path")
+    token("app.maxBodySize", app.max_body_size, "size")
+    token("app.workerClass", app.worker_class, "name")
+    token("domain.name", settings.domain.name, "hostname")
+    token("deploy.healthPath", settings.deploy.health_path, "url path")
+    for cidr in settings.trusted_proxies:
+        token("hosts.trustedProxies", cidr, "cidr")
+
+
+def server_names_bucket(domain: str | None, www: bool) -> int | None:
+    """Nginx's server_names_hash_bucket_size when the longest server name needs more than the
+    default (the CPU's cache line: 64 bytes on x86-64 and arm64 servers): a bucket holds a pointer
+    and the name (plus 2, 8-aligned) and ends in a pointer. Without it a long domain.name (the
+    settings allow 253 characters) fails `nginx -t`: "could not build server_names_hash"."""
+    longest = len(f"www.{domain}" if www else domain or "")
+    need = 8 + (longest + 2 + 7) // 8 * 8 + 8
+    return None if need <= 64 else 1 << (need - 1).bit_length()
 
 
 def context(settings: Settings, host: Host) -> dict:
+    check_tokens(settings)
     app = settings.app
     paths = Paths(app.name)
     tls = settings.tls
@@ -160,6 +263,7 @@ def context(settings: Settings, host: Host) -> dict:
             "listens": (["listen 443 ssl http2", "listen [::]:443 ssl http2"] if tls.enabled
                         else ["listen 80", "listen [::]:80"]),
             "app_listens": app_listens,
+            "server_names_bucket": server_names_bucket(settings.domain.name, settings.domain.www_redirect),
         },
         "haproxy": {
             "maxconn": 8000,
@@ -185,8 +289,13 @@ def render_host(settings: Settings, host: Host) -> dict[str, str]:
     stack/hostfiles.py with a template), sorted by path."""
     env = environment()
     ctx = context(settings, host)
-    return {path: env.get_template(template).render(ctx)
-            for path, template in hostfiles.rendered(settings).items()}
+    files = {path: env.get_template(template).render(ctx)
+             for path, template in hostfiles.rendered(settings).items()}
+    for path, content in files.items():
+        if not utf8(content):
+            raise ValueError(f"flask-stack: {path} would hold a lone surrogate from the config, "
+                             "which UTF-8 cannot write")
+    return files
 
 
 def render_all(settings: Settings, hosts: list[Host]) -> dict[str, dict[str, str]]:

@@ -478,7 +478,9 @@ def test_rendered_python_compiles(case):
 def test_the_wsgi_entry_passes_factory_arguments_as_python():
     config = stacks.case("variant:nginx-factory").load()
     wsgi = first_host(stacks.case("variant:nginx-factory"))[Paths(config.app.name).wsgi]
-    assert "    target = target('shop', debug=False)\n" in wsgi
+    # Each argument as app.entry wrote it, read back as a literal when the module is imported.
+    assert '    args = [ast.literal_eval(text) for text in ["(\'shop\')"]]\n' in wsgi
+    assert '("debug", "(False)")' in wsgi
     compile(wsgi, "wsgi.py", "exec")
 
 

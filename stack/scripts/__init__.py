@@ -3,6 +3,7 @@ every value entering through the one quoting point, stack.scripts.shell."""
 
 from stack.scripts.shell import Shell, cmd, heredoc
 from stack.scripts.steps import (
+    CommandTooLong,
     ConfigFile,
     Script,
     as_root,
@@ -25,8 +26,8 @@ from stack.scripts.steps import (
 )
 
 __all__ = [
-    "ConfigFile", "Script", "Shell", "as_root", "bootstrap", "certificate", "cmd", "config_files",
-    "configure", "database", "deps_key", "env", "gate", "health_functions", "heredoc",
+    "CommandTooLong", "ConfigFile", "Script", "Shell", "as_root", "bootstrap", "certificate", "cmd",
+    "config_files", "configure", "database", "deps_key", "env", "gate", "health_functions", "heredoc",
     "nginx_workers", "packages", "placeholder_certificate", "prelude", "release", "static_files",
     "tls_names",
 ]

@@ -23,6 +23,20 @@ from stack.render import ACME_PORT
 from stack.scripts.shell import Shell, cmd, render
 from stack.settings import Settings
 
+# The longest command line a step may be. SSH hands the remote shell the whole command as one
+# argument, and Linux takes at most 131,072 bytes in one (MAX_ARG_STRLEN, the NUL included): a
+# longer step cannot even start. The margin covers the host's address, which the scripts name
+# a few times and which a cloud host has only once it exists (the check runs first with its name).
+MAX_COMMAND = 120_000
+
+# What to do about each kind of big content, by the label a Script gives it.
+ADVICE = {
+    "app.env": "app.env values are limited for this reason; keep a big value in a file of the app, "
+               "or in app.secretEnv (secrets reach the host on stdin, which has no such limit)",
+    "app.releaseCommand": "put a long release command in a script in the app and call that",
+    "tls.acmeCaBundle": "give only the CA certificates behind the ACME server's HTTPS",
+}
+
 AUTO_UPGRADES = 'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
 
 
@@ -34,6 +48,9 @@ class Script:
     host: str
     body: str
     address: str = ""  # the address the deploy reaches the host at, for its messages
+    # The big things in `body` that come from the config, by what they are ("app.env", a host
+    # file's path): what a too-long command line names as the cause.
+    parts: tuple[tuple[str, str], ...] = ()
 
     def text(self) -> str:
         return prelude(self.step, self.host, self.address) + self.body
@@ -45,11 +62,37 @@ def prelude(step: str, host: str, address: str = "") -> str:
     return render("prelude.sh.j2", step=step, where=where(host, address))
 
 
+class CommandTooLong(ValueError):
+    """A step whose command line is longer than one SSH exec argument may be."""
+
+
 def as_root(settings: Settings, script: Script) -> str:
     """The command line a remote step runs: the script under bash, through sudo unless the
-    login user is root."""
+    login user is root. Refuses one longer than MAX_COMMAND bytes (CommandTooLong), naming the
+    biggest part of it, since a host would refuse to run it at all."""
     line = cmd("bash", "-c", script.text())
-    return line if settings.ssh.user == "root" else "sudo -n " + line
+    line = line if settings.ssh.user == "root" else "sudo -n " + line
+    size = len(line.encode())
+    if size > MAX_COMMAND:
+        raise CommandTooLong(too_long(script, size))
+    return line
+
+
+def quoted_size(text: str) -> int:
+    """Bytes `text` takes in the command line: shlex.quote writes each ' as 5 bytes."""
+    return len(text.encode()) + 4 * text.count("'")
+
+
+def too_long(script: Script, size: int) -> str:
+    at = named(script.host, script.address)
+    message = (f"flask-stack: the {script.step} step for host {at} is {size / 1000:.1f} KB as one "
+               f"SSH command, over the {MAX_COMMAND / 1000:.0f} KB a step's command may be (Linux "
+               f"passes at most 131 KB in one argument, so the host could not run it)")
+    if script.parts:
+        what, text = max(script.parts, key=lambda part: quoted_size(part[1]))
+        advice = ADVICE.get(what, "make it smaller")
+        message += f"; {what} is {quoted_size(text) / 1000:.1f} KB of this: {advice}"
+    return message
 
 
 def named(host: str, address: str) -> str:
@@ -123,7 +166,7 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
     the app when either changed (a reload would keep the old environment); if the app does not
     come back healthy, the previous files are put back."""
     return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env),
-                  address)
+                  address, parts=(("app.env", app_env),))
 
 
 # -- release --------------------------------------------------------------------------------
@@ -140,7 +183,9 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     command = settings.app.release_command if release_command else ""
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, release_command=command or "", wsgi=wsgi)
-    return Script("release", host, body, address)
+    parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
+                                                        wsgi or ""))
+    return Script("release", host, body, address, parts=parts)
 
 
 def deps_key(rel: Release) -> str:
@@ -196,10 +241,12 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     front, other = ("nginx", "haproxy") if nginx else ("haproxy", "nginx")
     workers = nginx_workers(Shell('"$stage/files/etc/nginx"'), settings.front_workers) if nginx else ""
     placeholder = placeholder_certificate(settings, host) if settings.tls.enabled else ""
+    wanted = config_files(settings, files)
     body = render("configure.sh.j2", **context(settings, host, address), files=files,
-                  wanted=config_files(settings, files), nginx=nginx, front=front, other=other,
+                  wanted=wanted, nginx=nginx, front=front, other=other,
                   site=p.nginx_site.rsplit("/", 1)[1], workers=workers, placeholder=placeholder)
-    return Script("configure", host, body, address)
+    parts = tuple((f"the host file {f.path}", files[f.path]) for f in wanted)
+    return Script("configure", host, body, address, parts=parts)
 
 
 # -- certificate ----------------------------------------------------------------------------
@@ -213,8 +260,11 @@ def placeholder_certificate(settings: Settings, host: str) -> str:
     a self-signed one lets the front load its TLS config (Nginx and HAProxy refuse to start
     without the files). Plain HTTP, the ACME challenges among it, works meanwhile."""
     san = ",".join(f"DNS:{n}" for n in tls_names(settings))
-    return render("placeholder.sh.j2", **context(settings, host), domain=settings.domain.name or "",
-                  san=san)
+    domain = settings.domain.name or ""
+    # A certificate's CN holds at most 64 characters (openssl refuses more); the SAN names it.
+    subject = f"/CN={domain}" if len(domain) <= 64 else "/CN=flask-stack placeholder"
+    return render("placeholder.sh.j2", **context(settings, host), domain=domain, san=san,
+                  subject=subject)
 
 
 def certificate(settings: Settings, host: str, files: dict[str, str], address: str = "") -> Script:
@@ -246,7 +296,8 @@ def certificate(settings: Settings, host: str, files: dict[str, str], address: s
                   certbot=certbot, names=" and ".join(names), domain=domain,
                   renewal=f"/etc/letsencrypt/renewal/{domain}.conf",
                   lineage=f"{LETSENCRYPT_LIVE}/{domain}")
-    return Script("certificate", host, body, address)
+    parts = (("tls.acmeCaBundle", tls.acme_ca_bundle or ""), ("the renew hook", files[p.renew_hook]))
+    return Script("certificate", host, body, address, parts=parts)
 
 
 # -- health gate ----------------------------------------------------------------------------

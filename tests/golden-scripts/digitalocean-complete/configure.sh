@@ -288,33 +288,38 @@ server {
 }
 FLASKSTACK_D3AC6BED47BE97AC
 mkdir -p "$stage/files"/etc/rocket
-cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_C9A93AE6BCFA0A0C'
+cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_3C85BF9C17B60990'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
-"""The WSGI entry Gunicorn serves for rocket: the app named by app.entry
-(rocket:app), wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme
-as the front reports them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every
-request, so exactly one proxy hop is trusted and a client cannot spoof either header.
+"""The WSGI entry Gunicorn serves for rocket: the app named by app.entry (ENTRY below),
+wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
+them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every request, so exactly
+one proxy hop is trusted and a client cannot spoof either header.
 
-The deploy's health check asks /healthz (deploy.healthPath). When the app routes that
-path itself, the app answers it (so it can check its database, say); when it does not, this
-entry answers 200 itself: the app has imported and a worker serves requests.
+The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
+itself, the app answers it (so it can check its database, say); when it does not, this entry
+answers 200 itself: the app has imported and a worker serves requests.
+
+Every value from the stack's config is a string literal here; a factory's arguments are their
+source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
+written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 """
 
+import ast
 import importlib
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
 
 
 def _load():
-    module = importlib.import_module("rocket")
-    target = module
+    target = importlib.import_module("rocket")
     for name in ["app"]:
         target = getattr(target, name)
     if target is None or not callable(target):
-        raise RuntimeError("rocket:app is not a WSGI application")
+        raise RuntimeError(f"{ENTRY} is not a WSGI application")
     return target
 
 
@@ -357,7 +362,7 @@ else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
-FLASKSTACK_C9A93AE6BCFA0A0C
+FLASKSTACK_3C85BF9C17B60990
 mkdir -p "$stage/files"/etc/rocket
 cat > "$stage/files"/etc/rocket/gunicorn.conf.py <<'FLASKSTACK_869D3924629DB532'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.

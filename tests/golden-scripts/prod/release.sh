@@ -134,33 +134,38 @@ if [ -d "$static" ]; then
   while [ "$folder" != "$rel" ] && [ "$folder" != / ]; do chmod o+x "$folder"; folder=$(dirname "$folder"); done
 fi
 wsgi=/etc/app/flaskstack_wsgi.py
-cat > /etc/app/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_596D32731A9AD44E'
+cat > /etc/app/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_05CAECE79E153961'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
-"""The WSGI entry Gunicorn serves for app: the app named by app.entry
-(rocket:app), wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme
-as the front reports them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every
-request, so exactly one proxy hop is trusted and a client cannot spoof either header.
+"""The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
+wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
+them. The front overwrites X-Forwarded-For and X-Forwarded-Proto on every request, so exactly
+one proxy hop is trusted and a client cannot spoof either header.
 
-The deploy's health check asks /healthz (deploy.healthPath). When the app routes that
-path itself, the app answers it (so it can check its database, say); when it does not, this
-entry answers 200 itself: the app has imported and a worker serves requests.
+The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
+itself, the app answers it (so it can check its database, say); when it does not, this entry
+answers 200 itself: the app has imported and a worker serves requests.
+
+Every value from the stack's config is a string literal here; a factory's arguments are their
+source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
+written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 """
 
+import ast
 import importlib
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
 
 
 def _load():
-    module = importlib.import_module("rocket")
-    target = module
+    target = importlib.import_module("rocket")
     for name in ["app"]:
         target = getattr(target, name)
     if target is None or not callable(target):
-        raise RuntimeError("rocket:app is not a WSGI application")
+        raise RuntimeError(f"{ENTRY} is not a WSGI application")
     return target
 
 
@@ -203,7 +208,7 @@ else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
-FLASKSTACK_596D32731A9AD44E
+FLASKSTACK_05CAECE79E153961
 previous=$(readlink "$current" 2>/dev/null || true)
 switched=0
 wsgi_old=""

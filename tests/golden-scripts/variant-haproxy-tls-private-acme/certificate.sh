@@ -5,13 +5,14 @@ failed() { local rc=$?; echo "flask-stack: certificate on host web-0 (203.0.113.
 trap failed ERR
 install -d -m 0700 -o root -g root /etc/app/tls
 install -d -m 0755 /etc/letsencrypt/renewal-hooks/deploy
-cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new <<'FLASKSTACK_5D7195BCC92AB2BB'
+cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new <<'FLASKSTACK_75923028C7BD3D81'
 #!/bin/sh
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # Installs the certificate of example.com where haproxy reads it (/etc/app/tls),
 # reloads haproxy and checks that it serves the new certificate; if it does not, the previous
 # one is put back. certbot runs this after every renewal (certbot.timer), the deploy's certificate
 # step after obtaining one; for other certificates it does nothing. Safe to run again.
+# (Values enter quoted: `sh` as a word, `dq` inside double quotes, as in the step scripts.)
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 lineage=/etc/letsencrypt/live/example.com
@@ -65,7 +66,7 @@ while [ "$(served)" != "$want" ]; do
   sleep 0.2
 done
 say "haproxy serves the new certificate ($(openssl x509 -noout -enddate < "$dir/fullchain.pem"))"
-FLASKSTACK_5D7195BCC92AB2BB
+FLASKSTACK_75923028C7BD3D81
 chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new; mv -f /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app
 # The ACME server's HTTPS certificate comes from a private CA (tls.acmeCaBundle): the
 # ACME client trusts it besides the system's CAs, here and in certbot.service (renewals).
