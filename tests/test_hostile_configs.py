@@ -167,6 +167,8 @@ NAMES_AND_PATHS: list[Refused | Accepted] = [
     Refused("path-climbs-out", DO, {"app.path": "../.."}, "app.path", "leads out of the project"),
     Refused("path-climbs-out-midway", AWS, {"app.path": "app/../../elsewhere"}, "app.path",
             "leads out of the project"),
+    Refused("path-out-of-the-repository", AWS, {"app.path": "../elsewhere"}, "app.path",
+            "leads out of its git repository", setup=lambda app: (app.parent / ".git").mkdir()),
     Refused("path-home", EXISTING, {"app.path": "~/src/shop"}, "app.path", "must be relative"),
     Refused("path-windows", DO, {"app.path": "C:\\src\\shop"}, "app.path", "must be relative"),
     Refused("static-dir-the-app-itself", DO, {"app.staticDir": "."}, "app.staticDir",
@@ -282,24 +284,24 @@ ENVIRONMENT: list[Refused | Accepted] = [
 
 # Sizes: nothing a user sets may make a step's command exceed one exec argument.
 LIMITS: list[Refused | Accepted] = [
-    Refused("env-value-too-big", DO, {"app.env.BLOB": "x" * 9000}, "app.env.BLOB", "at most 8,192"),
+    Refused("env-value-too-big", DO, {"app.env.BLOB": "x" * 5000}, "app.env.BLOB", "at most 4,096"),
     Refused("env-value-200k", AWS, {"app.env.BLOB": "x" * 200_000}, "app.env.BLOB", "more than the 65,536"),
     Refused("env-too-much-in-all", EXISTING,
-            {f"app.env.BLOB{i}": "x" * 7000 for i in range(5)}, "app.env", "at most 32,768"),
+            {f"app.env.BLOB{i}": "x" * 4000 for i in range(5)}, "app.env", "at most 16,384"),
     Refused("env-too-many-names", DO, {f"app.env.V{i}": "1" for i in range(201)}, "app.env",
             "at most 200"),
-    Refused("release-command-too-big", AWS, {"app.releaseCommand": "flask db upgrade; " * 300},
-            "app.releaseCommand", "at most 4,096"),
+    Refused("release-command-too-big", AWS, {"app.releaseCommand": "flask db upgrade; " * 150},
+            "app.releaseCommand", "at most 2,048"),
     Refused("release-command-200k", EXISTING, {"app.releaseCommand": "x" * 200_000},
             "app.releaseCommand", "more than the 65,536"),
     Refused("release-command-multi-line", DO, {"app.releaseCommand": "flask db upgrade\nrm -rf /"},
             "app.releaseCommand", "one line"),
     Refused("release-command-nul", AWS, {"app.releaseCommand": "flask db upgrade\x00; rm -rf /"},
-            "app.releaseCommand", "control character"),
-    Accepted("env-value-at-the-limit", AWS, {"app.env.BLOB": "x" * 8192},
-             lambda s: len(env_of(s)["BLOB"]) == 8192),
-    Accepted("release-command-at-the-limit", EXISTING, {"app.releaseCommand": "true " + "x" * 4091},
-             lambda s: len(s.app.release_command) == 4096),
+            "app.releaseCommand", "NUL byte"),
+    Accepted("env-value-at-the-limit", AWS, {"app.env.BLOB": "x" * 4096},
+             lambda s: len(env_of(s)["BLOB"]) == 4096),
+    Accepted("release-command-at-the-limit", EXISTING, {"app.releaseCommand": "true " + "x" * 2043},
+             lambda s: len(s.app.release_command) == 2048),
 ]
 
 # Ranges, addresses, regions, names of the cloud, the web keys' collisions, lifecycle.

@@ -110,6 +110,8 @@ def test_an_invalid_file_is_left_as_it_was_and_the_report_names_the_project(tmp_
 
 
 def test_paths_that_go_up_from_the_project_are_checked_from_the_project(tmp_path):
+    """A monorepo: the Pulumi project in infra/, the app beside it in the same repository."""
+    (tmp_path / ".git").mkdir()
     (tmp_path / "shared-app").symlink_to(ROOT / "app")
     (tmp_path / "infra").mkdir()
     document = yaml.safe_load((ROOT / "examples/digitalocean-minimal.yaml").read_text())
@@ -118,4 +120,4 @@ def test_paths_that_go_up_from_the_project_are_checked_from_the_project(tmp_path
     result = cli("allow-ssh-from", "staging", "198.51.100.23", "--dir", str(tmp_path / "infra"))
     assert result.returncode == 0, result.stderr
     assert settings.from_stack_file("staging", tmp_path / "infra").ssh.admin_cidrs[-1] == "198.51.100.23/32"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["infra", "shared-app"]  # no scratch left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".git", "infra", "shared-app"]  # no scratch

@@ -12,7 +12,7 @@ from stack.settings.reader import Reader, describe
 from stack.settings.reserved import host_name_problem
 from stack.settings.schema import WORKER_CLASSES, App
 
-MAX_COMMAND = 4 * 1024  # bytes of app.releaseCommand: a command, not a script (ship a script)
+MAX_COMMAND = 2 * 1024  # bytes of app.releaseCommand: a command, not a script (ship a script)
 URL_PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
 
 
@@ -141,18 +141,33 @@ def is_auto(value: object) -> bool:
 
 
 def inside_project(r: Reader, project_dir: Path, text: str) -> bool:
-    """app.path is packed and shipped: it must name a folder of this project, never one
-    elsewhere on the machine that runs pulumi. Judged on the text, as a reviewer reads it: a
-    folder of the project that is a symbolic link (a monorepo's) is the project's own choice."""
+    """app.path is packed and shipped: it must name a folder of this project's repository (the
+    git work tree holding Pulumi.yaml, so a monorepo's infra/ may ship ../app; the project's
+    folder when it is in none), never one elsewhere on the machine that runs pulumi. Judged on
+    the text, as a reviewer reads it: a folder of the repository that is a symbolic link is the
+    repository's own choice."""
     if text.startswith(("/", "~", "\\")) or re.match(r"[A-Za-z]:[\\/]", text):
         r.error("path", f"must be relative to Pulumi.yaml (the folder of the project), got "
                         f"{describe(text)}: only the project's own files are shipped")
         return False
-    if os.path.normpath(text).split(os.sep)[0] == "..":
-        r.error("path", f"{describe(text)} leads out of the project; the app must be a folder "
-                        "inside it, next to Pulumi.yaml or below")
+    root, in_git = repository_of(project_dir)
+    target = os.path.normpath(os.path.join(os.path.abspath(project_dir), text))
+    if os.path.relpath(target, root).split(os.sep)[0] == "..":
+        where = "its git repository" if in_git else "the project"
+        r.error("path", f"{describe(text)} leads out of {where} ({root}); the app must be a "
+                        "folder inside it")
         return False
     return True
+
+
+def repository_of(project_dir: Path) -> tuple[str, bool]:
+    """The git work tree that holds the project (a folder with .git) and True, else the
+    project's folder and False."""
+    start = os.path.abspath(project_dir)
+    for folder in [start, *map(str, Path(start).parents)]:
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder, True
+    return start, False
 
 
 def flask_static_dir(path: Path, entry: str | None) -> str | None:

@@ -89,7 +89,7 @@ def describe(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         text = value if len(value) <= 60 else value[:57] + "..."
-        return '"' + text.replace('"', '\\"') + '"'
+        return '"' + "".join(_shown(c) for c in text) + '"'
     if isinstance(value, Mapping):
         return "an object"
     if isinstance(value, list | tuple):
@@ -97,6 +97,27 @@ def describe(value: Any) -> str:
     if value is None:
         return "nothing"
     return as_text(value) or "a number too large to show"
+
+
+def _shown(char: str) -> str:
+    """One character of a value in a message: quotes escaped, and anything unprintable
+    (line breaks, controls, U+2028) as an escape, so a message stays one line."""
+    if char == '"':
+        return '\\"'
+    if char == "\\":
+        return "\\\\"
+    return char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+
+
+def not_text(text: str) -> str | None:
+    """Why `text` cannot reach a host at all (no file or command line can hold it), or None."""
+    if "\0" in text:
+        return "holds a NUL byte, which no file or command on a host can carry; remove it"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text (it holds a lone surrogate escape such as \\ud800)"
+    return None
 
 
 def as_text(value: Any) -> str | None:
@@ -191,6 +212,10 @@ class Reader:
         written = as_text(value) if plain else None
         if written is None:
             self.error(name, f"expected {expect}, got {self.show(value)}")
+            return None if default is _MISSING else default
+        problem = not_text(written)
+        if problem:
+            self.error(name, problem)
             return None if default is _MISSING else default
         if pattern is not None and not re.fullmatch(pattern, written):
             self.error(name, f"expected {expect}, got {self.show(value)}")

@@ -7,6 +7,16 @@ from stack.settings.platforms import Platform
 from stack.settings.reader import Reader
 from stack.settings.schema import LETS_ENCRYPT, App, Deploy, Domain, RateLimit, Tls
 
+MAX_CA_BUNDLE = 64 * 1024  # bytes: dozens of certificates; the certificate step carries it
+
+
+def check_ca_bundle(text: str) -> str | None:
+    if len(text.encode("utf-8", "replace")) > MAX_CA_BUNDLE:
+        return (f"is {len(text.encode('utf-8', 'replace')):,} bytes; at most {MAX_CA_BUNDLE:,}: give "
+                "only the CA certificates behind the ACME server, not a whole system bundle")
+    return check_pem_certificates(text)
+
+
 ARN = r"arn:aws[a-z-]*:acm:[a-z0-9-]+:[0-9]{12}:certificate/[0-9a-f-]{36}"
 
 
@@ -75,11 +85,13 @@ def ensure_one_certificate(r: Reader, name: str | None, arn: str | None, zone: s
 
 def read_tls(r: Reader, domain: Domain, p: Platform, load_balancer: bool) -> Tls:
     enabled = r.boolean("enabled", False)
-    email = r.string("email", None, pattern=r"[^@\s]+@[^@\s]+\.[^@\s]+",
+    # What RFC 5321 lets a mailbox be, minus quoting: no spaces, quotes, $, ; or controls.
+    email = r.string("email", None, pattern=r"[A-Za-z0-9.!#%&*+/=?^_{|}~-]+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+",
                      expect='an email address like "ops@example.com"')
-    directory = r.string("acmeDirectory", LETS_ENCRYPT, pattern=r"https://[^\s]+",
+    directory = r.string("acmeDirectory", LETS_ENCRYPT,
+                         pattern=r"https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%!&'()*+,;=:@/-]*)?",
                          expect="an https:// ACME directory URL")
-    bundle = r.string("acmeCaBundle", None, check=check_pem_certificates,
+    bundle = r.string("acmeCaBundle", None, check=check_ca_bundle,
                       expect="PEM certificates (-----BEGIN CERTIFICATE----- ...)")
     if enabled:
         ensure_hosts_can_get_certificates(r, domain, p, load_balancer, email)
