@@ -20,3 +20,20 @@ def load_example(name: str, *, stack: str = "prod", offline: bool = True) -> set
     path = EXAMPLES / (name if name.endswith(".yaml") else f"{name}.yaml")
     raw = settings.read_stack_file(path)
     return settings.load(raw, stack=stack, project_dir=REPO_ROOT, offline=offline)
+
+
+import datetime  # noqa: E402
+
+import pytest  # noqa: E402
+
+# The review stacks the tests run expire at a fixed time (tests/support/mocks.py REVIEW_EXPIRY,
+# in the resource snapshots too); the program refuses an expiry in the past, so in the tests
+# "now" is a week before it. A test of the refusal sets its own.
+TESTS_NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
+
+
+@pytest.fixture(autouse=True)
+def _review_stacks_have_not_expired(monkeypatch):
+    from stack.settings import lifecycle
+
+    monkeypatch.setattr(lifecycle, "now", lambda: TESTS_NOW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import runpy
 import subprocess
 import sys
@@ -70,3 +71,14 @@ def test_pulumi_aws_is_not_imported_for_other_platforms():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_review_stack_past_its_expiry_is_not_deployed(monkeypatch):
+    """The cleanup job may destroy such a stack at any moment: `pulumi up` says so first."""
+    from stack.settings import lifecycle
+    from tests.support.mocks import REVIEW_EXPIRY
+
+    monkeypatch.setattr(lifecycle, "now", lambda: datetime.datetime(2026, 12, 2, tzinfo=datetime.UTC))
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(good_config(), stack="pr-12", secret_keys=("ssh", "database"))
+    assert f"flask-stack:expiresAt: {REVIEW_EXPIRY} is in the past" in str(caught.value)

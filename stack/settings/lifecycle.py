@@ -35,10 +35,9 @@ def read_expires_at(top: Reader, ephemeral: bool) -> str | None:
         except ValueError:
             top.error("expiresAt", f"is not a real time: {describe(value)}")
         else:
-            # Said offline only, as what a deploy still needs: `check` fails on it, while
-            # render and diff still read an old stack file. (Not yet refused under `pulumi up`:
-            # the tests' review stacks expire at a fixed time that has passed.)
-            if ephemeral and when <= now() and top.deferred is not None:
+            # What a deploy still needs: `pulumi up` and `check` fail on it, while render and
+            # diff still read an old stack file.
+            if ephemeral and when <= now():
                 top.needed_to_deploy("expiresAt", f"{value} is in the past: the cleanup job may "
                                                   f"destroy the stack at any moment; set a "
                                                   f"future time: {how}")
