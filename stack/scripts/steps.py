@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from stack import hostfiles
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
-from stack.render import ACME_PORT
+from stack.render import ACME_PORT, HEADER
 from stack.scripts.shell import Shell, cmd, render
 from stack.settings import Settings
 
@@ -126,8 +126,10 @@ def packages(settings: Settings) -> list[str]:
 
 
 def bootstrap(settings: Settings, host: str, address: str = "") -> Script:
+    # What every unit flask-stack writes for this app begins with (render.HEADER).
+    mark = HEADER.format(app=settings.app.name).split(". ")[0]
     body = render("bootstrap.sh.j2", **context(settings, host, address), packages=packages(settings),
-                  auto_upgrades=AUTO_UPGRADES)
+                  auto_upgrades=AUTO_UPGRADES, header_mark=mark)
     return Script("bootstrap", host, body, address)
 
 

@@ -3,6 +3,28 @@ export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/l
 fail() { echo "flask-stack: bootstrap on host web-0 (203.0.113.10): $*" >&2; exit 1; }
 failed() { local rc=$?; echo "flask-stack: bootstrap on host web-0 (203.0.113.10) failed (exit $rc) running: $BASH_COMMAND" >&2; }
 trap failed ERR
+# app.name is this app's alone on the host: a user, group, unit or folder of that name that
+# flask-stack did not make is the host's own, and is never taken over (checked before any change).
+taken() { fail "app.name app is already used on this host: $1; nothing was changed. Give the app a name of its own (app.name)"; }
+for unit in app.service app.socket; do
+  for dir in /lib/systemd/system /usr/lib/systemd/system; do
+    if [ -e "$dir/$unit" ]; then taken "a package installed the unit $dir/$unit"; fi
+  done
+  if [ -e "/etc/systemd/system/$unit" ] && ! grep -qF '# Rendered by flask-stack for app' "/etc/systemd/system/$unit"; then
+    taken "the unit /etc/systemd/system/$unit is not one flask-stack wrote"
+  fi
+done
+if id -u app >/dev/null 2>&1; then
+  home=$(getent passwd app | cut -d: -f6)
+  if [ "$home" != /var/lib/app ]; then taken "the user app exists, with home $home"; fi
+elif getent group app >/dev/null; then
+  taken "the group app exists without the app's user"
+fi
+if [ ! -d /srv/app/releases ]; then  # the first deploy here: nothing of the app exists yet
+  for folder in /etc/app /var/lib/app; do
+    if [ -e "$folder" ]; then taken "$folder exists"; fi
+  done
+fi
 # A new cloud host may still be running cloud-init and its first apt run.
 if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
 wanted=(ca-certificates curl nginx postgresql-client python3-venv unattended-upgrades)
