@@ -3,7 +3,8 @@ beside a copy of the app, then `python -m stack check` (in-process).
 
 Every refused case asserts exit 2, no traceback, and an error line that starts with the exact
 key path (`flask-stack:app.env.LD_PRELOAD:`) and says what the case is about. Every accepted
-case asserts exit 0 and what the value became. A case changes the known-good config of one
+case asserts exit 0, what the value became, and that what it renders passes the files' own
+checks (the Python files compile, every step script passes `bash -n`). A case changes the known-good config of one
 platform (tests/test_settings.py `good`) in one place, so the key an error must name is known.
 
 The cases are grouped by the part of the issue they close; each group is one table.
@@ -26,6 +27,7 @@ from test_settings import DELETE, PREFIX, changed, good
 
 from stack import cli, settings
 from stack.settings import Secret
+from tests.test_render_property import check_outputs
 
 DO, AWS, EXISTING = "digitalocean", "aws", "existing"
 STACK = "t"
@@ -112,6 +114,7 @@ def assert_accepted(case: Accepted, tmp_path: Path) -> None:
     assert code == 0, f"exit {code}:\n{output}"
     loaded = settings.from_stack_file(case.stack, directory)
     assert case.then(loaded), f"{case.id}: loaded, but not as expected: {loaded}"
+    check_outputs(loaded, None)  # and what it renders passes the files' and scripts' own checks
 
 
 def source_in(folder: str) -> Callable[[Path], None]:

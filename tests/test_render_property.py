@@ -142,14 +142,12 @@ env -i bash -c 'set -a; . "$1"; printf "%s" "${VALUE-<unset>}"' bash "$dir/app.e
 
 
 def check_outputs(config: settings.Settings, env_value: str | None) -> None:
+    """Every file and step script of one host is sound by its own tool: the Python files
+    compile, each script passes `bash -n`, the env file sourced gives VALUE back unchanged."""
     files = render.render_host(config, inventory.Host("web-0", ADDRESS))
     paths = Paths(config.app.name)
     for path in (paths.wsgi, paths.gunicorn_conf):
         compile(files[path], path, "exec")
-    call = ast.parse(config.app.entry.split(":", 1)[1].strip(), mode="eval").body
-    expected = [(tuple(ast.literal_eval(a) for a in call.args),
-                 {k.arg: ast.literal_eval(k.value) for k in call.keywords})]
-    assert repr(factory_calls(files[paths.wsgi])) == repr(expected)
 
     made = {
         "bootstrap": scripts.bootstrap(config, "web-0", ADDRESS),
@@ -157,9 +155,10 @@ def check_outputs(config: settings.Settings, env_value: str | None) -> None:
         "release": scripts.release(config, "web-0", RELEASE, release_command=True, address=ADDRESS,
                                    wsgi=files[paths.wsgi]),
         "configure": scripts.configure(config, "web-0", files, ADDRESS),
-        "certificate": scripts.certificate(config, "web-0", files, ADDRESS),
         "gate": scripts.gate(config, "web-0", ADDRESS),
     }
+    if config.tls.enabled:
+        made["certificate"] = scripts.certificate(config, "web-0", files, ADDRESS)
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         for step, script in made.items():
@@ -182,6 +181,16 @@ def refused_or_sound(app_dir: Path, key: str, text: str) -> None:
         return
     event("rendered")
     check_outputs(config, text if key == "app.env.VALUE" else None)
+    check_factory(config)
+
+
+def check_factory(config: settings.Settings) -> None:
+    """The generated WSGI module calls the factory (x.create_app) with the entry's arguments."""
+    wsgi = render.render_host(config, inventory.Host("web-0", ADDRESS))[Paths(config.app.name).wsgi]
+    call = ast.parse(config.app.entry.split(":", 1)[1].strip(), mode="eval").body
+    expected = [(tuple(ast.literal_eval(a) for a in call.args),
+                 {k.arg: ast.literal_eval(k.value) for k in call.keywords})]
+    assert repr(factory_calls(wsgi)) == repr(expected)
 
 
 @pytest.mark.parametrize("key", sorted(KEYS))
