@@ -4,8 +4,9 @@ beside a copy of the app, then `python -m stack check` (in-process).
 Every refused case asserts exit 2, no traceback, and an error line that starts with the exact
 key path (`flask-stack:app.env.LD_PRELOAD:`) and says what the case is about. Every accepted
 case asserts exit 0, what the value became, and that what it renders passes the files' own
-checks (the Python files compile, every step script passes `bash -n`). A case changes the known-good config of one
-platform (tests/test_settings.py `good`) in one place, so the key an error must name is known.
+checks (the Python files compile, every step script passes `bash -n`). A case changes the
+known-good config of one platform (tests/test_settings.py `good`) in one place, so the key an
+error must name is known.
 
 The cases are grouped by the part of the issue they close; each group is one table.
 """
