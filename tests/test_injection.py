@@ -310,7 +310,7 @@ def step_scripts(config: settings.Settings) -> dict[str, scripts.Script]:
 HOSTILE_SCRIPT_VALUES = {
     "app.releaseCommand": HOSTILE,
     "app.env": {"HOSTILE": HOSTILE, "SUBST": ENV_VALUES["SUBST"]},
-    # What the settings' patterns for these let through: no whitespace, anything else.
+    # The settings refuse these two now; the test puts them past the settings to see them quoted.
     "tls.email": f"o'\"$({MARK})`{MARK}`;{MARK}\\@example.com",
     "tls.acmeDirectory": f"https://acme.test/d'\"$({MARK})`{MARK}`;{MARK}&x=%n\\",
     "tls.acmeCaBundle": None,  # set below: PEM only, so nothing hostile beyond its size

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from stack import inventory, render, scripts, settings
 from stack.paths import Paths
 from stack.settings import SettingsError
-from tests.test_scripts import RELEASE
+from tests.test_injection import step_scripts
 from tests.test_settings import changed, good
 
 ADDRESS = "203.0.113.10"
@@ -149,16 +149,7 @@ def check_outputs(config: settings.Settings, env_value: str | None) -> None:
     for path in (paths.wsgi, paths.gunicorn_conf):
         compile(files[path], path, "exec")
 
-    made = {
-        "bootstrap": scripts.bootstrap(config, "web-0", ADDRESS),
-        "env": scripts.env(config, "web-0", files[paths.env_file], ADDRESS),
-        "release": scripts.release(config, "web-0", RELEASE, release_command=True, address=ADDRESS,
-                                   wsgi=files[paths.wsgi]),
-        "configure": scripts.configure(config, "web-0", files, ADDRESS),
-        "gate": scripts.gate(config, "web-0", ADDRESS),
-    }
-    if config.tls.enabled:
-        made["certificate"] = scripts.certificate(config, "web-0", files, ADDRESS)
+    made = step_scripts(config)
     with tempfile.TemporaryDirectory() as name:
         directory = Path(name)
         for step, script in made.items():
