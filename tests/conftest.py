@@ -28,12 +28,16 @@ import pytest  # noqa: E402
 
 # The review stacks the tests run expire at a fixed time (tests/support/mocks.py REVIEW_EXPIRY,
 # in the resource snapshots too); the program refuses an expiry in the past, so in the tests
-# "now" is a week before it. A test of the refusal sets its own.
+# "now" is a week before it. Session-wide, so that module fixtures that run the program see it
+# too; a test of the refusal sets its own (monkeypatch).
 TESTS_NOW = datetime.datetime(2026, 11, 24, tzinfo=datetime.UTC)
 
 
-@pytest.fixture(autouse=True)
-def _review_stacks_have_not_expired(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _review_stacks_have_not_expired():
+    from unittest import mock
+
     from stack.settings import lifecycle
 
-    monkeypatch.setattr(lifecycle, "now", lambda: TESTS_NOW)
+    with mock.patch.object(lifecycle, "now", lambda: TESTS_NOW):
+        yield
