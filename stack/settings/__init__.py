@@ -26,6 +26,8 @@ from stack.settings.schema import (
     ARCHES,
     CLOUDS,
     FRONTS,
+    HEROKU,
+    HOSTED,
     IMAGE_PYTHON,
     IMAGE_USERS,
     IMAGES,
@@ -40,6 +42,7 @@ from stack.settings.schema import (
     Database,
     Deploy,
     Domain,
+    Heroku,
     Hosts,
     Network,
     RateLimit,
@@ -50,10 +53,10 @@ from stack.settings.schema import (
 from stack.settings.sources import from_pulumi, from_stack_file, project_dir, read_stack_file
 
 __all__ = [
-    "ARCHES", "CLOUDS", "FRONTS", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
+    "ARCHES", "CLOUDS", "FRONTS", "HEROKU", "HOSTED", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
     "PLATFORMS", "PROD_STACKS", "PROJECT",
     "RESERVED_DB_USERS", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
-    "Deploy", "Domain", "Hosts", "Network", "RateLimit", "Reader", "Secret", "Settings",
+    "Deploy", "Domain", "Heroku", "Hosts", "Network", "RateLimit", "Reader", "Secret", "Settings",
     "SettingsError", "Ssh", "Tls", "describe", "from_pulumi", "from_stack_file", "load",
     "project_dir", "read_stack_file",
 ]

@@ -9,8 +9,10 @@ from pathlib import Path
 from stack.settings.reader import Secret
 
 PROJECT = "flask-stack"
-PLATFORMS = ("digitalocean", "aws", "existing")
-CLOUDS = ("digitalocean", "aws")
+PLATFORMS = ("digitalocean", "aws", "existing", "heroku")
+CLOUDS = ("digitalocean", "aws")  # the clouds whose machines the program creates
+HOSTED = ("digitalocean", "aws", "existing")  # platforms with hosts it logs in to over SSH
+HEROKU = "heroku"
 IMAGES = ("debian-12", "ubuntu-24.04", "ubuntu-22.04")
 ARCHES = ("x86_64", "aarch64")
 FRONTS = ("nginx", "haproxy")
@@ -147,6 +149,15 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Heroku:
+    """platform heroku: the app the program creates and what it runs on."""
+
+    app_name: str  # the Heroku app (a global name): heroku.appName, default flask-stack-<stack>
+    team: str | None  # the Heroku team that owns the app; None: the API key's own account
+    stack: str  # the Heroku stack (base image) the slug runs on: "heroku-24"
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -169,6 +180,7 @@ class Settings:
     ephemeral: bool
     expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
+    heroku: Heroku | None = None  # platform heroku only
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
     warnings: tuple[str, ...] = ()  # valid, but probably not what the user wants: said, not refused
 
