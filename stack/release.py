@@ -29,10 +29,11 @@ import subprocess
 import sys
 import tarfile
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
+from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from stack.settings import Settings
 from stack.wheels import DependencyError, Input, Locked, Target, lock_and_fetch
@@ -62,6 +63,9 @@ class Release:
     wheels: tuple[str, ...]
     python: str  # the hosts' exact Python the requirements were resolved for: "3.11.2"
     requirements: tuple[str, ...]  # the locked pins the venv installs: "flask==3.1.3"
+    # The app's own files the archive leaves out because a generated file takes their place or
+    # the platform would misread them (a dyno's Procfile, uv.lock): for the caller to warn about.
+    replaced: tuple[str, ...] = ()
 
 
 def target_of(settings: Settings) -> Target:
@@ -84,16 +88,26 @@ def app_files(root: Path) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
+def requirement_name(line: str) -> str:
+    """The project a requirement line names, as pip compares names: "Flask[async]>=3" -> "flask"."""
+    return canonicalize_name(re.split(r"[\s\[<>=!~;@]", line.strip(), maxsplit=1)[0])
+
+
+def requirement_names(settings: Settings) -> set[str]:
+    """The projects the app's requirements.txt names itself (its version wins over ours)."""
+    path = settings.app.path / "requirements.txt"
+    own = path.read_text() if path.is_file() else ""
+    return {requirement_name(line) for line in own.splitlines()
+            if line.strip() and not line.startswith(("#", "-"))}
+
+
 def requirements_text(settings: Settings) -> str:
     """The venv's requirements: the app's own plus Gunicorn (and gevent), unless the app pins them."""
     app = settings.app
     lines: list[str] = []
-    own = ""
     if (app.path / "requirements.txt").is_file():
-        own = (app.path / "requirements.txt").read_text()
         lines.append("-r ../requirements.txt")
-    names = {re.split(r"[\s\[<>=!~;]", line.strip(), maxsplit=1)[0].lower()
-             for line in own.splitlines() if line.strip() and not line.startswith(("#", "-"))}
+    names = requirement_names(settings)
     gevent = app.worker_class == "gevent"
     if "gunicorn" not in names:
         # Gunicorn's gevent worker imports `packaging`, which only its `gevent` extra brings.
@@ -110,21 +124,24 @@ def _pip(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True, check=False)
 
 
-def _is_package(settings: Settings) -> bool:
+def is_package(settings: Settings) -> bool:
     """A pyproject package without a requirements.txt: its own wheel is built and installed."""
     app = settings.app
     return (app.path / "pyproject.toml").is_file() and not (app.path / "requirements.txt").is_file()
 
 
-def dependency_input(settings: Settings) -> Input:
-    """What the lock is made from: the app's requirements.txt (or a package's dependencies) and
-    the Gunicorn lines requirements_text adds."""
+def dependency_input(settings: Settings, extra: tuple[str, ...] = ()) -> Input:
+    """What the lock is made from: the app's requirements.txt (or a package's dependencies), the
+    Gunicorn lines requirements_text adds, and `extra` requirements of a platform (WhiteNoise on
+    a dyno), each unless the app's requirements.txt names that project itself."""
     app = settings.app
     added = tuple(line for line in requirements_text(settings).splitlines()
                   if line and line != "-r ../requirements.txt")
+    own = requirement_names(settings)
+    added += tuple(line for line in extra if requirement_name(line) not in own)
     if (app.path / "requirements.txt").is_file():
         return Input(files=(app.path / "requirements.txt",), lines=added, cwd=app.path)
-    if _is_package(settings):
+    if is_package(settings):
         pyproject = app.path / "pyproject.toml"
         try:
             project = tomllib.loads(pyproject.read_text()).get("project", {})
@@ -168,17 +185,45 @@ def build_wheelhouse(settings: Settings, target: Target, cache: Path) -> tuple[L
         locked = lock_and_fetch(dependency_input(settings), target, cache)
     except DependencyError as exc:
         raise ReleaseError(str(exc)) from None
-    return locked, project_wheel(settings, target, cache) if _is_package(settings) else []
+    return locked, project_wheel(settings, target, cache) if is_package(settings) else []
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False,
+         mtime: int = FIXED_MTIME) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    info.mtime = FIXED_MTIME
+    info.mtime = mtime
     info.mode = 0o755 if executable else 0o644
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     tar.addfile(info, io.BytesIO(data))
+
+
+def pack(cache: Path, stem: str, write: Callable[[tarfile.TarFile], None]) -> tuple[str, str, Path]:
+    """A deterministic .tar.gz of what `write` adds (through `_add`, in a fixed order), kept as
+    cache/releases/<stem>-<id>.tar.gz. Returns (id, sha256, path): the id is the first 20 hex
+    digits of the SHA-256 of the archive's bytes."""
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        write(tar)
+    data = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    release_id = digest[:20]
+    out = cache / "releases" / f"{stem}-{release_id}.tar.gz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        tmp = out.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    return release_id, digest, out
+
+
+def add_file(tar: tarfile.TarFile, root: Path, path: Path, name: str | None = None,
+             mtime: int = FIXED_MTIME) -> None:
+    """One of the app's files, under its path in the app (or `name`), executable if it is."""
+    _add(tar, name or path.relative_to(root).as_posix(), path.read_bytes(),
+         executable=os.access(path, os.X_OK), mtime=mtime)
 
 
 def build(settings: Settings, cache: Path) -> Release:
@@ -189,27 +234,18 @@ def build(settings: Settings, cache: Path) -> Release:
     locked, project = build_wheelhouse(settings, target, cache)
     files = app_files(app.path)
     wheels = sorted(p for p in locked.wheelhouse.glob("*.whl"))
-    buffer = io.BytesIO()
-    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, compresslevel=6) as gz, \
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
+    def write(tar: tarfile.TarFile) -> None:
         for path in files:
-            rel = path.relative_to(app.path).as_posix()
-            _add(tar, rel, path.read_bytes(), executable=os.access(path, os.X_OK))
+            add_file(tar, app.path, path)
         _add(tar, ".flaskstack/requirements.txt", locked.requirements.encode())
         _add(tar, ".flaskstack/python", f"{target.python}\n".encode())
         for wheel in wheels:
             _add(tar, f".flaskstack/wheelhouse/{wheel.name}", wheel.read_bytes())
         for wheel in project:
             _add(tar, f".flaskstack/project/{wheel.name}", wheel.read_bytes())
-    data = buffer.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    release_id = digest[:20]
-    out = cache / "releases" / f"{app.name}-{release_id}.tar.gz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not out.exists():
-        tmp = out.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(out)
+
+    release_id, digest, out = pack(cache, app.name, write)
     return Release(id=release_id, sha256=digest, archive=out,
                    files=tuple(p.relative_to(app.path).as_posix() for p in files),
                    wheels=tuple(w.name for w in wheels), python=target.python,

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from stack import hostfiles
+from stack import assets, hostfiles
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
 from stack.settings import Settings
@@ -34,6 +34,8 @@ INTERMEDIATE_CIPHERS = ":".join([
     "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
 ])
 FRONT_USERS = {"nginx": "www-data", "haproxy": "haproxy"}
+# What every HTTPS answer says: browsers use only HTTPS for this site for two years.
+HSTS = "max-age=63072000"
 ACME_PORT = 8402
 
 
@@ -218,7 +220,7 @@ def context(settings: Settings, host: Host) -> dict:
     static = None
     if app.static_dir:
         static = {"url": app.static_url, "root": f"{paths.current}/{app.static_dir}",
-                  "expires": "7d"}
+                  "expires": f"{assets.MAX_AGE_DAYS}d"}
     app_listens = ["listen 80" + ("" if settings.domain.name else " default_server"),
                    "listen [::]:80" + ("" if settings.domain.name else " default_server")]
     if tls.enabled:
@@ -249,6 +251,7 @@ def context(settings: Settings, host: Host) -> dict:
             "lineage": f"{LETSENCRYPT_LIVE}/{settings.domain.name}",
             "front": "nginx" if settings.front == "nginx" else "haproxy",
             "reload_timeout": 30,
+            "hsts": HSTS,
         },
         "nginx": {
             "upstream": f"{app.name.replace('-', '_')}_gunicorn",

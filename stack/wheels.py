@@ -20,11 +20,12 @@ PIP_FIND_LINKS (space-separated), PIP_NO_INDEX and PIP_TRUSTED_HOST. Both uv and
 configuration files (pip.conf) are read by pip only, and uv's own UV_* variables by uv only, so
 put a private index in requirements.txt or in the PIP_* variables.
 
-The result is cached under <cache>/deps/<key>/ with `key` a hash of what decides it: the
-requirement texts, those index settings, the target and the tools' versions. The app's own code
-is not part of it, so a code change reuses the wheelhouse, and an unchanged deploy runs neither
-uv nor pip (no network). A requirement left unpinned stays locked at what it resolved to until
-a requirement or index setting changes; delete .cache/deps to resolve again.
+The result is cached under <cache>/deps/<key>/ (a lock alone, for Heroku, under
+<cache>/locks/<key>/) with `key` a hash of what decides it: the requirement texts, those index
+settings, the target and the tools' versions. The app's own code is not part of it, so a code
+change reuses the wheelhouse, and an unchanged deploy runs neither uv nor pip (no network). A
+requirement left unpinned stays locked at what it resolved to until a requirement or index
+setting changes; delete .cache/deps (or .cache/locks) to resolve again.
 """
 
 from __future__ import annotations
@@ -264,6 +265,19 @@ def lock_and_fetch(inputs: Input, target: Target, cache: Path) -> Locked:
     fetch(inputs, target, pins, entry)
     (entry / ".complete").write_text("ok\n")
     return Locked(entry, pins, wheelhouse)
+
+
+def lock_only(inputs: Input, target: Target, cache: Path) -> tuple[Pin, ...]:
+    """The locked pins alone, for a platform that installs them from the index itself (Heroku's
+    buildpack runs pip): no wheelhouse. Cached under <cache>/locks/<key>/ like lock_and_fetch's
+    entries, by the same key, so an unchanged deploy does not run uv."""
+    entry = cache.resolve() / "locks" / cache_key(inputs, target)
+    if (entry / ".complete").is_file():
+        return _read_lock(entry / "pylock.toml", target)
+    shutil.rmtree(entry, ignore_errors=True)
+    pins = lock(inputs, target, entry)
+    (entry / ".complete").write_text("ok\n")
+    return pins
 
 
 def lock(inputs: Input, target: Target, entry: Path) -> tuple[Pin, ...]:

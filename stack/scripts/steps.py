@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from stack import hostfiles
+from stack import assets, hostfiles
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
 from stack.render import ACME_PORT, HEADER
@@ -184,7 +184,8 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
         static = f"{target}/{settings.app.static_dir}"
     command = settings.app.release_command if release_command else ""
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
-                  deps=deps_key(rel), static=static, release_command=command or "", wsgi=wsgi)
+                  deps=deps_key(rel), static=static, **compressing(), release_command=command or "",
+                  wsgi=wsgi)
     parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
                                                         wsgi or ""))
     return Script("release", host, body, address, parts=parts)
@@ -201,7 +202,12 @@ def static_files(static: str) -> str:
     alone applies): the static folder's text files pre-compressed for the front (gzip_static),
     and the least the front's user needs to serve it from a release that is otherwise closed to
     it: enter (not list) each folder on the way, read the static folder itself."""
-    return render("static.sh.j2", static=static)
+    return render("static.sh.j2", static=static, **compressing())
+
+
+def compressing() -> dict:
+    """What static.sh.j2 compresses (stack/assets.py, the rule a dyno's archive follows too)."""
+    return {"names": Shell(assets.find_names()), "larger_than_kib": assets.LARGER_THAN_KIB}
 
 
 # -- configure ------------------------------------------------------------------------------
