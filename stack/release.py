@@ -188,7 +188,7 @@ def build_wheelhouse(settings: Settings, target: Target, cache: Path) -> tuple[L
     return locked, project_wheel(settings, target, cache) if is_package(settings) else []
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False,
+def add_data(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False,
          mtime: int = FIXED_MTIME) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -200,7 +200,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False,
 
 
 def pack(cache: Path, stem: str, write: Callable[[tarfile.TarFile], None]) -> tuple[str, str, Path]:
-    """A deterministic .tar.gz of what `write` adds (through `_add`, in a fixed order), kept as
+    """A deterministic .tar.gz of what `write` adds (through `add_data`, in a fixed order), kept as
     cache/releases/<stem>-<id>.tar.gz. Returns (id, sha256, path): the id is the first 20 hex
     digits of the SHA-256 of the archive's bytes."""
     buffer = io.BytesIO()
@@ -222,7 +222,7 @@ def pack(cache: Path, stem: str, write: Callable[[tarfile.TarFile], None]) -> tu
 def add_file(tar: tarfile.TarFile, root: Path, path: Path, name: str | None = None,
              mtime: int = FIXED_MTIME) -> None:
     """One of the app's files, under its path in the app (or `name`), executable if it is."""
-    _add(tar, name or path.relative_to(root).as_posix(), path.read_bytes(),
+    add_data(tar, name or path.relative_to(root).as_posix(), path.read_bytes(),
          executable=os.access(path, os.X_OK), mtime=mtime)
 
 
@@ -238,12 +238,12 @@ def build(settings: Settings, cache: Path) -> Release:
     def write(tar: tarfile.TarFile) -> None:
         for path in files:
             add_file(tar, app.path, path)
-        _add(tar, ".flaskstack/requirements.txt", locked.requirements.encode())
-        _add(tar, ".flaskstack/python", f"{target.python}\n".encode())
+        add_data(tar, ".flaskstack/requirements.txt", locked.requirements.encode())
+        add_data(tar, ".flaskstack/python", f"{target.python}\n".encode())
         for wheel in wheels:
-            _add(tar, f".flaskstack/wheelhouse/{wheel.name}", wheel.read_bytes())
+            add_data(tar, f".flaskstack/wheelhouse/{wheel.name}", wheel.read_bytes())
         for wheel in project:
-            _add(tar, f".flaskstack/project/{wheel.name}", wheel.read_bytes())
+            add_data(tar, f".flaskstack/project/{wheel.name}", wheel.read_bytes())
 
     release_id, digest, out = pack(cache, app.name, write)
     return Release(id=release_id, sha256=digest, archive=out,

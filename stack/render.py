@@ -278,13 +278,25 @@ def context(settings: Settings, host: Host) -> dict:
         },
         "gunicorn": {
             "bind": f"unix:{listen}" if unix else listen,
-            "max_requests_jitter": max(1, app.max_requests // 10),
+            "max_requests_jitter": max_requests_jitter(app.max_requests),
         },
-        "wsgi": {"module": WSGI_MODULE, "trusted_hops": 1, **parse_entry(app.entry)},
+        "wsgi": wsgi_context(settings),
+        "dyno": None,
         "socket": {"listen": listen, "unix": unix},
         "units": {"service": paths.service_name, "socket": paths.socket_name},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
     }
+
+
+def max_requests_jitter(max_requests: int) -> int:
+    """A tenth of app.maxRequests: workers started together are not all recycled together."""
+    return max(1, max_requests // 10)
+
+
+def wsgi_context(settings: Settings) -> dict:
+    """What the generated WSGI entry (gunicorn/wsgi.py.j2) is made from, on hosts and dynos:
+    its module name, the one proxy hop it trusts, the app's entry taken apart."""
+    return {"module": WSGI_MODULE, "trusted_hops": 1, **parse_entry(settings.app.entry)}
 
 
 def render_host(settings: Settings, host: Host) -> dict[str, str]:

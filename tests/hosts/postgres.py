@@ -1,8 +1,9 @@
 """A private PostgreSQL cluster on the outer machine, standing in for the managed database.
 
 It runs as the `postgres` user from a directory of its own (initdb + pg_ctl; the distribution's
-cluster, if any, is not touched), listens on loopback and the testbed's bridge address only, and
-accepts password logins (SCRAM) from loopback and the bridge subnet only. Durability is turned off
+cluster, if any, is not touched), listens on loopback and the testbed's bridge address only (or on
+loopback alone, for a test without hosts: tests/test_heroku_release.py), and accepts password
+logins (SCRAM) from loopback and the bridge subnet only. Durability is turned off
 (fsync, full_page_writes): it is thrown away with the testbed.
 """
 
@@ -54,7 +55,7 @@ def free_port(addresses: list[str]) -> int:
 class Postgres:
     """`start()` returns the app's URL; `stop()` removes everything. Also `sql()` for tests."""
 
-    def __init__(self, workdir: Path, *, bridge_address: str, subnet: str):
+    def __init__(self, workdir: Path, *, bridge_address: str = "127.0.0.1", subnet: str | None = None):
         self.workdir = workdir
         self.bridge_address = bridge_address
         self.subnet = subnet
@@ -76,11 +77,12 @@ class Postgres:
             path.chmod(0o700)
         self._as_postgres([str(bins / "initdb"), "-D", str(self.data), "-U", PG_USER, "-E", "UTF8",
                            "--locale=C", "--auth-local=trust", "--auth-host=reject", "--no-sync"])
-        self.port = free_port(["127.0.0.1", self.bridge_address])
+        addresses = list(dict.fromkeys(["127.0.0.1", self.bridge_address]))
+        self.port = free_port(addresses)
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"""
 # flask-stack testbed
-listen_addresses = '127.0.0.1,{self.bridge_address}'
+listen_addresses = '{",".join(addresses)}'
 port = {self.port}
 unix_socket_directories = '{self.sockets}'
 password_encryption = 'scram-sha-256'
@@ -92,7 +94,7 @@ full_page_writes = off
             "# flask-stack testbed: sockets for the admin, passwords from loopback and the bridge only\n"
             "local all all trust\n"
             "host all all 127.0.0.1/32 scram-sha-256\n"
-            f"host all all {self.subnet} scram-sha-256\n")
+            + (f"host all all {self.subnet} scram-sha-256\n" if self.subnet else ""))
         self._as_postgres([str(bins / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile),
                            "-w", "-t", "60", "start"])
         self.sql(f"CREATE ROLE {ROLE} LOGIN PASSWORD :'password';\n"
