@@ -123,7 +123,7 @@ def procfile(settings: Settings) -> str:
     lines = [f"web: GUNICORN_CMD_ARGS= gunicorn --config {GUNICORN_CONF}"]
     command = settings.app.release_command
     if command:
-        if len(command.splitlines()) > 1 or command != command.strip("\r\n"):
+        if len(f"{command}.".splitlines()) > 1:  # any line break a Procfile reader may split at
             raise ReleaseError("app.releaseCommand: on Heroku it is the Procfile's release line, and "
                                "a Procfile line holds one command on one line; put the steps in a "
                                "script in the app and run that")
