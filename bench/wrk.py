@@ -2,7 +2,8 @@
 
 `run(url, connections, seconds)` starts `wrk --latency` and returns a `Result`: requests per
 second, latency percentiles, socket errors (connect, read, write, timeout) and non-2xx answers,
-and the CPU time wrk itself used (it shares the machine's cores with the test host).
+the bytes it read (headers and bodies), and the CPU time wrk itself used (it shares the
+machine's cores with the test host).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+SIZES = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}  # wrk's, base 1024
 
 
 @dataclass
@@ -26,6 +28,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)  # connect, read, write, timeout, non2xx
     wall: float = 0.0
     cpu: float = 0.0  # seconds of CPU wrk used
+    read_bytes: float = 0.0  # what the server sent, headers included (wrk rounds to 2 decimals)
     raw: str = ""
 
     @property
@@ -52,6 +55,9 @@ def parse(out: str) -> Result:
     if not rps or not total:
         raise ValueError(f"wrk printed no figures:\n{out[-2000:]}")
     result = Result(rps=float(rps.group(1)), requests=int(total.group(1)), raw=out)
+    read = re.search(r"\d+ requests in [0-9.]+\w+, ([0-9.]+)(B|KB|MB|GB|TB) read", out)
+    if read:
+        result.read_bytes = float(read.group(1)) * SIZES[read.group(2)]
     for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+([0-9.]+(?:us|ms|s|m))\s*$", out, re.M):
         result.latency_ms[pct] = _ms(value)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
@@ -65,11 +71,14 @@ def parse(out: str) -> Result:
 
 
 def argv(url: str, connections: int, seconds: float, *, threads: int = 2, timeout: float = 10,
-         close: bool = False, script: Path | None = None, cpus: str | None = None) -> list[str]:
+         close: bool = False, script: Path | None = None, cpus: str | None = None,
+         headers: dict[str, str] | None = None) -> list[str]:
     command = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{seconds:g}s",
                f"--timeout={timeout:g}s", "--latency"]
     if close:
         command += ["-H", "Connection: close"]
+    for key, value in (headers or {}).items():
+        command += ["-H", f"{key}: {value}"]
     if script:
         command += ["-s", str(script)]
     command.append(url)
