@@ -95,7 +95,6 @@ def test_the_workers_setting_becomes_web_concurrency():
 @pytest.mark.parametrize(("example", "stack", "plan"), [
     ("heroku-minimal", "dev", "essential-0"), ("heroku-minimal", "prod", "standard-0"),
     ("heroku-minimal", "pr-7", "essential-0"), ("heroku-complete", "prod", "premium-0"),
-    ("heroku-complete", "pr-8", "essential-0"),
 ])
 def test_the_postgres_plan_follows_the_stack(example, stack, plan):
     addon = one(run(example, stack=stack), ADDON)
