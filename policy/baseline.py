@@ -1,4 +1,5 @@
-"""The security baseline of a flask-stack stack, as pulumi-policy policies (AWS and DigitalOcean).
+"""The security baseline of a flask-stack stack, as pulumi-policy policies (AWS, DigitalOcean and
+Heroku).
 
 Each check is a plain function over a resource's type and inputs (or over the whole stack), so the
 tests run the very same functions over the resource graphs the program declares under Pulumi's
@@ -41,6 +42,18 @@ AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 AWS_LBS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 AWS_LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
 AWS_CERTS = ("aws:acm/certificate:Certificate",)
+HEROKU_APP = "heroku:app/app:App"
+HEROKU_ADDON = "heroku:addon/addon:Addon"
+HEROKU_FEATURE = "heroku:app/feature:Feature"
+HEROKU_FORMATION = "heroku:formation/formation:Formation"
+HEROKU_DOMAIN = "heroku:domain/domain:Domain"
+# A config var name that holds a credential. The pack keeps its own rule rather than trusting
+# the program's settings (which refuse such names in app.env first).
+SECRET_NAME = re.compile(r"(^|_)(SECRET|SECRET_KEY|PASSWORD|PASSWD|PASSPHRASE|TOKEN|API_KEY|APIKEY|"
+                         r"PRIVATE_KEY|ACCESS_KEY|CLIENT_SECRET|CREDENTIALS?|AUTH_KEY|SIGNING_KEY)$",
+                         re.IGNORECASE)
+# Heroku Postgres plans without rollback, fork or follower (and up to 4 h of downtime a month).
+HOBBY_PLANS = re.compile(r"heroku-postgresql:(essential|mini|basic|hobby)(-.*)?$")
 
 
 def stack_of(urn: str) -> str:
@@ -221,6 +234,60 @@ def deletion_problems(resource_type: str, props: Mapping[str, Any], protected: b
     return found
 
 
+# -- Heroku ---------------------------------------------------------------------------------------
+def heroku_config_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """A credential never goes in a plain config var: Heroku shows those to every collaborator
+    and the Pulumi state keeps them in clear text."""
+    if resource_type != HEROKU_APP:
+        return []
+    names = sorted(name for name in (props.get("configVars") or {}) if SECRET_NAME.search(name))
+    return [f"config var {name} looks like a credential but is plain; move it to app.secretEnv "
+            "(sensitive_config_vars)" for name in names]
+
+
+def heroku_acm_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
+    """An app with a custom domain has Automated Certificate Management on, or the domain is
+    served without a certificate."""
+    resources = list(resources)
+    if not any(r.resource_type == HEROKU_DOMAIN for r in resources):
+        return []
+    return [(r.urn, "the app has a custom domain but acm is not true: it would be served "
+                    "without a certificate") for r in resources
+            if r.resource_type == HEROKU_APP and r.props.get("acm") is not True]
+
+
+def heroku_prod_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
+    """A prod Heroku app runs 2 or more web dynos with preboot, on a production Postgres plan,
+    and both the app and its database are protected from deletion."""
+    resources = list(resources)
+    apps = [r for r in resources if r.resource_type == HEROKU_APP]
+    if not apps or stack_of(apps[0].urn) not in PROD_STACKS:
+        return []
+    found = []
+    webs = [r for r in resources if r.resource_type == HEROKU_FORMATION and r.props.get("type") == "web"]
+    if not webs:
+        found.append((apps[0].urn, "no web formation"))
+    for web in webs:
+        if int(web.props.get("quantity") or 0) < 2:
+            found.append((web.urn, "fewer than 2 web dynos: a dyno restart leaves none serving"))
+    if not any(r.resource_type == HEROKU_FEATURE and r.props.get("name") == "preboot"
+               and r.props.get("enabled") is True for r in resources):
+        found.append((apps[0].urn, "preboot is not on: every deploy stops the old dynos before "
+                                   "the new ones serve"))
+    for addon in (r for r in resources if r.resource_type == HEROKU_ADDON):
+        plan = str(addon.props.get("plan") or "")
+        if plan.startswith("heroku-postgresql") and HOBBY_PLANS.match(plan):
+            found.append((addon.urn, f"{plan} is not a production plan (no rollback); use "
+                                     "standard-0 or larger"))
+        if plan.startswith("heroku-postgresql") and not addon.opts.protect:
+            found.append((addon.urn, "the database is not protected (Pulumi `protect`)"))
+    for app in apps:
+        if not app.opts.protect:
+            found.append((app.urn, "the app is not protected (Pulumi `protect`): destroying it "
+                                   "deletes its database with it"))
+    return found
+
+
 # -- the pulumi-policy wrappers -----------------------------------------------------------------
 def _resource_policy(name: str, description: str, level: EnforcementLevel,
                      check: Callable[[ResourceValidationArgs], list[str]]) -> ResourceValidationPolicy:
@@ -267,6 +334,15 @@ def policies(level: EnforcementLevel) -> list:
             "protected from deletion.", level,
             lambda a: deletion_problems(a.resource_type, a.props, a.opts.protect)
             if stack_of(a.urn) in PROD_STACKS else []),
+        _resource_policy(
+            "heroku-no-plain-secrets", "A Heroku app keeps credentials in sensitive config vars "
+            "only.", level, lambda a: heroku_config_problems(a.resource_type, a.props)),
+        _stack_policy(
+            "heroku-acm-with-domain", "A Heroku app with a custom domain has Automated "
+            "Certificate Management on.", level, heroku_acm_problems),
+        _stack_policy(
+            "heroku-prod", "A prod Heroku app runs 2 or more web dynos with preboot on a "
+            "production Postgres plan, app and database protected.", level, heroku_prod_problems),
     ]
 
 

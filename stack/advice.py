@@ -18,7 +18,27 @@ SKIPPED = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", "in
 
 
 def notes(settings: Settings) -> list[str]:
+    if settings.platform == "heroku":
+        return dyno_notes(settings)
     return [health(settings), static(settings), state(settings)]
+
+
+def dyno_notes(settings: Settings) -> list[str]:
+    """What a Heroku stack's user should know: Heroku checks no health path, a dyno keeps no
+    files, and the release phase runs the release command."""
+    app, path = settings.app, settings.deploy.health_path
+    out = [f"health: Heroku checks only that a new dyno binds $PORT within 60 s; {path} is "
+           "answered for your uptime checks (by the app's own route when it has one)",
+           "state: a dyno's files vanish at every restart (at least daily) and no dyno sees "
+           "another's; keep data in DATABASE_URL or another service"]
+    if app.static_dir:
+        out.insert(1, f"static files: {app.static_url}/ from {app.static_dir}/ in the app, served "
+                      "by the dyno's WSGI entry with cache headers (a dyno has no Nginx)")
+    if app.release_command:
+        out.append(f"release: app.releaseCommand ({app.release_command!r}) is the Procfile's "
+                   "release: line; Heroku runs it once per release before the new dynos take "
+                   "traffic, and a failure keeps the old release serving")
+    return out
 
 
 def _python_files(root: Path):

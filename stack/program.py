@@ -21,6 +21,8 @@ def load_settings() -> settings.Settings:
 
 def run() -> dict[str, object]:
     config = load_settings()
+    if config.platform == "heroku":
+        return run_heroku(config)
     from stack.rollout import Rollout
 
     try:
@@ -53,3 +55,23 @@ def build_site(config: settings.Settings) -> site.Site:
 
         return DigitalOceanSite("site", DigitalOceanSiteArgs(config)).site
     return site.existing(config)
+
+
+def run_heroku(config: settings.Settings) -> dict[str, object]:
+    """Heroku: the release archive is built here, as for hosts, and Heroku builds and runs it;
+    there is no host to roll out to (preboot swaps the dynos)."""
+    from stack import dyno
+    from stack.heroku import HerokuSite, HerokuSiteArgs
+
+    try:
+        built = dyno.build(config, settings.project_dir() / ".cache")
+    except release.ReleaseError as exc:
+        raise pulumi.RunError(f"stack {config.stack!r}: {exc}") from None
+    site = HerokuSite("site", HerokuSiteArgs(config, built, settings.project_dir()))
+    return {
+        "url": site.url,
+        "release": built.id,
+        "herokuApp": site.app_name,
+        "dnsTargets": site.dns_targets,
+        "databaseUrl": site.database_url,
+    }

@@ -10,15 +10,18 @@ import yaml
 
 from stack import settings
 from stack.settings import SettingsError
+from stack.settings.platforms import HOST_SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)
-SECTIONS = ("hosts", "database", "app", "domain", "tls", "rateLimit", "deploy", "ssh", "network")
+SECTIONS = ("hosts", "database", "app", "domain", "tls", "rateLimit", "deploy", "ssh", "network",
+            "heroku")
 BASE = {
     "digitalocean": {"platform": "digitalocean", "region": "fra1"},
     "aws": {"platform": "aws", "region": "eu-west-1"},
     "existing": {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]},
                  "ssh": {"user": "deploy"}},
+    "heroku": {"platform": "heroku"},
 }
 
 
@@ -40,12 +43,16 @@ def known_keys(raw: dict, where: str) -> set[str]:
 
 def code_keys() -> set[str]:
     keys: set[str] = set()
-    for base in BASE.values():
+    for platform, base in BASE.items():
         top = known_keys({**base, "zzzz": 1}, "")
         keys |= top - set(SECTIONS)
         for section in SECTIONS:
+            if platform == "heroku" and section in HOST_SECTIONS:
+                continue  # refused there as a whole
             raw = {**base, section: {**base.get(section, {}), "zzzz": 1}}
             keys |= {f"{section}.{k}" for k in known_keys(raw, f"{section}.") if k != "bastion"}
+        if platform == "heroku":
+            continue
         raw = {**base, "ssh": {**base.get("ssh", {}), "bastion": {"host": "bastion.example.com",
                                                                    "zzzz": 1}}}
         keys |= {f"ssh.bastion.{k}" for k in known_keys(raw, "ssh.bastion.")}
@@ -68,7 +75,7 @@ def test_documented_defaults_are_the_code_defaults():
               for platform, base in BASE.items()}
     checked = 0
     for key, (kind, default) in documented().items():
-        if default in ("-", "platform") or "," in default or key.startswith("ssh.bastion"):
+        if default in ("-", "platform") or "," in default or "<" in default or key.startswith("ssh.bastion"):
             continue
         expected: object
         if kind == "integer":
@@ -84,7 +91,9 @@ def test_documented_defaults_are_the_code_defaults():
         platforms = {"database.storageGb": ["aws"],  # DigitalOcean sizes storage by database.size
                      "hosts.diskGb": ["aws"], "network.zones": ["aws"],
                      "database.backupRetentionDays": ["aws", "existing"],  # DigitalOcean: fixed 7
-                     "hosts.count": ["aws", "digitalocean"],  # existing: len(hosts.addresses)
+                     "hosts.count": ["aws", "digitalocean", "heroku"],  # existing: len(hosts.addresses)
+                     "hosts.python": ["aws", "digitalocean", "existing"],  # heroku: its own default
+                     "heroku.stack": ["heroku"],
                      }.get(key, list(loaded))
         for platform in platforms:
             value = loaded[platform]

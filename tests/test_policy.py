@@ -27,6 +27,7 @@ from tests.support.mocks import Registered, Run, plain
 from tests.test_aws import VARIANTS as AWS_VARIANTS
 from tests.test_aws import program as run_aws
 from tests.test_digitalocean import run as run_do
+from tests.test_heroku import run as run_heroku
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,9 +108,46 @@ def aws_graphs() -> dict[str, list[PolicyResource]]:
     return graphs
 
 
-def test_every_example_stack_passes_every_policy(do_graphs, aws_graphs):
-    for name, resources in {**do_graphs, **aws_graphs}.items():
+@pytest.fixture(scope="module")
+def heroku_graphs() -> dict[str, list[PolicyResource]]:
+    return {f"{name}@{stack}": graph_of(run_heroku(name, stack=stack))
+            for name, stack in [("heroku-minimal", "dev"), ("heroku-minimal", "prod"),
+                                ("heroku-complete", "prod"), ("heroku-minimal", "pr-7")]}
+
+
+def test_every_example_stack_passes_every_policy(do_graphs, aws_graphs, heroku_graphs):
+    for name, resources in {**do_graphs, **aws_graphs, **heroku_graphs}.items():
         assert violations(resources) == {}, name
+
+
+HEROKU_PROD = "heroku-complete@prod"
+
+
+@pytest.mark.parametrize(("type_", "props", "policy"), [
+    (baseline.HEROKU_APP, {"configVars": {"APP_ENV": "x", "STRIPE_API_KEY": "sk"}},
+     "heroku-no-plain-secrets"),
+    (baseline.HEROKU_APP, {"acm": False}, "heroku-acm-with-domain"),
+    (baseline.HEROKU_FORMATION, {"quantity": 1}, "heroku-prod"),
+    (baseline.HEROKU_FEATURE, {"enabled": False}, "heroku-prod"),
+    (baseline.HEROKU_ADDON, {"plan": "heroku-postgresql:essential-0"}, "heroku-prod"),
+])
+def test_each_heroku_rule_catches_its_mutation(heroku_graphs, type_, props, policy):
+    found = violations(changed(heroku_graphs[HEROKU_PROD], type_, **props))
+    assert set(found) == {policy}, found
+
+
+def test_an_unprotected_heroku_prod_app_or_database_is_caught(heroku_graphs):
+    for type_ in (baseline.HEROKU_APP, baseline.HEROKU_ADDON):
+        graph = copy.deepcopy(heroku_graphs[HEROKU_PROD])
+        find(graph, type_).opts.protect = False
+        assert "protected" in " ".join(violations(graph)["heroku-prod"]), type_
+    review = heroku_graphs["heroku-minimal@pr-7"]
+    assert not find(review, baseline.HEROKU_APP).opts.protect and violations(review) == {}
+
+
+def test_prod_without_preboot_is_caught(heroku_graphs):
+    graph = [r for r in heroku_graphs[HEROKU_PROD] if r.resource_type != baseline.HEROKU_FEATURE]
+    assert "preboot" in violations(graph)["heroku-prod"][0]
 
 
 def test_world_open_ssh_is_caught_on_an_aws_security_group_rule(aws_graphs):

@@ -23,9 +23,10 @@ from conftest import EXAMPLES, REPO_ROOT, load_example
 
 from stack import settings
 from stack.settings import Reader, Secret, SettingsError
+from stack.settings.platforms import HOST_SECTIONS
 
 PREFIX = "flask-stack:"
-PLATFORMS = ("digitalocean", "aws", "existing")
+PLATFORMS = ("digitalocean", "aws", "existing", "heroku")
 PUBLIC_KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDiDpa+Q74+gxFHdYkOMZHcBd7Av8W6x+bGgQA6CO2Df "
               "deploy@example.com")
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
@@ -54,6 +55,15 @@ def good(platform: str) -> dict[str, Any]:
         "ephemeral": False,
     }
     ssh = {"port": 22, "privateKey": Secret(PRIVATE_KEY)}
+    if platform == "heroku":  # no front, no hosts to log in to, no rollout batches
+        app = {k: v for k, v in app.items() if k not in ("listen", "maxBodySize")}
+        return copy.deepcopy({
+            **{k: v for k, v in common.items() if k not in ("front", "rateLimit")},
+            "app": app, "region": "eu", "deploy": {"healthPath": "/healthz"},
+            "hosts": {"count": 3, "size": "standard-2x", "python": "3.12"},
+            "database": {"size": "premium-0", "engineVersion": "16", "highAvailability": True},
+            "heroku": {"appName": "rocket-prod", "team": "acme", "stack": "heroku-24"},
+        })
     if platform == "existing":
         return copy.deepcopy({
             **common,
@@ -90,6 +100,8 @@ def good(platform: str) -> dict[str, Any]:
 
 def minimal(platform: str) -> dict[str, Any]:
     """The fewest keys a deployable config of `platform` needs."""
+    if platform == "heroku":
+        return {"platform": "heroku"}
     if platform == "existing":
         return {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]},
                 "ssh": {"user": "deploy", "privateKey": Secret(PRIVATE_KEY)}}
@@ -150,7 +162,7 @@ def case(id: str, platform: str, key: str, changes: dict[str, Any], fragment: st
     return pytest.param(platform, key, changes, fragment, kwargs, id=id)
 
 
-DO, AWS, EXISTING = PLATFORMS
+DO, AWS, EXISTING, HEROKU = PLATFORMS
 INVALID = [
     # platform and region
     case("platform-missing", DO, "platform", {"platform": DELETE}, "is required"),
@@ -246,7 +258,7 @@ INVALID = [
     case("db-url-bad-scheme", EXISTING, "database.url", {"database.url": Secret("mysql://a:b@h/db")},
          "must start with postgresql://"),
     case("db-size-on-existing", EXISTING, "database.size", {"database.size": "db-s-1vcpu-1gb"},
-         "is only for platforms digitalocean and aws"),
+         "is only for platforms digitalocean, aws and heroku"),
     # app
     case("app-name-pattern", DO, "app.name", {"app.name": "My App"}, "short lower-case name"),
     case("app-name-reserved", DO, "app.name", {"app.name": "nginx"},
@@ -567,6 +579,12 @@ PLATFORM_DEFAULTS = {
             "ssh.user": "admin", "trusted_proxies": ("10.20.0.0/16",)},
     "existing": {"load_balancer": False, "hosts.count": 1, "hosts.size": "", "database.size": "",
                  "database.url": None, "region": None, "trusted_proxies": (), "hosts.trusted_proxies": ()},
+    # load() judges the prod stack: its Postgres plan defaults to standard-0 (essential elsewhere)
+    "heroku": {"load_balancer": False, "region": "us", "hosts.size": "standard-1x",
+               "hosts.python": "3.13", "database.size": "standard-0", "database.storage_gb": 0,
+               "database.url": None, "ssh.user": "", "trusted_proxies": (),
+               "heroku.app_name": "flask-stack-prod", "heroku.team": None,
+               "heroku.stack": "heroku-24"},
 }
 
 
@@ -747,7 +765,7 @@ DEPLOY_ONLY = {
 }
 
 
-@pytest.mark.parametrize("platform", PLATFORMS)
+@pytest.mark.parametrize("platform", DEPLOY_ONLY)  # a Heroku stack needs nothing more to deploy
 def test_offline_defers_what_only_a_deploy_needs(platform):
     raw = changed(good(platform), DEPLOY_ONLY[platform])
     expected = {f"{PREFIX}{key}" for key in DEPLOY_ONLY[platform]}
@@ -1012,6 +1030,17 @@ NOT_IN_COMPLETE = {
                  "ssh.publicKey", "ssh.adminCidrs", "network", "network.vpcCidr",  # nothing is created
                  "ssh.hostKey"},  # one key for every server: see the comment in the example
 }
+NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
+                             # refused on heroku: a dyno has none of these (read to say so)
+                             "front", "frontWorkers", "loadBalancer", "hosts.image", "hosts.arch",
+                             "hosts.diskGb", "hosts.addresses", "hosts.trustedProxies",
+                             "database.url", "database.storageGb", "database.backupRetentionDays",
+                             "database.name", "database.user", "domain.certificateArn",
+                             "domain.route53Zone", "domain.dnsRecords", "app.listen",
+                             "app.maxBodySize", "deploy.batchSize", "deploy.healthTimeout",
+                             "deploy.releasesKept", "tls", "ssh", "rateLimit", "network"}
+for _platform in ("digitalocean", "aws", "existing"):
+    NOT_IN_COMPLETE[_platform] |= {"heroku", "heroku.appName", "heroku.team", "heroku.stack"}
 for _unset in NOT_IN_COMPLETE.values():
     _unset.add("tls.acmeCaBundle")  # only for a private ACME server; the examples use Let's Encrypt
 
@@ -1068,6 +1097,10 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "network.vpcCidr": "10.20.0.0/16", "database.engineVersion": "16",
     "database.highAvailability": True, "database.name": "app", "database.user": "app",
     "ssh.publicKey": PUBLIC_KEY, "ssh.adminCidrs": ["203.0.113.7/32"],
+    "ssh.user": "deploy", "hosts.image": "debian-12", "hosts.arch": "x86_64", "front": "nginx",
+    "frontWorkers": 2, "app.listen": "unix", "app.maxBodySize": "10m", "deploy.batchSize": 1,
+    "deploy.healthTimeout": 60, "deploy.releasesKept": 5,
+    "heroku.appName": "rocket-web", "heroku.team": "acme", "heroku.stack": "heroku-24",
 }
 
 
@@ -1087,7 +1120,10 @@ def test_a_key_of_another_platform_gets_its_own_message(key, platform):
     errors = assert_error(platform, key, {key: RESTRICTED_VALUES[key]})
     message = next(e for e in errors if e.startswith(f"{PREFIX}{key}:"))
     rule = settings.RULES[key]
-    if platform in rule.refusals:
+    section = key.split(".")[0]
+    if platform == HEROKU and section in HOST_SECTIONS:  # the whole section is refused there
+        assert message == f"{PREFIX}{key}: {HOST_SECTIONS[section]}"
+    elif platform in rule.refusals:
         assert message == f"{PREFIX}{key}: {rule.refusals[platform]}"
     else:
         assert f"this stack's platform is {platform}" in message, message
@@ -1098,7 +1134,8 @@ def test_a_key_of_another_platform_gets_its_own_message(key, platform):
     (DO, "hosts.addresses", "is only for platform existing (a cloud platform creates the hosts; set "
                             "hosts.count); this stack's platform is digitalocean, remove it"),
     (AWS, "hosts.addresses", "is only for platform existing"),
-    (EXISTING, "database.size", "is only for platforms digitalocean and aws (the program creates no "
+    (EXISTING, "database.size", "is only for platforms digitalocean, aws and heroku (the program "
+                                "creates no "
                                 "database there; give yours in database.url); this stack's "
                                 "platform is existing, remove it"),
     (EXISTING, "database.storageGb", "is only for platform aws (the program creates no database "

@@ -251,3 +251,23 @@ def test_expired_command_rejects_what_is_not_a_stack_list():
 ])
 def test_parse_time(text, expected):
     assert sweep.parse_time(text) == expected
+
+
+def test_a_heroku_review_stack_gets_an_app_of_its_own_and_no_ssh_keys():
+    from workflow import review, runner
+
+    template = {"config": {"flask-stack:platform": "heroku",
+                           "flask-stack:heroku": {"appName": "acme-rocket-staging-west"}}}
+    document = review.review_stack_file(template, stack="pr-1234", secrets={},
+                                        public_key="ssh-ed25519 AAAA x", admin_cidr="198.51.100.7",
+                                        expires_at="2026-12-09T00:00:00Z")
+    config = document["config"]
+    assert config["flask-stack:heroku"]["appName"] == "acme-rocket-staging-we-pr-1234"
+    assert len(config["flask-stack:heroku"]["appName"]) <= 30
+    assert "flask-stack:ssh" not in config and "flask-stack:network" not in config
+    assert config["flask-stack:expiresAt"] == "2026-12-09T00:00:00Z"
+    unchanged, said = runner.allow_ssh_from(document, "198.51.100.7")
+    assert unchanged == document and "heroku" in said
+    bare = review.review_stack_file({"config": {"flask-stack:platform": "heroku"}}, stack="pr-7",
+                                    secrets={})
+    assert bare["config"]["flask-stack:heroku"]["appName"] == "flask-stack-pr-7"

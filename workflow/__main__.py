@@ -7,6 +7,7 @@ The workflows' shell scripts (.github/scripts/) only glue these to the Pulumi an
   review-config STACK               write Pulumi.pr-<n>.yaml for a review stack on a fresh runner
   allow-ssh-from STACK CIDR         add the runner's address to Pulumi.<stack>.yaml's ssh.adminCidrs
   expired                           the review stacks the scheduled sweep destroys (JSON list)
+  platform FILE                     the platform a stack file names
   has-stack NAME                    exit 0 when `pulumi stack ls --json` (stdin) lists the stack
   find-comment --marker M           the id of the bot's comment holding <!-- M --> (`gh api` on stdin)
 
@@ -73,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl-days", type=float, default=7)
     p.add_argument("--now", help="ISO time to judge by (default: now)")
     p.add_argument("--only", help="judge this stack (pr-<n>) only; an empty list: keep it")
+
+    p = commands.add_parser("platform", help="the platform a stack file names")
+    p.add_argument("file", type=Path)
 
     p = commands.add_parser("has-stack", help="exit 0 when `pulumi stack ls --json` (stdin) lists NAME")
     p.add_argument("name")
@@ -165,6 +169,11 @@ def _expired(args: argparse.Namespace) -> int:
     return 0
 
 
+def _platform(args: argparse.Namespace) -> int:
+    print(stackfile.get(stackfile.read_yaml(args.file).get("config") or {}, "platform") or "")
+    return 0
+
+
 def _has_stack(args: argparse.Namespace) -> int:
     listing = json.loads(sys.stdin.read() or "[]")
     if not isinstance(listing, list):
@@ -183,7 +192,7 @@ def _find_comment(args: argparse.Namespace) -> int:
 
 COMMANDS = {"affected": _affected, "preview-comment": _preview_comment, "review-comment": _review_comment,
             "review-config": _review_config, "allow-ssh-from": _allow_ssh_from, "expired": _expired,
-            "has-stack": _has_stack, "find-comment": _find_comment}
+            "has-stack": _has_stack, "find-comment": _find_comment, "platform": _platform}
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from stack.settings import PROJECT
 from workflow import WorkflowError, runner, stackfile
 
 REVIEW_STACK = re.compile(r"(?:^|/)pr-([1-9][0-9]{0,8})$")  # "pr-12", or "org/project/pr-12" on Pulumi Cloud
@@ -55,6 +56,13 @@ def secrets_settings(existing: Mapping[str, Any] | None, export: Mapping[str, An
     return {}  # Pulumi Cloud's own secrets ("service"), or a stack that was never deployed
 
 
+def review_app_name(base: str, number: int) -> str:
+    """The Heroku app of review stack pr-<number>: the template's app name with -pr-<number>,
+    cut to Heroku's 30 characters (app names are global, so it must not be the template's)."""
+    suffix = f"-pr-{number}"
+    return base[:30 - len(suffix)].rstrip("-") + suffix
+
+
 def review_stack_file(template: Mapping[str, Any], *, stack: str, secrets: Mapping[str, str],
                       public_key: str = "", admin_cidr: str = "", expires_at: str = "") -> dict[str, Any]:
     """Pulumi.<stack>.yaml of review stack `stack`: the template's config with the stack's own VPC
@@ -65,6 +73,10 @@ def review_stack_file(template: Mapping[str, Any], *, stack: str, secrets: Mappi
     config = copy.deepcopy(dict(template.get("config") or {}))
     if expires_at:
         stackfile.put(config, "expiresAt", expires_at)
+    if stackfile.get(config, "platform") == "heroku":  # an app of its own; no network, no SSH
+        base = stackfile.get(config, "heroku.appName") or PROJECT
+        stackfile.put(config, "heroku.appName", review_app_name(str(base), number))
+        return {**secrets, "config": config}
     stackfile.put(config, "network.vpcCidr", review_cidr(number))
     if public_key:
         stackfile.put(config, "ssh.publicKey", public_key.strip())

@@ -30,6 +30,8 @@ def allow_ssh_from(document: Mapping[str, Any], address: str) -> tuple[dict[str,
     address = cidr(address)
     out = copy.deepcopy(dict(document))
     config = out.setdefault("config", {})
+    if stackfile.get(config, "platform") == "heroku":
+        return out, "platform heroku: the deploy reaches Heroku's API, not a host; nothing to add"
     ssh = stackfile.get(config, "ssh") or {}
     if not isinstance(ssh, Mapping) or set(ssh) == {"secure"}:
         raise WorkflowError(f"{stackfile.key('ssh')[0]} is one secret value; set its keys one by one "

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from stack.settings.checks import NAME, check_entry, check_listen, check_one_line
 from stack.settings.environment import read_env, read_secret_env, text_problem
+from stack.settings.platforms import Platform
 from stack.settings.reader import Reader, describe
-from stack.settings.reserved import host_name_problem
+from stack.settings.reserved import heroku_env_owner, host_name_problem
 from stack.settings.schema import WORKER_CLASSES, App
 
 MAX_COMMAND = 2 * 1024  # bytes of app.releaseCommand: a command, not a script (ship a script)
 URL_PATH_SEGMENT = r"[A-Za-z0-9._~-]+"
 
 
-def read_app(r: Reader, project_dir: Path) -> App:
+def read_app(r: Reader, project_dir: Path, p: Platform) -> App:
     name = r.string("name", "app", pattern=NAME,
                     expect='a short lower-case name like "myapp" (letters, digits, dashes)')
     problem = host_name_problem(name) if name else None
@@ -34,6 +35,8 @@ def read_app(r: Reader, project_dir: Path) -> App:
 
     env = read_env(r)
     secret_env = read_secret_env(r)
+    if not p.hosted:
+        ensure_not_set_by_heroku(r, [("env", k) for k, _ in env] + [("secretEnv", k) for k, _ in secret_env])
     clash = sorted(set(dict(env)) & set(dict(secret_env)))
     if clash:
         r.error("secretEnv", f"{', '.join(clash)} also set in app.env; keep each name in one place")
@@ -51,15 +54,19 @@ def read_app(r: Reader, project_dir: Path) -> App:
     graceful = r.integer("gracefulTimeout", 30, 1, 3600, unit="seconds")
     keepalive = r.integer("keepalive", 20, 0, 3600, unit="seconds")
     max_requests = r.integer("maxRequests", 0, 0, 1_000_000)
-    listen = r.string("listen", "unix", check=check_listen,
-                      expect='"unix" or a loopback address like "127.0.0.1:8000"')
+    listen = "unix"
+    if p.takes(r, "listen"):
+        listen = r.string("listen", "unix", check=check_listen,
+                          expect='"unix" or a loopback address like "127.0.0.1:8000"')
     static_url = r.string("staticUrl", "/static", check=check_static_url,
                           expect='a URL path like "/static" (no trailing slash)')
     static_dir = read_static_dir(r, path, path_text, entry)
-    body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
-                    expect='a size like "10m", "512k" or "1g"')
-    if body and size_bytes(body) > 4 * 1024**3:
-        r.error("maxBodySize", f"must be at most 4g, got {describe(body)}")
+    body = "10m"
+    if p.takes(r, "maxBodySize"):
+        body = r.string("maxBodySize", "10m", pattern=r"[1-9][0-9]{0,5}[kKmMgG]?",
+                        expect='a size like "10m", "512k" or "1g"')
+        if body and size_bytes(body) > 4 * 1024**3:
+            r.error("maxBodySize", f"must be at most 4g, got {describe(body)}")
     release_command = r.string("releaseCommand", None, check=check_command,
                                expect='a command like "flask db upgrade"')
     r.finish()
@@ -68,6 +75,14 @@ def read_app(r: Reader, project_dir: Path) -> App:
                graceful_timeout=graceful, keepalive=keepalive, max_requests=max_requests,
                listen=listen, static_url=static_url, static_dir=static_dir, max_body_size=body,
                release_command=release_command)
+
+
+def ensure_not_set_by_heroku(r: Reader, names: list[tuple[str, str]]) -> None:
+    for section, name in names:
+        owner = heroku_env_owner(name)
+        if owner:
+            r.error_at(f"{r.key(section)}.{name}", f"{name} is not the app's to set on platform "
+                                                   f"heroku: {owner}; remove it from app.{section}")
 
 
 def read_static_dir(r: Reader, path: Path, path_text: str | None, entry: str | None) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 
+from stack.settings import heroku
 from stack.settings.checks import IDENT
 from stack.settings.platforms import Platform
 from stack.settings.reader import Reader, Secret
 from stack.settings.schema import RESERVED_DB_USERS, Database
 
 
-def read_database(r: Reader, p: Platform) -> Database:
+def read_database(r: Reader, p: Platform, *, prod: bool = False) -> Database:
     url: Secret | None = None
     if p.takes(r, "url"):
         url = r.secret_string(
@@ -34,6 +35,9 @@ def read_database(r: Reader, p: Platform) -> Database:
     ha = p.default("database.highAvailability")
     if p.takes(r, "highAvailability"):
         ha = r.boolean("highAvailability", ha)
+    if not p.hosted:  # Heroku: database.size is the Postgres plan
+        size = heroku.plan(r, r.has("size"), size, bool(ha), prod)
+        heroku.check_engine_version(r, version)
     name, user = p.default("database.name"), p.default("database.user")
     if p.takes(r, "name"):
         name = r.string("name", name, pattern=IDENT, expect='a database name like "app"')

@@ -6,6 +6,7 @@ import ipaddress
 import re
 
 from stack.settings.checks import address_item, cidr_item, ensure_not_the_internet, exact_choice
+from stack.settings.heroku import read_python
 from stack.settings.platforms import DEFAULT_VPC, Platform
 from stack.settings.reader import Reader, as_int, describe
 from stack.settings.schema import ARCHES, IMAGE_PYTHON, IMAGES, Hosts, Network
@@ -31,14 +32,19 @@ def read_hosts(r: Reader, p: Platform) -> Hosts:
     if p.takes(r, "size"):
         pattern, expect = p.format("hosts.size")
         size = r.string("size", p.default("hosts.size"), pattern=pattern, expect=expect)
-    image = exact_choice(r, "image", IMAGES, "debian-12")
+    image = exact_choice(r, "image", IMAGES, "debian-12") if p.takes(r, "image") else "debian-12"
     graviton = p.name == "aws" and bool(size) and bool(re.match(GRAVITON, size))
-    arch = r.choice("arch", ARCHES, "aarch64" if graviton else "x86_64")
-    ensure_arch_fits(r, p, arch, size, graviton)
-    python = r.string("python", IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"]),
-                      pattern=r"3\.[0-9]{1,2}\.[0-9]{1,3}",
-                      expect=f'the hosts\' exact python3 version like "3.11.4" (default: the image\'s, '
-                             f'{IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"])})')
+    arch = "x86_64"
+    if p.takes(r, "arch"):
+        arch = r.choice("arch", ARCHES, "aarch64" if graviton else "x86_64")
+        ensure_arch_fits(r, p, arch, size, graviton)
+    if p.hosted:
+        python = r.string("python", IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"]),
+                          pattern=r"3\.[0-9]{1,2}\.[0-9]{1,3}",
+                          expect=f'the hosts\' exact python3 version like "3.11.4" (default: the '
+                                 f'image\'s, {IMAGE_PYTHON.get(image, IMAGE_PYTHON["debian-12"])})')
+    else:
+        python = read_python(r)
     disk = 0
     if p.takes(r, "diskGb"):
         disk = r.integer("diskGb", p.default("hosts.diskGb"), 8, 16384, unit="GB")

@@ -12,11 +12,26 @@ from typing import Any
 from stack.settings.app import read_app
 from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
+from stack.settings.heroku import check_dynos, read_heroku, refuse_host_sections
+from stack.settings.heroku import smallest as smallest_on_heroku
 from stack.settings.hosts import read_hosts, read_network
 from stack.settings.lifecycle import read_ephemeral, read_expires_at, smallest
-from stack.settings.platforms import Platform
+from stack.settings.platforms import DEFAULT_VPC, Platform
 from stack.settings.reader import Errors, Reader, SettingsError, as_int
-from stack.settings.schema import FRONTS, PLATFORMS, PROJECT, Database, Hosts, Settings
+from stack.settings.schema import (
+    FRONTS,
+    LETS_ENCRYPT,
+    PLATFORMS,
+    PROD_STACKS,
+    PROJECT,
+    Database,
+    Hosts,
+    Network,
+    RateLimit,
+    Settings,
+    Ssh,
+    Tls,
+)
 from stack.settings.ssh import read_ssh
 from stack.settings.web import read_deploy, read_domain, read_rate_limit, read_tls
 
@@ -44,22 +59,32 @@ def load(
     region = read_region(top, p)
     load_balancer = bool(top.boolean("loadBalancer", p.default("loadBalancer"))
                          if p.takes(top, "loadBalancer") else False)
-    hosts = read_hosts(section("hosts"), p)
+    hosts_reader = section("hosts")
+    hosts = read_hosts(hosts_reader, p)
+    if not p.hosted:
+        check_dynos(hosts_reader, hosts, stack in PROD_STACKS)
     ensure_single_host_without_balancer(top, p, load_balancer, hosts)
-    database = read_database(section("database"), p)
-    app = read_app(section("app"), project_dir)
+    database = read_database(section("database"), p, prod=stack in PROD_STACKS)
+    app = read_app(section("app"), project_dir, p)
     domain = read_domain(section("domain"), p, region, load_balancer)
-    tls = read_tls(section("tls"), domain, p, load_balancer)
-    front = exact_choice(top, "front", FRONTS, "nginx")
-    front_workers = read_front_workers(top)
-    rate_limit = read_rate_limit(section("rateLimit"))
-    deploy = read_deploy(section("deploy"), app)
-    ssh = read_ssh(section("ssh"), p, hosts.image)
-    network = read_network(section("network"), p)
+    front = exact_choice(top, "front", FRONTS, "nginx") if p.takes(top, "front") else "nginx"
+    front_workers = read_front_workers(top) if p.takes(top, "frontWorkers") else None
+    deploy = read_deploy(section("deploy"), app, p)
+    if p.hosted:
+        tls = read_tls(section("tls"), domain, p, load_balancer)
+        rate_limit = read_rate_limit(section("rateLimit"))
+        ssh = read_ssh(section("ssh"), p, hosts.image)
+        network = read_network(section("network"), p)
+    else:  # Heroku: none of these exist on a dyno; each key set in them is refused
+        refuse_host_sections(top)
+        tls, rate_limit, ssh, network = NO_TLS, NO_RATE_LIMIT, NO_SSH, Network(DEFAULT_VPC, 0)
+    heroku = read_heroku(section("heroku"), p, stack)
     ephemeral = read_ephemeral(top, stack)
     expires_at = read_expires_at(top, ephemeral)
     if ephemeral and p.cloud:
         hosts, database = smallest(hosts, database, p)
+    elif ephemeral and not p.hosted:
+        hosts, database = smallest_on_heroku(hosts, database)
     do_project = p.takes(top, "doProject") and top.boolean("doProject", p.default("doProject"))
     top.finish()
 
@@ -70,16 +95,23 @@ def load(
         load_balancer=load_balancer, hosts=hosts, database=database, app=app, domain=domain,
         tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
         ssh=ssh, network=network,
-        ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project),
+        ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project), heroku=heroku,
         deferred=tuple(deferred.lines() if deferred else ()),
         warnings=tuple(warnings(p, hosts, database, app.name)),
     )
 
 
+# What a Heroku stack has instead of the sections only hosts read.
+NO_TLS = Tls(enabled=False, email=None, acme_directory=LETS_ENCRYPT)
+NO_RATE_LIMIT = RateLimit(enabled=False, requests_per_second=10, burst=20)
+NO_SSH = Ssh(user="", port=22, public_key=None, private_key=None, admin_cidrs=(), host_key=None,
+             bastion=None)
+
 # Each cloud's name in a message, and where it lists its regions.
-CLOUD_NAMES = {"aws": "an AWS", "digitalocean": "a DigitalOcean"}
+CLOUD_NAMES = {"aws": "an AWS", "digitalocean": "a DigitalOcean", "heroku": "a Heroku"}
 REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or https://docs.aws.amazon.com/"
                        "global-infrastructure/latest/regions/aws-regions.html",
+                "heroku": "heroku regions",
                 "digitalocean": "doctl compute region list, or "
                                 "https://docs.digitalocean.com/platform/regional-availability/"}
 
@@ -88,6 +120,8 @@ REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or https://docs.
 def regions(platform: str) -> tuple[str, ...]:
     """The regions the platform's Pulumi SDK knows (its `Region` enum), imported only when a
     stack of that platform is read."""
+    if platform == "heroku":
+        return ("us", "eu")  # the Common Runtime's regions; Private Spaces are not deployed to
     if platform == "aws":
         from pulumi_aws import Region
     else:
@@ -99,7 +133,9 @@ def read_region(top: Reader, p: Platform) -> str | None:
     if not p.takes(top, "region"):
         return None
     pattern, expect = p.format("region")
-    value = top.string("region", pattern=pattern, expect=expect)
+    default = p.default("region")
+    value = top.string("region", *(() if default is None else (default,)), pattern=pattern,
+                       expect=expect)
     if value and p.name and value not in regions(p.name):
         close = difflib.get_close_matches(value, regions(p.name), n=1)
         hint = f'did you mean "{close[0]}"? ' if close else ""

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stack.settings.reader import Reader
-from stack.settings.schema import CLOUDS, IMAGE_USERS, PLATFORMS, PROJECT
+from stack.settings.schema import CLOUDS, HEROKU, HOSTED, IMAGE_USERS, PROJECT
 
 DO, AWS, EXISTING = "digitalocean", "aws", "existing"
 NO_MEANING = "has no meaning on platform existing; remove it"
 NO_DATABASE = "the program creates no database there; database.url is yours"
 DEFAULT_VPC = "10.20.0.0/16"
+# Said of a key about hosts on platform heroku, where the app runs on dynos.
+DYNOS = "platform heroku runs the app on dynos behind Heroku's router, with no host to set up"
+WITH_DYNOS = (DO, AWS, HEROKU)  # the platforms that create what the app runs on
 
 
 @dataclass(frozen=True)
@@ -37,63 +40,130 @@ class Rule:
 RULES: dict[str, Rule] = {
     # The format says what a region looks like; loading.read_region checks it is one of the
     # regions the platform's Pulumi SDK lists.
-    "region": Rule(CLOUDS, formats={
+    "region": Rule(WITH_DYNOS, {HEROKU: "us"}, formats={
         DO: (r"[a-z]{3}[0-9]", 'a DigitalOcean region like "nyc3"'),
-        AWS: (r"[a-z]{2,4}(-[a-z]+)+-[0-9]", 'an AWS region like "eu-west-1"')},
+        AWS: (r"[a-z]{2,4}(-[a-z]+)+-[0-9]", 'an AWS region like "eu-west-1"'),
+        HEROKU: (r"us|eu", 'a Heroku Common Runtime region, "us" or "eu"')},
         refusals={EXISTING: NO_MEANING}),
     "loadBalancer": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
         EXISTING: "must be false on platform existing (the program creates no load balancer "
-                  "there; list yours in hosts.trustedProxies)"}),
+                  "there; list yours in hosts.trustedProxies)",
+        HEROKU: "has no meaning on platform heroku: Heroku's router spreads requests over the "
+                "web dynos (hosts.count); remove it"}),
     "doProject": Rule((DO,), {DO: True}, switch=True),
     # The smallest sizes that run the default app well.
-    "hosts.size": Rule(CLOUDS, {DO: "s-1vcpu-1gb", AWS: "t3.small"}, formats={
+    # On Heroku: the web dynos' size (standard-1x is the smallest that runs 2 or more dynos and
+    # has preboot).
+    "hosts.size": Rule(WITH_DYNOS, {DO: "s-1vcpu-1gb", AWS: "t3.small", HEROKU: "standard-1x"}, formats={
         DO: (r"[a-z0-9]+(-[a-z0-9]+)+", 'a droplet size slug like "s-1vcpu-1gb"'),
-        AWS: (r"[a-z][a-z0-9-]*\.[a-z0-9]+", 'an EC2 instance type like "t3.small"')},
+        AWS: (r"[a-z][a-z0-9-]*\.[a-z0-9]+", 'an EC2 instance type like "t3.small"'),
+        HEROKU: (r"[a-z0-9]+(-[a-z0-9]+)*", 'a dyno size like "standard-1x"')},
         refusals={EXISTING: NO_MEANING}),
     "hosts.diskGb": Rule((AWS,), {AWS: 20}, why="a droplet size fixes its disk",
-                         refusals={EXISTING: NO_MEANING}),
-    "hosts.addresses": Rule((EXISTING,), why="a cloud platform creates the hosts; set hosts.count"),
+                         refusals={EXISTING: NO_MEANING,
+                                   HEROKU: "has no meaning on platform heroku (a dyno's disk is "
+                                           "temporary and fixed); remove it"}),
+    "hosts.addresses": Rule((EXISTING,), why="a cloud platform creates the hosts; set hosts.count",
+                            refusals={HEROKU: "is only for platform existing; on platform heroku "
+                                              "set hosts.count, the number of web dynos"}),
     "hosts.trustedProxies": Rule((EXISTING,), why="on a cloud platform the load balancer's network "
-                                                  "is trusted automatically"),
+                                                  "is trusted automatically", refusals={
+        HEROKU: "has no meaning on platform heroku: the one hop the app trusts is Heroku's "
+                "router; remove it"}),
+    "hosts.image": Rule(HOSTED, refusals={HEROKU: f"has no meaning: {DYNOS}; heroku.stack sets "
+                                                  "the dynos' base image"}),
+    "hosts.arch": Rule(HOSTED, refusals={HEROKU: "has no meaning: Heroku's Common Runtime dynos "
+                                                 "are x86_64; remove it"}),
     "database.url": Rule((EXISTING,), refusals={
         DO: "is made by the program on a cloud platform; remove it",
-        AWS: "is made by the program on a cloud platform; remove it"}),
-    "database.size": Rule(CLOUDS, {DO: "db-s-1vcpu-1gb", AWS: "db.t4g.micro"}, formats={
+        AWS: "is made by the program on a cloud platform; remove it",
+        HEROKU: "is set by the Heroku Postgres add-on (DATABASE_URL); remove it"}),
+    # On Heroku: the Heroku Postgres plan (the default on prod is standard-0, loading.py).
+    "database.size": Rule(WITH_DYNOS, {DO: "db-s-1vcpu-1gb", AWS: "db.t4g.micro",
+                                       HEROKU: "essential-0"}, formats={
         DO: (r"db-[a-z0-9]+(-[a-z0-9]+)*", 'a database size slug like "db-s-1vcpu-1gb"'),
-        AWS: (r"db\.[a-z0-9]+\.[a-z0-9]+", 'an RDS instance class like "db.t4g.micro"')},
+        AWS: (r"db\.[a-z0-9]+\.[a-z0-9]+", 'an RDS instance class like "db.t4g.micro"'),
+        HEROKU: (r"[a-z]+-[0-9]+", 'a Heroku Postgres plan like "essential-0" or "standard-0"')},
         why="the program creates no database there; give yours in database.url"),
     "database.storageGb": Rule((AWS,), {AWS: 20}, refusals={
-        DO: "is set by database.size on DigitalOcean; remove it"},
+        DO: "is set by database.size on DigitalOcean; remove it",
+        HEROKU: "is set by the Heroku Postgres plan (database.size); remove it"},
         why="the program creates no database there"),
-    "database.backupRetentionDays": Rule((AWS,), {AWS: 7, EXISTING: 7, DO: 7}, refusals={
+    "database.backupRetentionDays": Rule((AWS,), {AWS: 7, EXISTING: 7, DO: 7, HEROKU: 7}, refusals={
         DO: "DigitalOcean keeps 7 days of backups of a managed database, with point-in-time "
             "recovery; it cannot be changed, remove it",
         EXISTING: "has no meaning on platform existing: the program creates no database there "
-                  "and backs up none of yours; remove it"}),
+                  "and backs up none of yours; remove it",
+        HEROKU: "is set by the Heroku Postgres plan (rollback: 4 days on standard, 1 week on "
+                "premium; schedule logical backups with heroku pg:backups:schedule); remove it"}),
     # What the program creates a database with; on existing servers database.url says it all.
-    "database.engineVersion": Rule(CLOUDS, {DO: "16", AWS: "16", EXISTING: "16"}, why=NO_DATABASE),
-    "database.highAvailability": Rule(CLOUDS, {DO: False, AWS: False, EXISTING: False},
-                                      switch=True, why=NO_DATABASE),
-    "database.name": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app"}, why=NO_DATABASE),
-    "database.user": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app"}, why=NO_DATABASE),
+    "database.engineVersion": Rule(WITH_DYNOS, {DO: "16", AWS: "16", EXISTING: "16", HEROKU: "16"},
+                                   why=NO_DATABASE),
+    "database.highAvailability": Rule(WITH_DYNOS, {DO: False, AWS: False, EXISTING: False,
+                                                   HEROKU: False}, switch=True, why=NO_DATABASE),
+    "database.name": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app", HEROKU: "app"},
+                          why=NO_DATABASE, refusals={
+        HEROKU: "is chosen by Heroku Postgres (DATABASE_URL names it); remove it"}),
+    "database.user": Rule(CLOUDS, {DO: "app", AWS: "app", EXISTING: "app", HEROKU: "app"},
+                          why=NO_DATABASE, refusals={
+        HEROKU: "is chosen by Heroku Postgres (DATABASE_URL names it); remove it"}),
     "domain.certificateArn": Rule((AWS,)),
     "domain.route53Zone": Rule((AWS,)),
     "domain.dnsRecords": Rule(CLOUDS, {DO: True, AWS: True}, switch=True, refusals={
         EXISTING: "has no meaning on platform existing (the program manages no DNS there); "
-                  "remove it"}),
+                  "remove it",
+        HEROKU: "has no meaning on platform heroku (Heroku hosts no DNS): point domain.name "
+                "and www at the dnsTargets output with your DNS provider; remove it"}),
     "network.vpcCidr": Rule(CLOUDS, {DO: DEFAULT_VPC, AWS: DEFAULT_VPC, EXISTING: DEFAULT_VPC},
                             why="the program creates no private network there; your servers' "
-                                "network is your own"),
+                                "network is your own", refusals={
+        HEROKU: "has no meaning on platform heroku: Common Runtime dynos get no private network "
+                "from the program; remove it"}),
     "network.zones": Rule((AWS,), {AWS: 2}),
+    # Keys of a front (Nginx or HAProxy) and of the hosts' rollout: a dyno has neither.
+    "front": Rule(HOSTED, refusals={HEROKU: f"has no meaning: {DYNOS}; Heroku's router is the "
+                                            "front; remove it"}),
+    "frontWorkers": Rule(HOSTED, refusals={HEROKU: f"has no meaning: {DYNOS}; remove it"}),
+    "app.listen": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: on a host Gunicorn listens on loopback only, "
+                "as the front is the public side; on a dyno it must bind 0.0.0.0:$PORT, the one "
+                "port Heroku's router reaches, so the program sets that; remove it"}),
+    "app.maxBodySize": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: it is the front's limit, and a dyno has no "
+                "front (check request sizes in the app, e.g. Flask's MAX_CONTENT_LENGTH); "
+                "remove it"}),
+    "deploy.batchSize": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: preboot starts every new web dyno before "
+                "the old ones stop; remove it"}),
+    "deploy.healthTimeout": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: Heroku gives a dyno 60 s to bind $PORT "
+                "(its boot timeout) and checks nothing else; remove it"}),
+    "deploy.releasesKept": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: Heroku keeps every release (heroku "
+                "releases, heroku releases:rollback); remove it"}),
+    "heroku.appName": Rule((HEROKU,)),
+    "heroku.team": Rule((HEROKU,)),
+    "heroku.stack": Rule((HEROKU,)),
     # The login user when ssh.user is not set: DigitalOcean always logs in as root, an AWS image
     # as its own user; existing servers have no default (the user must say).
-    "ssh.user": Rule(PLATFORMS, {DO: "root", AWS: IMAGE_USERS}),
+    "ssh.user": Rule(HOSTED, {DO: "root", AWS: IMAGE_USERS}),
     # The login key the hosts are created with, and the firewall's SSH sources: existing
     # servers are not created and get no firewall.
     "ssh.publicKey": Rule(CLOUDS, why="your servers already have their login keys; the program "
                                       "creates no host there"),
     "ssh.adminCidrs": Rule(CLOUDS, why="the program creates no firewall there; limit SSH on your "
                                        "servers yourself"),
+}
+
+# Whole sections only platforms with hosts read; on Heroku each key set in them is refused.
+HOST_SECTIONS: dict[str, str] = {
+    "ssh": f"has no meaning: {DYNOS} (heroku run bash reaches a one-off dyno); remove it",
+    "tls": "has no meaning on platform heroku: Heroku's Automated Certificate Management gives "
+           "domain.name and www their certificates; remove it",
+    "rateLimit": "has no meaning on platform heroku: requests are limited by the hosts' front, "
+                 "and a dyno has none (limit in the app, e.g. Flask-Limiter); remove it",
+    "network": "has no meaning on platform heroku: Common Runtime dynos get no private network "
+               "from the program; remove it",
 }
 
 def _names(platforms: tuple[str, ...]) -> str:
@@ -120,7 +190,14 @@ class Platform:
 
     @property
     def cloud(self) -> bool:
+        """A cloud whose machines the program creates (not Heroku: it creates dynos)."""
         return self.name in CLOUDS
+
+    @property
+    def hosted(self) -> bool:
+        """The app runs on hosts the program logs in to (unknown counts as hosted, so its
+        other keys are still judged)."""
+        return self.name != HEROKU
 
     def takes(self, r: Reader, name: str) -> bool:
         """Whether this platform takes `name` under `r`; when not and it is set, says so once.

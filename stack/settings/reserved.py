@@ -103,6 +103,20 @@ ENV_OWNER_PREFIXES: dict[str, str] = {
 }
 
 
+# What Heroku sets in every dyno, on top of the names above (devcenter.heroku.com/articles/
+# dynos#local-environment-variables and dyno-metadata).
+HEROKU_ENV_OWNERS: dict[str, str] = {
+    "PORT": "Heroku sets it to the port the dyno's Gunicorn must bind",
+    "DYNO": "Heroku sets it to the dyno's name (web.1)",
+    "HEROKU_": "Heroku sets the HEROKU_* names (dyno metadata, the app's name and release)",
+}
+
+
+def heroku_env_owner(name: str) -> str | None:
+    return next((why for prefix, why in HEROKU_ENV_OWNERS.items()
+                 if name == prefix or prefix.endswith("_") and name.startswith(prefix)), None)
+
+
 # Python variables that change how output and errors come out, never what code runs.
 PYTHON_HARMLESS = frozenset({"PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PYTHONFAULTHANDLER",
                              "PYTHONIOENCODING", "PYTHONUTF8"})

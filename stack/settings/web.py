@@ -122,14 +122,14 @@ def read_rate_limit(r: Reader) -> RateLimit:
     return RateLimit(enabled=enabled, requests_per_second=rps, burst=burst)
 
 
-def read_deploy(r: Reader, app: App) -> Deploy:
-    batch = r.integer("batchSize", 1, 1, 100)
+def read_deploy(r: Reader, app: App, p: Platform) -> Deploy:
+    batch = r.integer("batchSize", 1, 1, 100) if p.takes(r, "batchSize") else 1
     health = r.string("healthPath", "/healthz", pattern=r"/[A-Za-z0-9._~/-]*",
                       expect='a URL path like "/healthz"', check=check_health_path)
     if health and app.static_url and (health + "/").startswith(app.static_url + "/"):
         r.error("healthPath", f"is under app.staticUrl ({app.static_url}), so the front would serve "
                               "it from disk and never ask the app")
-    timeout = r.integer("healthTimeout", 60, 5, 900, unit="seconds")
-    kept = r.integer("releasesKept", 5, 2, 50)
+    timeout = r.integer("healthTimeout", 60, 5, 900, unit="seconds") if p.takes(r, "healthTimeout") else 60
+    kept = r.integer("releasesKept", 5, 2, 50) if p.takes(r, "releasesKept") else 5
     r.finish()
     return Deploy(batch_size=batch, health_path=health, health_timeout=timeout, releases_kept=kept)

@@ -39,6 +39,8 @@ def stack_file_config(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
         return value
 
     config = {key: fill(value, key, key) for key, value in raw.items()}
+    if config.get("platform") == "heroku":  # no hosts, so no SSH key to fill in
+        return config, tuple(sorted(secret_sections))
     ssh = config.setdefault("ssh", {})
     if "privateKey" not in ssh:
         ssh["privateKey"] = TEST_PRIVATE_KEY
