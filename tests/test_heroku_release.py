@@ -118,7 +118,8 @@ def running(tmp_path_factory):
 
     pg = Postgres(Path("/var/tmp") / f"flask-stack-dyno-pg-{secrets.token_hex(4)}")
     try:
-        url = pg.start()
+        # As Heroku Postgres writes it: postgres://, no sslmode (docs/heroku.md, "The database URL").
+        url = pg.start().replace("postgresql://", "postgres://", 1)
         # The release phase: the release line, once, in the app's directory, with its config vars.
         released = subprocess.run(["/bin/bash", "-c", box.procfile["release"]], cwd=box.app,
                                   env=box.env(DATABASE_URL=url), capture_output=True, text=True,
