@@ -60,11 +60,16 @@ GUNICORN_CONF = ".flaskstack/gunicorn.conf.py"
 ENTRY = f".flaskstack/{WSGI_MODULE}.py"
 
 
+def heroku_stack(settings: Settings) -> str:
+    """heroku.stack: the dynos' base image ("heroku-24")."""
+    if settings.heroku is None:
+        raise ValueError(f"flask-stack: the Heroku archive is for platform heroku, not {settings.platform}")
+    return settings.heroku.stack
+
+
 def target_of(settings: Settings) -> Target:
     """What the pins are resolved for: Heroku's Python on the stack's Ubuntu, x86-64."""
-    heroku = settings.heroku
-    stack = heroku.stack if heroku else "heroku-24"
-    return Target(python=settings.hosts.python, arch=ARCH, glibc=STACK_GLIBC[stack])
+    return Target(python=settings.hosts.python, arch=ARCH, glibc=STACK_GLIBC[heroku_stack(settings)])
 
 
 def locked_pins(settings: Settings, cache: Path) -> tuple[Input, tuple[Pin, ...]]:
@@ -107,8 +112,8 @@ def requirements_file(settings: Settings, inputs: Input, pins: tuple[Pin, ...], 
     """The dyno's requirements.txt: index options, exact pins, and `.` for a package app (a
     plain install, not -e: the build directory is not where the slug runs)."""
     target = target_of(settings)
-    stack = settings.heroku.stack if settings.heroku else "heroku-24"
-    head = (f"# Locked by flask-stack (uv pip compile) for Heroku's Python {target.python} on {stack} "
+    head = (f"# Locked by flask-stack (uv pip compile) for Heroku's Python {target.python} on "
+            f"{heroku_stack(settings)} "
             f"({target.platform_tag});\n# Heroku's Python buildpack installs them from the index.\n")
     lines = [*index_lines(settings, inputs, packed), *(p.line for p in pins)]
     if release.is_package(settings):
@@ -222,9 +227,9 @@ def replaced_warning(rel: Release) -> str | None:
     other = [n for n in rel.replaced if n in OTHER_MANAGERS]
     parts = []
     if own:
-        parts.append(f"{', '.join(own)} {'is' if len(own) == 1 else 'are'} replaced by the ones "
-                     "flask-stack writes (web: Gunicorn with its config; release: app.releaseCommand; "
-                     "the Python of hosts.python)")
+        parts.append(f"{', '.join(own)} {'is' if len(own) == 1 else 'are'} replaced by flask-stack's "
+                     "own (a Procfile running Gunicorn with its config, and app.releaseCommand as the "
+                     "release line; .python-version holding hosts.python)")
     if other:
         parts.append(f"{', '.join(other)} {'is' if len(other) == 1 else 'are'} left out: Heroku's "
                      "buildpack refuses more than one package manager's files, and the generated "

@@ -309,6 +309,8 @@ def entry(tmp_path: Path, wheels: Path, monkeypatch, source: str | None = None, 
     with tarfile.open(rel.archive) as tar:
         tar.extractall(unpacked, filter="data")
     monkeypatch.syspath_prepend(str(unpacked))
+    for name in ("rocket", "flaskstack_wsgi"):  # another test's app of the same module name
+        monkeypatch.delitem(sys.modules, name, raising=False)
     code = (unpacked / dyno.ENTRY).read_text()
     before = set(sys.modules)
     namespace: dict = {"__name__": "flaskstack_wsgi", "__file__": str(unpacked / dyno.ENTRY)}

@@ -36,6 +36,8 @@ from tests.hosts.postgres import Postgres, bindir, free_port
 from tests.support.heroku import dyno_settings
 from tests.support.router import ROUTER_ADDRESS, Router
 
+pytestmark = pytest.mark.tools  # Gunicorn and PostgreSQL, for real, on this machine
+
 APP = Path(__file__).resolve().parent / "apps" / "bookshelf"
 CLIENT = "127.0.0.3"  # where the test's requests come from: neither the router nor the dyno
 DOMAIN = "shelf.example"
