@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stack import inventory, render, settings
 from stack.paths import Paths
+from stack.release import ReleaseError
 from stack.settings import SettingsError
 
 
@@ -87,7 +88,19 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
     except SettingsError as exc:
         print(exc.report(stack), file=sys.stderr)
         return 2
-    files = render.render_all(config, inventory.planned(config))
+    if config.platform == "heroku":
+        from stack import dyno
+
+        try:
+            # Paths from the archive's root, as a host's are from /.
+            files = {"heroku": {f"/{name}": text for name, text in dyno.offline_files(config).items()}}
+        except ReleaseError as exc:
+            print(f"stack {stack!r}: {exc}", file=sys.stderr)
+            return 2
+        print("note: a Heroku stack has no host files; these are the release archive's generated "
+              "files (requirements.txt is locked by pulumi up)", file=sys.stderr)
+    else:
+        files = render.render_all(config, inventory.planned(config))
     if out is None:
         for host, host_files in files.items():
             for path, content in host_files.items():
@@ -106,7 +119,7 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
         print(f"warning: {note}", file=sys.stderr)
     for note in config.deferred:
         print(f"note: a deploy still needs {note}", file=sys.stderr)
-    if config.app.secret_env:
+    if config.app.secret_env and config.platform != "heroku":
         names = ", ".join(k for k, _ in config.app.secret_env)
         print(f"note: secret environment ({names}) goes to {Paths(config.app.name).secret_env_file} "
               "at deploy time and is not rendered here", file=sys.stderr)

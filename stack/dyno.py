@@ -219,6 +219,13 @@ def build(settings: Settings, cache: Path) -> Release:
                    replaced=tuple(replaced))
 
 
+def offline_files(settings: Settings) -> dict[str, str]:
+    """The generated files `python -m stack render` shows for a Heroku stack: all but
+    requirements.txt, which needs the lock (uv and the index) and is made by `pulumi up`."""
+    return {"Procfile": procfile(settings), ".python-version": f"{settings.hosts.python}\n",
+            **render_files(settings)}
+
+
 def replaced_warning(rel: Release) -> str | None:
     """What to tell the user about the app's files the Heroku archive left out, or None."""
     if not rel.replaced:

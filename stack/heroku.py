@@ -53,12 +53,9 @@ class HerokuSiteArgs:
 
 
 def config_vars(settings: Settings) -> dict[str, str]:
-    """The plain config vars: app.env, and WEB_CONCURRENCY when app.workers is set (Heroku's
-    buildpack sets it per dyno size otherwise, and the dyno's Gunicorn reads it)."""
-    out = dict(settings.app.env)
-    if settings.app.workers:
-        out["WEB_CONCURRENCY"] = str(settings.app.workers)
-    return out
+    """The plain config vars: app.env. (app.workers is written into the dyno's Gunicorn config,
+    which prefers it to the WEB_CONCURRENCY the buildpack sets per dyno size.)"""
+    return dict(settings.app.env)
 
 
 def sensitive_config_vars(settings: Settings) -> dict[str, pulumi.Output[str]]:

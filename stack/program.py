@@ -67,6 +67,8 @@ def run_heroku(config: settings.Settings) -> dict[str, object]:
         built = dyno.build(config, settings.project_dir() / ".cache")
     except release.ReleaseError as exc:
         raise pulumi.RunError(f"stack {config.stack!r}: {exc}") from None
+    if warning := dyno.replaced_warning(built):
+        pulumi.log.warn(warning)
     site = HerokuSite("site", HerokuSiteArgs(config, built, settings.project_dir()))
     return {
         "url": site.url,

@@ -121,3 +121,37 @@ def test_deploy_without_cli_or_credentials_says_what_to_install_and_set(tmp_path
     assert "export DIGITALOCEAN_TOKEN=" in result.stderr
     assert "flask-stack:ssh.privateKey" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def heroku_stack(directory: Path) -> None:
+    shutil.copytree(ROOT / "app", directory / "app")
+    shutil.copy(ROOT / "examples" / "heroku-complete.yaml", directory / "Pulumi.hk.yaml")
+
+
+def test_render_of_a_heroku_stack_shows_the_archives_generated_files(tmp_path):
+    heroku_stack(tmp_path)
+    out = tmp_path / "out"
+    result = run([sys.executable, "-m", "stack", "render", "hk", "--dir", str(tmp_path),
+                  "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["heroku/.flaskstack/flaskstack_wsgi.py", "heroku/.flaskstack/gunicorn.conf.py",
+                       "heroku/.python-version", "heroku/Procfile"]
+    assert (out / "heroku/Procfile").read_text().splitlines()[1] == 'release: python -c "import rocket"'
+    assert "no host files" in result.stderr and "secrets.env" not in result.stderr
+
+
+def test_check_of_a_heroku_stack_speaks_of_dynos_not_hosts(tmp_path):
+    heroku_stack(tmp_path)
+    result = run([sys.executable, "-m", "stack", "check", "hk", "--dir", str(tmp_path)])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "heroku"
+    assert "a dyno's files vanish" in result.stderr and "Nginx serves" not in result.stderr
+
+
+def test_diff_of_a_heroku_stack_says_a_change_is_a_new_build(tmp_path):
+    from stack import diff
+
+    heroku_stack(tmp_path)
+    said = diff.consequences("hk", tmp_path, [".flaskstack/gunicorn.conf.py"])
+    assert "builds it on Heroku" in said and "preboot" in said and "step installs" not in said

@@ -87,9 +87,10 @@ def test_config_vars_are_plain_and_secrets_stay_secret(complete):
     assert "DATABASE_URL" not in app["configVars"]  # the add-on sets it
 
 
-def test_the_workers_setting_becomes_web_concurrency():
+def test_the_workers_setting_stays_in_the_dynos_gunicorn_config():
     fixed = run("heroku-minimal", stack="dev", app={"workers": 3})
-    assert one(fixed, APP).inputs["configVars"]["WEB_CONCURRENCY"] == "3"
+    assert "WEB_CONCURRENCY" not in one(fixed, APP).inputs["configVars"]
+    assert fixed.resolved["release"] != run("heroku-minimal", stack="dev").resolved["release"]
 
 
 @pytest.mark.parametrize(("example", "stack", "plan"), [
