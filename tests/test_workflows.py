@@ -497,6 +497,18 @@ def test_review_stack_prepare_rebuilds_an_existing_stacks_file_from_its_state(pr
     assert project.stack_file("pr-12")["encryptionsalt"] == "v1:from-state"
 
 
+def test_a_heroku_review_stack_needs_no_deploy_key_and_gets_its_own_app(project):
+    template = project.root / "examples" / "review.yaml"
+    template.write_text("config:\n  flask-stack:platform: heroku\n"
+                        "  flask-stack:heroku:\n    appName: acme-rocket-staging\n")
+    result = project.run("review-stack", "prepare", "pr-12")
+    assert result.returncode == 0, result.stdout + result.stderr
+    config = project.stack_file("pr-12")["config"]
+    assert config["flask-stack:heroku"] == {"appName": "acme-rocket-staging-pr-12"}
+    assert "flask-stack:ssh" not in config and "flask-stack:network" not in config
+    assert not any(a[:2] == ["config", "set"] for a in project.argvs("pulumi"))
+
+
 def test_review_stack_prepare_needs_the_deploy_key(project):
     result = project.run("review-stack", "prepare", "pr-12", SSH_PUBLIC_KEY=PUBLIC_KEY)
     assert result.returncode == 1 and "SSH_PRIVATE_KEY" in result.stdout
