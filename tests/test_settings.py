@@ -1230,3 +1230,66 @@ def test_every_region_the_sdk_lists_is_accepted(platform):
     assert regions(platform) and all(re.fullmatch(pattern, r) for r in regions(platform))
     for region in ("us-east-1", "ap-southeast-2") if platform == "aws" else ("nyc3", "sgp1"):
         assert load(changed(minimal(platform), {"region": region})).region == region
+
+
+# -- platform heroku: what Heroku itself would refuse, said before anything is created --------------
+@pytest.mark.parametrize(("stack", "changes", "key", "fragment"), [
+    ("dev", {"hosts.size": "basic", "hosts.count": 2}, "hosts.count", "one per process type"),
+    ("prod", {"hosts.size": "basic", "hosts.count": 2}, "hosts.size", "no preboot"),
+    ("prod", {"hosts.count": 1}, "hosts.count", "at least 2 on prod"),
+    ("dev", {"hosts.size": "private-m"}, "hosts.size", "Private Space dyno"),
+    ("dev", {"hosts.size": "standard-3x"}, "hosts.size", "not a Heroku dyno size"),
+    ("dev", {"hosts.python": "3.9"}, "hosts.python", "3.10 to 3.14"),
+    ("dev", {"hosts.python": "3.11.2.1"}, "hosts.python", "major.minor"),
+    ("dev", {"database.size": "hobby-dev"}, "database.size", "Heroku Postgres plan"),
+    ("dev", {"database.size": "mega-0"}, "database.size", "not a Heroku Postgres plan"),
+    ("prod", {"database.size": "essential-2", "database.highAvailability": False}, "database.size",
+     "prod needs standard-0"),
+    ("dev", {"database.size": "standard-0"}, "database.highAvailability", "needs a premium plan"),
+    ("dev", {"database.engineVersion": "13"}, "database.engineVersion", "not offered by Heroku"),
+    ("dev", {"region": "fra1"}, "region", '"us" or "eu"'),
+    ("dev", {"heroku.appName": "Rocket_Prod"}, "heroku.appName", "Heroku app name"),
+    ("dev", {"heroku.appName": "a" * 31}, "heroku.appName", "Heroku app name"),
+    ("dev", {"heroku.stack": "cedar-14"}, "heroku.stack", "heroku-24"),
+    ("dev", {"app.env.PORT": "8000"}, "app.env.PORT", "Heroku sets it"),
+    ("dev", {"app.secretEnv.HEROKU_API_KEY": Secret("x")}, "app.secretEnv.HEROKU_API_KEY",
+     "Heroku sets the HEROKU_* names"),
+    ("dev", {"app.env.DYNO": "web.1"}, "app.env.DYNO", "Heroku sets it"),
+])
+def test_heroku_refuses_what_heroku_would(stack, changes, key, fragment):
+    errors = errors_of(changed(good(HEROKU), changes), stack=stack)
+    named = [e for e in errors if e.startswith(f"{PREFIX}{key}:")]
+    assert named and any(fragment in e for e in named), errors
+
+
+@pytest.mark.parametrize(("stack", "changes", "size", "plan", "count"), [
+    ("dev", {"hosts.size": DELETE, "hosts.count": DELETE, "database": {}}, "standard-1x", "essential-0", 2),
+    ("prod", {"hosts.size": DELETE, "hosts.count": DELETE, "database": {}}, "standard-1x", "standard-0", 2),
+    ("dev", {"database": {"highAvailability": True}}, "standard-2x", "premium-0", 3),
+    ("dev", {"hosts.size": "basic", "hosts.count": 1}, "basic", "premium-0", 1),
+    ("pr-9", {"expiresAt": "2099-01-01T00:00:00Z", "ephemeral": DELETE}, "basic", "essential-0", 1),
+])
+def test_heroku_sizes_and_plans_by_stack(stack, changes, size, plan, count):
+    loaded = load(changed(good(HEROKU), changes), stack=stack)
+    assert (loaded.hosts.size, loaded.database.size, loaded.hosts.count) == (size, plan, count)
+    assert loaded.database.high_availability is (plan.startswith("premium") and stack != "pr-9")
+
+
+def test_a_stack_name_that_makes_no_heroku_app_name_needs_heroku_app_name():
+    raw = changed(good(HEROKU), {"heroku.appName": DELETE})
+    assert load(raw, stack="staging").heroku.app_name == "flask-stack-staging"
+    errors = errors_of(raw, stack="a-very-long-stack-name-for-heroku")
+    assert errors == [f'{PREFIX}heroku.appName: is needed: the default, "flask-stack-a-very-long-'
+                      'stack-name-for-heroku", is not a Heroku app name (lower-case letters, '
+                      'digits and dashes, at most 30 characters); set one, e.g. pulumi config set '
+                      '--path heroku.appName "flask-stack-a-very-long-stack"']
+
+
+def test_every_host_section_is_refused_on_heroku_key_by_key():
+    raw = changed(good(HEROKU), {"ssh.user": "deploy", "ssh.port": 22, "tls.enabled": False,
+                                 "rateLimit.enabled": True, "network.vpcCidr": "10.20.0.0/16"})
+    errors = errors_of(raw)
+    assert sorted(e.split(": ", 1)[0] for e in errors) == [
+        f"{PREFIX}network.vpcCidr", f"{PREFIX}rateLimit.enabled", f"{PREFIX}ssh.port",
+        f"{PREFIX}ssh.user", f"{PREFIX}tls.enabled"]
+    assert all("platform heroku" in e for e in errors)
