@@ -155,3 +155,20 @@ def test_diff_of_a_heroku_stack_says_a_change_is_a_new_build(tmp_path):
     heroku_stack(tmp_path)
     said = diff.consequences("hk", tmp_path, [".flaskstack/gunicorn.conf.py"])
     assert "builds it on Heroku" in said and "preboot" in said and "step installs" not in said
+
+
+def test_deploy_of_a_heroku_stack_asks_for_the_heroku_api_key_only(tmp_path):
+    from tests.support.project import copy_project
+
+    root = copy_project(tmp_path / "project", ("bin", "stack", "app", "Pulumi.yaml", "requirements.txt"))
+    shutil.copy(ROOT / "examples" / "heroku-minimal.yaml", root / "Pulumi.hk.yaml")
+    (root / ".venv").symlink_to(ROOT / ".venv")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "DIGITALOCEAN_", "PULUMI_", "HEROKU_"))}
+    env["HOME"] = str(tmp_path)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                  if not (Path(p) / "pulumi").exists())
+    result = run(["bash", str(root / "bin" / "deploy"), "hk"], cwd=root, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "export HEROKU_API_KEY=\"$(heroku authorizations:create --short" in result.stderr
+    assert "ssh." not in result.stderr and "DIGITALOCEAN" not in result.stderr
