@@ -11,14 +11,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from stack.settings import Settings
+from stack.settings import HEROKU, Settings
 
 SKIPPED = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", "instance", "build",
                      "dist", ".tox"})
 
 
 def notes(settings: Settings) -> list[str]:
-    if settings.platform == "heroku":
+    if settings.platform == HEROKU:
         return dyno_notes(settings)
     return [health(settings), static(settings), state(settings)]
 

@@ -88,7 +88,7 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
     except SettingsError as exc:
         print(exc.report(stack), file=sys.stderr)
         return 2
-    if config.platform == "heroku":
+    if config.platform == settings.HEROKU:
         from stack import dyno
 
         try:
@@ -119,7 +119,7 @@ def cmd_render(stack: str, out: Path | None, directory: Path | None) -> int:
         print(f"warning: {note}", file=sys.stderr)
     for note in config.deferred:
         print(f"note: a deploy still needs {note}", file=sys.stderr)
-    if config.app.secret_env and config.platform != "heroku":
+    if config.app.secret_env and config.platform != settings.HEROKU:
         names = ", ".join(k for k, _ in config.app.secret_env)
         print(f"note: secret environment ({names}) goes to {Paths(config.app.name).secret_env_file} "
               "at deploy time and is not rendered here", file=sys.stderr)

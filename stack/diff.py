@@ -96,7 +96,7 @@ def consequences(stack: str, root: Path, changed: list[str]) -> str:
     from stack import hostfiles, settings
 
     config = settings.from_stack_file(stack, root)
-    if config.platform == "heroku":
+    if config.platform == settings.HEROKU:
         return ("what these changes set off: a new release archive; pulumi up builds it on "
                 "Heroku, runs the release command, and preboot swaps the web dynos\n")
     rows = hostfiles.by_path(config)

@@ -21,7 +21,7 @@ def load_settings() -> settings.Settings:
 
 def run() -> dict[str, object]:
     config = load_settings()
-    if config.platform == "heroku":
+    if config.platform == settings.HEROKU:
         return run_heroku(config)
     from stack.rollout import Rollout
 

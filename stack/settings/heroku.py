@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 
 from stack.settings.platforms import HOST_SECTIONS, Platform
 from stack.settings.reader import Reader, describe
-from stack.settings.schema import HEROKU, PROJECT, Database, Heroku, Hosts
+from stack.settings.schema import PROJECT, Database, Heroku, Hosts
 
 # Heroku's own rule for an app name (`heroku apps:create`): lower-case letters, digits and
 # dashes, starting with a letter and ending with a letter or digit, 3 to 30 characters.
@@ -75,7 +76,7 @@ def refuse_host_sections(top: Reader) -> None:
         value = top.raw(section)
         if not top.has(section) or value is None:
             continue
-        if isinstance(value, dict) and value:
+        if isinstance(value, Mapping) and value:
             for key in value:
                 top.error_at(f"{top.key(section)}.{key}", why)
         else:
@@ -145,6 +146,3 @@ def smallest(hosts: Hosts, database: Database) -> tuple[Hosts, Database]:
     return (dataclasses.replace(hosts, size=SMALLEST_DYNO, count=1),
             dataclasses.replace(database, size=SMALLEST_PLAN, high_availability=False))
 
-
-def is_heroku(p: Platform) -> bool:
-    return p.name == HEROKU

@@ -20,6 +20,7 @@ from stack.settings.platforms import DEFAULT_VPC, Platform
 from stack.settings.reader import Errors, Reader, SettingsError, as_int
 from stack.settings.schema import (
     FRONTS,
+    HEROKU,
     LETS_ENCRYPT,
     PLATFORMS,
     PROD_STACKS,
@@ -120,7 +121,7 @@ REGION_LISTS = {"aws": "aws ec2 describe-regions --all-regions, or https://docs.
 def regions(platform: str) -> tuple[str, ...]:
     """The regions the platform's Pulumi SDK knows (its `Region` enum), imported only when a
     stack of that platform is read."""
-    if platform == "heroku":
+    if platform == HEROKU:
         return ("us", "eu")  # the Common Runtime's regions; Private Spaces are not deployed to
     if platform == "aws":
         from pulumi_aws import Region
