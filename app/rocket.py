@@ -3,7 +3,9 @@
 - ``/`` answers "Hello World!" (the recipe's rocket.py);
 - ``/healthz`` answers 200 while the process can serve (the deploy's health gate asks it);
 - ``/db`` reports whether the database in DATABASE_URL answers (503 when it does not);
-- ``/whoami`` shows the client address and scheme the app sees through the proxy chain.
+- ``/whoami`` shows the client address and scheme the app sees through the proxy chain;
+- ``/heartbeats`` shows when the worker (worker.py) and the scheduled job (``flask --app rocket
+  heartbeat``) last ran, on which host.
 
 Point ``app.path`` at your own Flask app when this one has done its job.
 """
@@ -28,6 +30,22 @@ def healthz():
 @app.route("/whoami")
 def whoami():
     return jsonify(remote_addr=request.remote_addr, scheme=request.scheme, host=request.host)
+
+
+@app.route("/heartbeats")
+def heartbeat_list():
+    import heartbeats
+
+    return jsonify(heartbeats.latest())
+
+
+@app.cli.command("heartbeat")
+def heartbeat_command():
+    """Write one heartbeat row (the example schedule runs this)."""
+    import heartbeats
+
+    heartbeats.beat("schedule")
+    print("heartbeat written")
 
 
 @app.route("/db")

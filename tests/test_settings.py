@@ -1038,7 +1038,8 @@ NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
                              "database.name", "database.user", "domain.certificateArn",
                              "domain.route53Zone", "domain.dnsRecords", "app.listen",
                              "app.maxBodySize", "deploy.batchSize", "deploy.healthTimeout",
-                             "deploy.releasesKept", "tls", "ssh", "rateLimit", "network"}
+                             "deploy.releasesKept", "tls", "ssh", "rateLimit", "network",
+                             "schedules"}  # refused on heroku: a clock process instead
 for _platform in ("digitalocean", "aws", "existing"):
     NOT_IN_COMPLETE[_platform] |= {"heroku", "heroku.appName", "heroku.team", "heroku.stack"}
 for _unset in NOT_IN_COMPLETE.values():

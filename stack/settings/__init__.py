@@ -45,7 +45,9 @@ from stack.settings.schema import (
     Heroku,
     Hosts,
     Network,
+    Process,
     RateLimit,
+    Schedule,
     Settings,
     Ssh,
     Tls,
@@ -56,7 +58,7 @@ __all__ = [
     "ARCHES", "CLOUDS", "FRONTS", "HEROKU", "HOSTED", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
     "PLATFORMS", "PROD_STACKS", "PROJECT",
     "RESERVED_DB_USERS", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
-    "Deploy", "Domain", "Heroku", "Hosts", "Network", "RateLimit", "Reader", "Secret", "Settings",
+    "Deploy", "Domain", "Heroku", "Hosts", "Network", "Process", "RateLimit", "Schedule", "Reader", "Secret", "Settings",
     "SettingsError", "Ssh", "Tls", "describe", "from_pulumi", "from_stack_file", "load",
     "project_dir", "read_stack_file",
 ]

@@ -26,6 +26,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 def read_env(r: Reader) -> tuple[tuple[str, str], ...]:
+    """`env` of this section (app.env, or a process's own): plain NAME: value pairs."""
     out = []
     entries = sorted(r.mapping("env").items(), key=lambda kv: str(kv[0]))
     if not too_many(r, "env", entries):
@@ -90,7 +91,8 @@ def name_ok(r: Reader, path: str, key: Any, section: str) -> bool:
         return False
     owner = env_owner(key)
     if owner:
-        r.error_at(path, f"{key} is not the app's to set: {owner}; remove it from app.{section}")
+        where = r.key(section).split(":", 1)[-1]
+        r.error_at(path, f"{key} is not the app's to set: {owner}; remove it from {where}")
         return False
     return True
 

@@ -17,6 +17,7 @@ from stack.settings.heroku import smallest as smallest_on_heroku
 from stack.settings.hosts import read_hosts, read_network
 from stack.settings.lifecycle import read_ephemeral, read_expires_at, smallest
 from stack.settings.platforms import DEFAULT_VPC, Platform
+from stack.settings.processes import read_processes, read_schedules, unit_name_problem
 from stack.settings.reader import Errors, Reader, SettingsError, as_int
 from stack.settings.schema import (
     FRONTS,
@@ -80,6 +81,14 @@ def load(
         refuse_host_sections(top)
         tls, rate_limit, ssh, network = NO_TLS, NO_RATE_LIMIT, NO_SSH, Network(DEFAULT_VPC, 0)
     heroku = read_heroku(section("heroku"), p, stack)
+    env_names = {key for key, _ in app.env} | {key for key, _ in app.secret_env}
+    processes = read_processes(section("processes"), p, env_names)
+    schedules = read_schedules(section("schedules"), p, env_names, processes)
+    if p.hosted and app.name:
+        for entry, kind in [*((x, "processes") for x in processes), *((x, "schedules") for x in schedules)]:
+            if problem := unit_name_problem(app.name, entry.name):
+                top.error_at(f"{PROJECT}:{kind}.{entry.name}", f"its units would be "
+                             f"{app.name}-{entry.name}: {problem}")
     ephemeral = read_ephemeral(top, stack)
     expires_at = read_expires_at(top, ephemeral)
     if ephemeral and p.cloud:
@@ -97,6 +106,7 @@ def load(
         tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
         ssh=ssh, network=network,
         ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project), heroku=heroku,
+        processes=processes, schedules=schedules,
         deferred=tuple(deferred.lines() if deferred else ()),
         warnings=tuple(warnings(p, hosts, database, app.name)),
     )

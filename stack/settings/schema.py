@@ -158,6 +158,31 @@ class Heroku:
 
 
 @dataclass(frozen=True)
+class Process:
+    """One entry of `processes`: a long-running command next to the web app."""
+
+    name: str  # e.g. "worker": the units <app>-<name>@<i>.service, the Procfile's type
+    command: tuple[str, ...]  # its words; $NAME / ${NAME} in a word is that variable's value
+    count: int  # on each host that runs it (Heroku: dynos of this type)
+    on: str  # "all" hosts, or the "first" (a singleton such as a clock)
+    stop_timeout: int  # seconds from SIGTERM to SIGKILL
+    env: tuple[tuple[str, str], ...]  # on top of the app's environment
+    size: str | None = None  # Heroku: the dyno size (None: hosts.size)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One entry of `schedules`: a command systemd runs at calendar times (hosts only)."""
+
+    name: str  # the units <app>-<name>.service and <app>-<name>.timer
+    command: tuple[str, ...]
+    on_calendar: str  # systemd.time(7) calendar expression
+    on: str  # "first" (once per stack, the default) or "all" hosts
+    timeout: int  # seconds a run may take before systemd stops it
+    random_delay: int  # seconds: RandomizedDelaySec, spreading runs
+
+
+@dataclass(frozen=True)
 class Settings:
     project: str
     stack: str
@@ -181,6 +206,8 @@ class Settings:
     expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     heroku: Heroku | None = None  # platform heroku only
+    processes: tuple[Process, ...] = ()  # sorted by name
+    schedules: tuple[Schedule, ...] = ()  # sorted by name; hosts only
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set
     warnings: tuple[str, ...] = ()  # valid, but probably not what the user wants: said, not refused
 

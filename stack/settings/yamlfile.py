@@ -17,6 +17,7 @@ message are written once.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,17 @@ class StackFileLoader(yaml.SafeLoader):
                          else f"twice (lines {seen[identity]} and {line})")
                 raise Refused([*self._path, key.value], f"given {lines}; keep one")
             seen[identity] = line
+
+
+# Booleans as the Pulumi CLI reads a stack file (YAML 1.2, Go's yaml.v3): true and false only.
+# PyYAML's YAML 1.1 would also take yes, no, on and off, so that `on: first` (a process's key)
+# became the key True here while `pulumi up` sees "on".
+_BOOL = "tag:yaml.org,2002:bool"
+StackFileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+StackFileLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 
 
 def _part(parent: Any, index: Any) -> Part | None:
