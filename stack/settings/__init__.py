@@ -58,7 +58,8 @@ __all__ = [
     "ARCHES", "CLOUDS", "FRONTS", "HEROKU", "HOSTED", "IMAGES", "IMAGE_PYTHON", "IMAGE_USERS", "LETS_ENCRYPT",
     "PLATFORMS", "PROD_STACKS", "PROJECT",
     "RESERVED_DB_USERS", "RULES", "WORKER_CLASSES", "App", "Bastion", "Database",
-    "Deploy", "Domain", "Heroku", "Hosts", "Network", "Process", "RateLimit", "Schedule", "Reader", "Secret", "Settings",
+    "Deploy", "Domain", "Heroku", "Hosts", "Network", "Process", "RateLimit", "Reader", "Schedule",
+    "Secret", "Settings",
     "SettingsError", "Ssh", "Tls", "describe", "from_pulumi", "from_stack_file", "load",
     "project_dir", "read_stack_file",
 ]

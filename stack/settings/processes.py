@@ -15,6 +15,7 @@ import re
 import shlex
 import shutil
 import subprocess
+
 from stack.settings.environment import read_env, text_problem
 from stack.settings.platforms import Platform
 from stack.settings.reader import Reader, describe
