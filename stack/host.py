@@ -103,7 +103,7 @@ class AppHost(pulumi.ComponentResource):
             "env": lambda where: scripts.env(s, host, app_env, where),
             "release": lambda where: scripts.release(
                 s, host, args.release, release_command=args.run_release_command, address=where,
-                wsgi=args.files[paths.wsgi]),
+                wsgi=args.files[paths.wsgi], files=args.files),
             "configure": lambda where: scripts.configure(s, host, args.files, where),
             "gate": lambda where: scripts.gate(s, host, where),
         }

@@ -15,14 +15,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from stack.inventory import host_names
 from stack.paths import Paths
-from stack.settings import Settings
+from stack.settings import Process, Schedule, Settings
 
 
 class Step(StrEnum):
     """The remote step that installs a file (stack/host.py runs them in this order)."""
 
     ENV = "env"
+    RELEASE = "release"  # the process and schedule units, which switch together with the code
     CONFIGURE = "configure"
     CERTIFICATE = "certificate"
 
@@ -36,6 +38,8 @@ class Reload(StrEnum):
     UNITS = "units"  # systemd re-reads its units and the app restarts (the socket stays open)
     SOCKET = "socket"  # a new listening address: the socket and the app restart
     RESTART = "restart"  # the app restarts to read its environment again (the env step)
+    PROCESS = "process"  # that process restarts (SIGTERM, then up to stopTimeout); the web app does not
+    TIMER = "timer"  # that schedule's timer is set again; the web app and the processes do not
     NOTHING = "nothing"  # used when it runs next (certbot's renewal hook)
 
     def describe(self, settings: Settings) -> str:
@@ -46,6 +50,8 @@ class Reload(StrEnum):
             Reload.UNITS: "systemd reloads its units and the app restarts",
             Reload.SOCKET: "the app's socket and the app restart (connections are refused briefly)",
             Reload.RESTART: "the app restarts",
+            Reload.PROCESS: "that process restarts (the web app does not)",
+            Reload.TIMER: "that schedule's timer is set again (nothing restarts)",
             Reload.NOTHING: "nothing reloads (used from its next run)",
         }[self]
 
@@ -74,6 +80,7 @@ class HostFile:
     reloads: Reload
     wanted: Callable[[Settings], bool] = lambda settings: True
     note: str = ""  # where a file without a template comes from
+    entry: Process | Schedule | None = None  # the process or schedule a row of entry_rows is for
 
     def remote(self, settings: Settings) -> str:
         return self.path(Paths(settings.app.name))
@@ -123,15 +130,47 @@ TABLE: tuple[HostFile, ...] = (
 )
 
 
-def files_of(settings: Settings) -> list[HostFile]:
-    """The rows that apply to this stack, in table order."""
-    return [row for row in TABLE if row.wanted(settings)]
+def entry_rows(settings: Settings) -> list[HostFile]:
+    """The rows of the stack's processes and schedules: per process its template unit (and its
+    own environment file when it has `env`), per schedule a service and a timer. The release
+    step installs them, since a new release may change what they run."""
+    rows = []
+    for proc in settings.processes:
+        rows.append(HostFile(f"process-{proc.name}", lambda p, n=proc.name: p.process_unit(n),
+                             "systemd/process.service.j2", Step.RELEASE, "0644", "root",
+                             Validator.SYSTEMD, Reload.PROCESS, entry=proc))
+        if proc.env:
+            rows.append(HostFile(f"process-{proc.name}-env", lambda p, n=proc.name: p.process_env(n),
+                                 "systemd/process.env.j2", Step.RELEASE, "0600", "root",
+                                 Validator.NONE, Reload.PROCESS, entry=proc))
+    for job in settings.schedules:
+        rows.append(HostFile(f"schedule-{job.name}", lambda p, n=job.name: p.schedule_unit(n),
+                             "systemd/schedule.service.j2", Step.RELEASE, "0644", "root",
+                             Validator.SYSTEMD, Reload.TIMER, entry=job))
+        rows.append(HostFile(f"schedule-{job.name}-timer",
+                             lambda p, n=job.name: p.schedule_unit(n, "timer"),
+                             "systemd/schedule.timer.j2", Step.RELEASE, "0644", "root",
+                             Validator.SYSTEMD, Reload.TIMER, entry=job))
+    return rows
 
 
-def rendered(settings: Settings) -> dict[str, str]:
-    """{remote path: template} of the files rendered for this stack, sorted by path."""
-    return dict(sorted((row.remote(settings), row.template) for row in files_of(settings)
-                       if row.template is not None))
+def runs_on(settings: Settings, entry: Process | Schedule, host: str | None) -> bool:
+    """Whether `host` runs `entry` (every host for "all", the first for "first"); a host of None
+    (the stack as a whole) runs everything."""
+    return host is None or entry.on == "all" or host == host_names(settings)[0]
+
+
+def files_of(settings: Settings, host: str | None = None) -> list[HostFile]:
+    """The rows that apply to this stack (to `host` of it, when given), in table order, then the
+    processes' and schedules'."""
+    return ([row for row in TABLE if row.wanted(settings)]
+            + [row for row in entry_rows(settings) if runs_on(settings, row.entry, host)])
+
+
+def rendered(settings: Settings, host: str | None = None) -> dict[str, HostFile]:
+    """{remote path: row} of the files rendered for this stack (for `host`), sorted by path."""
+    rows = {row.remote(settings): row for row in files_of(settings, host) if row.template}
+    return dict(sorted(rows.items()))
 
 
 def by_path(settings: Settings) -> dict[str, HostFile]:

@@ -136,6 +136,29 @@ class Paths:
     def socket_name(self) -> str:
         return f"{self.app}.socket"
 
+    @property
+    def unit_prefix(self) -> str:
+        """What the unit of every process and schedule of the app begins with."""
+        return f"{self.app}-"
+
+    def process_name(self, process: str) -> str:
+        """A process's template unit; its instances are `<app>-<process>@<i>.service`."""
+        return f"{self.app}-{process}@.service"
+
+    def process_unit(self, process: str) -> str:
+        return f"/etc/systemd/system/{self.process_name(process)}"
+
+    def process_env(self, process: str) -> str:
+        """A process's own environment (processes.<name>.env), read after the app's."""
+        return f"{self.etc}/process-{process}.env"
+
+    def schedule_name(self, schedule: str, kind: str = "service") -> str:
+        """A schedule's `.service` (the job) or `.timer` (when it runs)."""
+        return f"{self.app}-{schedule}.{kind}"
+
+    def schedule_unit(self, schedule: str, kind: str = "service") -> str:
+        return f"/etc/systemd/system/{self.schedule_name(schedule, kind)}"
+
     def archive(self, release: Release) -> str:
         """Where the release archive is copied to before the release step unpacks it."""
         return f"/var/tmp/{self.app}-release-{release.id}.tar.gz"

@@ -21,7 +21,8 @@ import jinja2
 from stack import assets, hostfiles
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
-from stack.settings import Settings
+from stack.settings import Process, Schedule, Settings
+from stack.settings import processes
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HEADER = "# Rendered by flask-stack for {app}. Do not edit here: the next deploy replaces it."
@@ -163,6 +164,7 @@ TOKENS = {
     "env name": re.compile(r"[A-Za-z_][A-Za-z0-9_]*"),
     "size": re.compile(r"[0-9]+[kKmMgG]?"),
     "listen address": re.compile(r"unix|[0-9.]+:[0-9]+|\[[0-9a-fA-F:.]+\]:[0-9]+"),
+    "calendar": re.compile(r"[A-Za-z0-9*.,:/~+_-]+( [A-Za-z0-9*.,:/~+_-]+)*"),
 }
 
 
@@ -288,6 +290,58 @@ def context(settings: Settings, host: Host) -> dict:
     }
 
 
+# How the process and schedule units find a command's program: the release's venv first.
+def process_path(paths: Paths) -> str:
+    return f"{paths.current}/venv/bin:/usr/local/bin:/usr/bin:/bin"
+
+
+def systemd_word(word: str) -> str:
+    """One word of a command as an ExecStart= argument: in double quotes, with backslash and
+    double quote escaped and `%` (a unit specifier) doubled; each `$NAME`/`${NAME}` reference as
+    `${NAME}`, which systemd replaces by the variable's value as part of this one word when the
+    unit starts. The settings allow no other `$` and no control character; refused here again."""
+    out, last = [], 0
+    for match in processes.REFERENCE.finditer(word):
+        out.append(_systemd_literal(word[last:match.start()]))
+        out.append("${" + (match.group(1) or match.group(2)) + "}")
+        last = match.end()
+    out.append(_systemd_literal(word[last:]))
+    return '"' + "".join(out) + '"'
+
+
+def _systemd_literal(text: str) -> str:
+    if "$" in text or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+        raise ValueError(f"flask-stack: a command word holds {text!r}, which the settings should "
+                         "have refused ($ other than $NAME, or a control character)")
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+
+
+def entry_context(settings: Settings, entry: Process | Schedule | None) -> dict | None:
+    """What the unit of one process or schedule is made from."""
+    if entry is None:
+        return None
+    paths = Paths(settings.app.name)
+    token("the process or schedule name", entry.name, "name")
+    is_process = isinstance(entry, Process)
+    if not is_process:
+        token(f"schedules.{entry.name}.onCalendar", entry.on_calendar, "calendar")
+    return {
+        "name": entry.name,
+        "process": is_process,
+        "exec": "/usr/bin/env " + " ".join(systemd_word(w) for w in entry.command),
+        "path": process_path(paths),
+        "identifier": f"{settings.app.name}-{entry.name}",
+        "env_file": paths.process_env(entry.name) if is_process and entry.env else None,
+        "env_lines": [env_file_line(k, v) for k, v in entry.env] if is_process else [],
+        "stop_timeout": entry.stop_timeout if is_process else None,
+        "count": entry.count if is_process else None,
+        "timeout": None if is_process else entry.timeout,
+        "on_calendar": None if is_process else entry.on_calendar,
+        "random_delay": None if is_process else entry.random_delay,
+        "service": None if is_process else paths.schedule_name(entry.name),
+    }
+
+
 def max_requests_jitter(max_requests: int) -> int:
     """A tenth of app.maxRequests: workers started together are not all recycled together."""
     return max(1, max_requests // 10)
@@ -304,8 +358,8 @@ def render_host(settings: Settings, host: Host) -> dict[str, str]:
     stack/hostfiles.py with a template), sorted by path."""
     env = environment()
     ctx = context(settings, host)
-    files = {path: env.get_template(template).render(ctx)
-             for path, template in hostfiles.rendered(settings).items()}
+    files = {path: env.get_template(row.template).render(ctx, entry=entry_context(settings, row.entry))
+             for path, row in hostfiles.rendered(settings, host.name).items() if row.template}
     for path, content in files.items():
         if not utf8(content):
             raise ValueError(f"flask-stack: {path} would hold a lone surrogate from the config, "

@@ -67,15 +67,15 @@ def cmd(*argv: str) -> Shell:
     return Shell(shlex.join(no_nul(a) for a in argv))
 
 
-def heredoc(path: str, content: str, *, staged: bool = False) -> Shell:
+def heredoc(path: str, content: str, *, staged: bool = False, under: str = "") -> Shell:
     """`cat > path` with the content in a quoted heredoc (no expansion), its delimiter taken
     from the content's hash so it cannot occur in it. `staged`: the path is under the
-    configure step's "$stage/files"."""
+    configure step's "$stage/files"; `under`: another directory's shell text, the same way."""
     delimiter = "FLASKSTACK_" + hashlib.sha256(no_nul(content).encode()).hexdigest()[:16].upper()
     body = content if content.endswith("\n") else content + "\n"
     if delimiter in body.splitlines():  # a 64-bit hash's fixed point: never, but never silently
         raise ValueError(f"the content for {path} holds its own heredoc delimiter line")
-    under = '"$stage/files"' if staged else ""
+    under = '"$stage/files"' if staged else under
     return Shell(f"cat > {under}{shlex.quote(path)} <<'{delimiter}'\n{body}{delimiter}\n")
 
 

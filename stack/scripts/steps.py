@@ -167,28 +167,57 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
     """Writes the plain env file (in the script) and the secret one (from stdin), restarting
     the app when either changed (a reload would keep the old environment); if the app does not
     come back healthy, the previous files are put back."""
-    return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env),
+    patterns = [Paths(settings.app.name).process_name(proc.name).replace("@.", "@*.")
+                for proc in settings.processes]
+    return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env,
+                                      processes=patterns),
                   address, parts=(("app.env", app_env),))
 
 
 # -- release --------------------------------------------------------------------------------
+# Seconds a restarted process must keep running for the release step to count it started.
+PROCESS_SETTLE = 5
+
+
 def release(settings: Settings, host: str, rel: Release, *, release_command: bool,
-            address: str = "", wsgi: str | None = None) -> Script:
+            address: str = "", wsgi: str | None = None, files: dict[str, str] | None = None) -> Script:
     """Unpack the release with its own venv (once), run the release command if asked, switch
     `current` atomically and reload Gunicorn so new workers load the new code; if the app does
     not answer healthy, switch back to the release that served before. `wsgi`: the WSGI entry,
-    which switches with the code (a new release may rename the app's module)."""
+    which switches with the code (a new release may rename the app's module). `files`: the
+    host's rendered files, whose process and schedule units switch with the code too."""
     target = Paths(settings.app.name).release_dir(rel)
     static = ""
     if settings.app.static_dir and settings.front == "nginx":  # HAProxy leaves them to the app
         static = f"{target}/{settings.app.static_dir}"
     command = settings.app.release_command if release_command else ""
+    units = entry_units(settings, host, files or {})
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, **compressing(), release_command=command or "",
-                  wsgi=wsgi)
+                  wsgi=wsgi, **units)
     parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
-                                                        wsgi or ""))
+                                                        wsgi or ""),
+             *((f"the host file {f['path']}", f["content"]) for f in units["entry_files"]))
     return Script("release", host, body, address, parts=parts)
+
+
+def entry_units(settings: Settings, host: str, files: dict[str, str]) -> dict:
+    """What processes.sh.j2 installs and starts on `host`: the unit and env files of its processes
+    and schedules (the host-file table's release rows), each process's instances, each timer."""
+    p = Paths(settings.app.name)
+    rows = hostfiles.installed_by(settings, hostfiles.Step.RELEASE, files)
+    return {
+        "entry_files": [{"path": row.remote(settings), "mode": row.mode, "entry": row.entry.name,
+                         "content": files[row.remote(settings)]} for row in rows],
+        "procs": [{"name": proc.name, "count": proc.count,
+                   "instance_prefix": p.process_name(proc.name).removesuffix(".service")}
+                  for proc in settings.processes if hostfiles.runs_on(settings, proc, host)],
+        "timers": [{"name": job.name, "timer": p.schedule_name(job.name, "timer")}
+                   for job in settings.schedules if hostfiles.runs_on(settings, job, host)],
+        "settle": PROCESS_SETTLE,
+        "prefix": p.unit_prefix,
+        "header_line": HEADER.format(app=settings.app.name),
+    }
 
 
 def deps_key(rel: Release) -> str:

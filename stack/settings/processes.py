@@ -93,7 +93,7 @@ def read_schedules(r: Reader, p: Platform, env_names: set[str],
         delay = section.integer("randomDelay", 0, 0, 24 * 3600, unit="seconds")
         section.finish()
         if command is not None and calendar is not None:
-            out.append(Schedule(name=name, command=command, on_calendar=calendar, on=place,
+            out.append(Schedule(name=name, command=command, on_calendar=" ".join(calendar.split()), on=place,
                                 timeout=timeout, random_delay=delay))
     return tuple(out)
 

@@ -118,9 +118,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         tls={"enabled": True, "email": "ops@example.com"},
         rateLimit={"enabled": True, "requestsPerSecond": 20, "burst": 40},
         deploy={"healthPath": "/healthz", "batchSize": 1},
-        app={"name": "rocket-shop", "env": {"APP_ENV": "production", "TRICKY": TRICKY_ENV_VALUE},
+        app={"name": "rocket-shop", "env": {"APP_ENV": "production", "TRICKY": TRICKY_ENV_VALUE,
+                                            "REDIS_URL": "redis://10.0.0.5:6379/0"},
              "workers": 4, "workerClass": "gthread", "threads": 2, "timeout": 60,
-             "gracefulTimeout": 20, "keepalive": 10, "maxRequests": 5000, "maxBodySize": "25m"}),
+             "gracefulTimeout": 20, "keepalive": 10, "maxRequests": 5000, "maxBodySize": "25m"},
+        # Words that quoting must carry: a reference inside a word, spaces, quotes, %, non-ASCII.
+        processes={"worker": {"command": """rq worker --url=$REDIS_URL "high prio" 'it"s' 100% naïve 'a\\b'""",
+                              "count": 3, "stopTimeout": 120, "env": {"RQ_LOG": "50% $HOME"}},
+                   "clock": {"command": "python -m shop.clock", "on": "first"}},
+        schedules={"digest": {"command": "flask --app shop send-digest --since ${APP_ENV}",
+                              "onCalendar": "Mon..Fri *-*-* 02:30:00 UTC", "timeout": 900,
+                              "randomDelay": 60}}),
 }
 
 

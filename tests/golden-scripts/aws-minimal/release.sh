@@ -222,7 +222,32 @@ undo_release() {
   systemctl reset-failed app.service 2>/dev/null || true
   systemctl restart app.service || true
 }
-trap 'rc=$?; if [ $rc -ne 0 ]; then undo_release; fi; rm -f ${wsgi:+"$wsgi.flaskstack-release"} ${wsgi_old:+"$wsgi_old"}' EXIT
+# Putting back the units of processes and schedules (processes.sh.j2 sets what they use):
+# first what runs or is enabled now and was not before stops, then the replaced files return and
+# the created ones go; once the release is back too, what ran before starts again.
+units_installing=0; units_undone=0; units_stage=""
+undo_units() {
+  [ $units_installing = 1 ] || return 0
+  units_installing=0
+  local name
+  for name in $(our_active); do grep -qxF "$name" <<<"$active_before" || systemctl stop "$name" || true; done
+  for name in $(our_units); do grep -qxF "$name" <<<"$enabled_before" || systemctl disable --quiet "$name" || true; done
+  if [ -d "$urb/files" ]; then cp -a "$urb/files/." /; fi
+  if [ -f "$urb/created" ]; then xargs -r rm -f < "$urb/created"; fi
+  systemctl daemon-reload
+  for name in $enabled_before; do systemctl enable --quiet "$name" || true; done
+  units_undone=1
+}
+restart_previous_units() {
+  [ $units_undone = 1 ] || return 0
+  units_undone=0
+  local name
+  for name in $active_before; do
+    systemctl reset-failed "$name" 2>/dev/null || true
+    systemctl restart "$name" || true
+  done
+}
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_units; undo_release; restart_previous_units; fi; rm -f ${wsgi:+"$wsgi.flaskstack-release"} ${wsgi_old:+"$wsgi_old"}; rm -rf ${units_stage:+"$units_stage"}' EXIT
 if [ "$previous" != "$rel" ]; then
   if systemctl is-active --quiet app.service && ! cmp -s "$wsgi.flaskstack-release" "$wsgi"; then
     wsgi_old=$(mktemp)
@@ -246,7 +271,119 @@ if [ "$previous" != "$rel" ]; then
       fi
       unhealthy "Nothing older to go back to"
     fi
-    switched=0
   fi
 fi
+# -- processes and schedules: their units switch with the release -----------------------------
+# What this host runs of processes.* and schedules.* (only files flask-stack wrote for this app,
+# by their first line), the new units staged and checked first, then installed; every process
+# instance restarts on the new release (SIGTERM, up to its stopTimeout, start) and must keep
+# running for 5 s. If one does not, the units, their enablement and the release go back
+# to what ran before, and that starts again.
+systemd_dir=/etc/systemd/system
+header='# Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.'
+ours() { [ -f "$1" ] && [ "$(head -n 1 "$1" 2>/dev/null)" = "$header" ]; }
+# The instance or timer names enabled, and the units running, of this app's entries.
+our_units() {
+  local link name file
+  for link in "$systemd_dir"/multi-user.target.wants/app-* "$systemd_dir"/timers.target.wants/app-*; do
+    [ -e "$link" ] || [ -L "$link" ] || continue
+    name=${link##*/}; file="$systemd_dir/$(sed -E 's/@[^.]*\./@./' <<<"$name")"
+    if ours "$file"; then echo "$name"; fi
+  done | sort -u
+}
+our_active() {
+  local name
+  systemctl list-units --plain --no-legend --state=active 'app-*' 2>/dev/null | awk '{print $1}' \
+    | while read -r name; do
+        if ours "$systemd_dir/$(sed -E 's/@[^.]*\./@./' <<<"$name")"; then echo "$name"; fi
+      done | sort -u
+}
+enabled_before=$(our_units); active_before=$(our_active)
+units_stage=$(mktemp -d /etc/app/.units.XXXXXX); urb="$units_stage/replaced"
+mkdir -p "$units_stage/files$systemd_dir" "$units_stage/files"/etc/app "$urb/files"
+staged_units=$(find "$units_stage/files$systemd_dir" -type f | sort)
+if [ -n "$staged_units" ]; then
+  # shellcheck disable=SC2086
+  out=$(systemd-analyze verify $staged_units 2>&1) \
+    || { echo "$out" >&2; fail "systemd-analyze verify rejected the units of processes or schedules (above); nothing was changed"; }
+  if grep -F "$units_stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the units of processes or schedules (above); nothing was changed"; fi
+fi
+units_installing=1
+changed_entries=" "
+put_unit() {  # put_unit STAGED TARGET MODE ENTRY
+  local src=$1 dst=$2 mode=$3 entry=$4
+  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return 0; fi
+  mkdir -p "$urb/files$(dirname "$dst")"
+  if [ -f "$dst" ]; then
+    [ -e "$urb/files$dst" ] || cp -a "$dst" "$urb/files$dst"
+  else
+    echo "$dst" >> "$urb/created"
+  fi
+  install -m "$mode" -o root -g root "$src" "$dst.flaskstack-new"
+  mv -f "$dst.flaskstack-new" "$dst"
+  changed_entries="$changed_entries$entry "
+}
+# What a previous deploy installed here and this one does not want: stopped and removed.
+wanted=( )
+is_wanted() { local w; for w in "${wanted[@]}"; do [ "$w" = "$1" ] && return 0; done; return 1; }
+removed=0
+for file in "$systemd_dir"/app-* /etc/app/process-*.env; do
+  if [ ! -f "$file" ] || is_wanted "$file"; then continue; fi
+  case "$file" in
+    *.env) [ "$(head -n 1 "$file")" = "$header" ] || continue ;;
+    *) ours "$file" || continue ;;
+  esac
+  unit=${file##*/}
+  case "$unit" in
+    *@.service) systemctl stop "${unit%@.service}@*.service" 2>/dev/null || true
+                for link in "$systemd_dir"/multi-user.target.wants/"${unit%@.service}"@*.service; do
+                  if [ -L "$link" ]; then systemctl disable --quiet "${link##*/}" 2>/dev/null || true; fi
+                done ;;
+    *.timer|*.service) systemctl disable --now --quiet "$unit" 2>/dev/null || true ;;
+  esac
+  mkdir -p "$urb/files$(dirname "$file")"
+  [ -e "$urb/files$file" ] || cp -a "$file" "$urb/files$file"
+  rm -f "$file"
+  removed=1
+  echo "removed $unit (no longer in the config for this host)"
+done
+if [ "$changed_entries" != " " ] || [ $removed = 1 ]; then systemctl daemon-reload; fi
+new_release=0; [ "$previous" != "$rel" ] && new_release=1
+entry_changed() { [[ "$changed_entries" == *" $1 "* ]]; }
+restart=()
+restarts() { systemctl show -p NRestarts --value "$1" 2>/dev/null || echo 0; }
+declare -A restarted_at
+if [ ${#restart[@]} -gt 0 ]; then
+  echo "restarting ${restart[*]}"
+  systemctl restart "${restart[@]}" || true
+  for unit in "${restart[@]}"; do restarted_at[$unit]=$(restarts "$unit"); done
+fi
+# Every restarted process keeps running: active, and not restarted by systemd meanwhile.
+process_failed=""
+if [ ${#restart[@]} -gt 0 ]; then
+  deadline=$((SECONDS + 5))
+  while [ -z "$process_failed" ]; do
+    for unit in "${restart[@]}"; do
+      if ! systemctl is-active --quiet "$unit" || [ "$(restarts "$unit")" != "${restarted_at[$unit]}" ]; then
+        process_failed=$unit
+        break
+      fi
+    done
+    [ $SECONDS -lt $deadline ] || break
+    sleep 0.5
+  done
+fi
+if [ -n "$process_failed" ]; then
+  process_journal=$(journalctl -u "$process_failed" -n 30 --no-pager -o short-precise 2>&1 || true)
+  undone="Nothing older to go back to: its units were removed again"
+  if [ $switched = 1 ] && [ -n "$previous" ]; then undone="Rolled back to release $(basename "$previous"), its processes included"; fi
+  [ $new_release = 1 ] || undone="Put back the previous units of processes and schedules"
+  undo_units
+  undo_release
+  restart_previous_units
+  fail "the process $process_failed did not keep running for 5 s after it started (systemd: $(systemctl show -p ActiveState,SubState,Result --value "$process_failed" 2>/dev/null | paste -sd' ' -)). $undone. Last lines of its journal:
+$process_journal"
+fi
+units_installing=0
+switched=0
 echo "release 0123456789abcdef0123 is current on web-0"

@@ -69,3 +69,7 @@ if [ $changed = 1 ] && systemctl is-active --quiet rocket.service; then
     unhealthy "Put back the previous environment"
   fi
 fi
+if [ $changed = 1 ]; then
+  # The processes read their environment when they start: running instances restart.
+  systemctl try-restart 'rocket-worker@*.service' || true
+fi

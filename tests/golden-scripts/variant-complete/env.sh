@@ -41,13 +41,14 @@ $journal"
 umask 077
 install -d -m 0750 -o root -g rocket-shop /etc/rocket-shop
 old=$(mktemp -d); trap 'rm -rf "$old"' EXIT
-cat > /etc/rocket-shop/app.env.new <<'FLASKSTACK_5342E4ADFC6C1D65'
+cat > /etc/rocket-shop/app.env.new <<'FLASKSTACK_88F13AE1384468AB'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 # Plain environment of rocket-shop; secrets are in /etc/rocket-shop/secrets.env (root only).
 # systemd also sets STATE_DIRECTORY=/var/lib/rocket-shop: the app's writable directory.
 APP_ENV="production"
+REDIS_URL="redis://10.0.0.5:6379/0"
 TRICKY="it's \"quoted\" \$HOME \${PATH} # not a comment \\ \`id\`"
-FLASKSTACK_5342E4ADFC6C1D65
+FLASKSTACK_88F13AE1384468AB
 cat > /etc/rocket-shop/secrets.env.new
 changed=0
 for f in /etc/rocket-shop/app.env /etc/rocket-shop/secrets.env; do
@@ -68,4 +69,8 @@ if [ $changed = 1 ] && systemctl is-active --quiet rocket-shop.service; then
     systemctl restart rocket-shop.service || true
     unhealthy "Put back the previous environment"
   fi
+fi
+if [ $changed = 1 ]; then
+  # The processes read their environment when they start: running instances restart.
+  systemctl try-restart 'rocket-shop-clock@*.service' 'rocket-shop-worker@*.service' || true
 fi
