@@ -21,8 +21,7 @@ import jinja2
 from stack import assets, hostfiles
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
-from stack.settings import Process, Schedule, Settings
-from stack.settings import processes
+from stack.settings import Process, Schedule, Settings, processes
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HEADER = "# Rendered by flask-stack for {app}. Do not edit here: the next deploy replaces it."

@@ -123,7 +123,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
              "workers": 4, "workerClass": "gthread", "threads": 2, "timeout": 60,
              "gracefulTimeout": 20, "keepalive": 10, "maxRequests": 5000, "maxBodySize": "25m"},
         # Words that quoting must carry: a reference inside a word, spaces, quotes, %, non-ASCII.
-        processes={"worker": {"command": """rq worker --url=$REDIS_URL "high prio" 'it"s' 100% naïve 'a\\b'""",
+        processes={"worker": {"command": """rq worker --url=$REDIS_URL "high prio" 'it"s' 100% """
+                                         """naïve 'a\\b'""",
                               "count": 3, "stopTimeout": 120, "env": {"RQ_LOG": "50% $HOME"}},
                    "clock": {"command": "python -m shop.clock", "on": "first"}},
         schedules={"digest": {"command": "flask --app shop send-digest --since ${APP_ENV}",
