@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import tarfile
 import urllib.parse
 import urllib.request
@@ -43,7 +44,8 @@ from pathlib import Path
 from stack import assets, release, render
 from stack.paths import WSGI_MODULE
 from stack.release import FIXED_MTIME, Release, ReleaseError, add_data, app_files, pack
-from stack.settings import Settings
+from stack.settings import Process, Settings
+from stack.settings.processes import REFERENCE
 from stack.wheels import DependencyError, Input, Pin, Target, index_options, lock_only
 
 # Heroku's stacks: the Ubuntu each is built on, by its glibc (manylinux tag). Dynos are x86-64.
@@ -133,7 +135,30 @@ def procfile(settings: Settings) -> str:
                                "a Procfile line holds one command on one line; put the steps in a "
                                "script in the app and run that")
         lines.append(f"release: {command}")
+    lines += [f"{proc.name}: {procfile_command(proc)}" for proc in settings.processes]
     return "".join(f"{line}\n" for line in lines)
+
+
+def procfile_command(proc: Process) -> str:
+    """A process's words as one Procfile command, which Heroku runs under bash: literal text
+    shell-quoted, each `$NAME`/`${NAME}` as `"${NAME}"` (the value as one word, as on a host),
+    the entry's own env in front through `env NAME=value`; `exec` so the program is the process
+    Heroku signals."""
+    words = [procfile_word(word) for word in proc.command]
+    env = [shlex.quote(f"{key}={value}") for key, value in proc.env]
+    return " ".join(["exec", *(["env", *env] if env else []), *words])
+
+
+def procfile_word(word: str) -> str:
+    out, last = [], 0
+    for match in REFERENCE.finditer(word):
+        if match.start() > last:
+            out.append(shlex.quote(word[last:match.start()]))
+        out.append('"${' + (match.group(1) or match.group(2)) + '}"')
+        last = match.end()
+    if last < len(word) or not word:
+        out.append(shlex.quote(word[last:]))
+    return "".join(out)
 
 
 def dyno_context(settings: Settings) -> dict:

@@ -89,6 +89,7 @@ class HerokuSite(pulumi.ComponentResource):
         features = self._preboot(app)
         build = self._build(app, args.release, args.project_dir, [database, *features])
         self._formation(app, build)
+        self._process_formations(app, build)
         domains = self._domains(app)
 
         self.app_name = app.name
@@ -150,6 +151,16 @@ class HerokuSite(pulumi.ComponentResource):
         return heroku.formation.Formation(
             f"{self._name}-web", app_id=app.id, type="web", quantity=s.hosts.count,
             size=s.hosts.size, opts=self._opts(depends_on=[build]))
+
+    def _process_formations(self, app: heroku.app.App,
+                            build: heroku.build.Build) -> list[heroku.formation.Formation]:
+        """One formation per process type of the Procfile (processes.<name>): count dynos of its
+        size, or of the web dynos' size."""
+        s = self._s
+        return [heroku.formation.Formation(
+            f"{self._name}-{proc.name}", app_id=app.id, type=proc.name, quantity=proc.count,
+            size=proc.size or s.hosts.size, opts=self._opts(depends_on=[build]))
+            for proc in s.processes]
 
     def _domains(self, app: heroku.app.App) -> list[heroku.domain.Domain]:
         return [heroku.domain.Domain(f"{self._name}-domain-{i}", app_id=app.id, hostname=host,

@@ -121,10 +121,10 @@ def test_the_build_waits_for_the_database_and_preboot(complete):
 
 
 def test_the_formation_runs_the_web_dynos_after_the_build(complete, minimal):
-    web = one(complete, FORMATION)
+    web = next(f for f in complete.monitor.by_type(FORMATION) if f.inputs["type"] == "web")
     assert (web.inputs["type"], web.inputs["quantity"], web.inputs["size"]) == ("web", 3, "standard-2x")
     assert one(complete, BUILD).urn in web.dependencies
-    small = one(minimal, FORMATION).inputs
+    small = one(minimal, FORMATION).inputs  # the minimal example has no other process type
     assert (small["quantity"], small["size"]) == (2, "standard-1x")
 
 

@@ -3,6 +3,7 @@ rendered from them. On real hosts: tests/hosts/test_processes.py."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -201,3 +202,56 @@ def test_a_hostile_word_cannot_leave_its_quotes_in_the_unit():
     with pytest.raises(ValueError, match="should have refused"):
         render.systemd_word("a$(id)")
     assert render.systemd_word('a "b" \\ 100% ${X}y') == '"a \\"b\\" \\\\ 100%% ${X}y"'
+
+
+# -- Heroku ---------------------------------------------------------------------------------
+def heroku(stack: str = "dev", **extra: Any) -> settings.Settings:
+    return settings.load({"platform": "heroku", **extra}, stack=stack, project_dir=ROOT, offline=True)
+
+
+@pytest.mark.parametrize(("entry", "key", "said"), [
+    ({"w": {"command": "x", "size": "huge"}}, "processes.w.size", "must be one of eco"),
+    ({"w": {"command": "x", "size": "basic", "count": 2}}, "processes.w.count", "at most one"),
+    ({"w": {"command": "x", "on": "first"}}, "processes.w.on", "number of dynos"),
+    ({"w": {"command": "x", "stopTimeout": 10}}, "processes.w.stopTimeout", "30 s after SIGTERM"),
+])
+def test_bad_processes_on_heroku_are_refused_with_their_key(entry, key, said):
+    with pytest.raises(SettingsError) as caught:
+        heroku(processes=entry)
+    assert any(line.startswith(f"flask-stack:{key}: ") and said in line for line in caught.value.errors), \
+        caught.value.errors
+
+
+def test_each_process_is_a_procfile_line_whose_words_bash_keeps(tmp_path):
+    from stack import dyno
+
+    s = heroku(app={"env": {"MOOD": "very  happy"}},
+               processes={"worker": {"command": """rq worker "two words" 'it"s' 100% """
+                                                """--mood=$MOOD ${MOOD} ''""",
+                                     "env": {"RQ_NAME": "a b $x"}},
+                          "clock": {"command": "python clock.py", "count": 0}})
+    lines = dyno.procfile(s).splitlines()
+    assert lines[0].startswith("web: ") and lines[1] == "clock: exec python clock.py"
+    worker = lines[2].removeprefix("worker: ")
+    # Run the line as Heroku does (bash), with `rq` a program that prints its argv and env.
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "rq").write_text("#!/usr/bin/env python3\nimport json, os, sys\n"
+                               "print(json.dumps([sys.argv[1:], os.environ['RQ_NAME']]))\n")
+    (bindir / "rq").chmod(0o755)
+    out = subprocess.run(["bash", "-c", worker], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{bindir}:/usr/bin:/bin", "MOOD": "very  happy"}).stdout
+    assert json.loads(out) == [["worker", "two words", 'it"s', "100%", "--mood=very  happy",
+                                "very  happy", ""], "a b $x"]
+
+
+def test_each_process_is_a_formation_after_the_build_and_review_stacks_shrink_them():
+    from tests.test_heroku import BUILD, FORMATION, one, run
+
+    r = run("heroku-complete", stack="prod")
+    formations = {f.inputs["type"]: f for f in r.monitor.by_type(FORMATION)}
+    worker = formations["worker"]
+    assert (worker.inputs["quantity"], worker.inputs["size"]) == (1, "standard-1x")
+    assert one(r, BUILD).urn in worker.dependencies
+    review = heroku(stack="pr-3", processes={"w": {"command": "x", "count": 4, "size": "standard-2x"}})
+    assert [(p.count, p.size) for p in review.processes] == [(1, "basic")]

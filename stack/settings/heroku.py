@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from stack.settings.platforms import HOST_SECTIONS, Platform
 from stack.settings.reader import Reader, describe
-from stack.settings.schema import PROJECT, Database, Heroku, Hosts
+from stack.settings.schema import PROJECT, Database, Heroku, Hosts, Process
 
 # Heroku's own rule for an app name (`heroku apps:create`): lower-case letters, digits and
 # dashes, starting with a letter and ending with a letter or digit, 3 to 30 characters.
@@ -146,3 +146,9 @@ def smallest(hosts: Hosts, database: Database) -> tuple[Hosts, Database]:
     return (dataclasses.replace(hosts, size=SMALLEST_DYNO, count=1),
             dataclasses.replace(database, size=SMALLEST_PLAN, high_availability=False))
 
+
+
+def smallest_processes(processes: tuple[Process, ...]) -> tuple[Process, ...]:
+    """A review stack on Heroku: at most one basic dyno of each process type."""
+    return tuple(dataclasses.replace(proc, count=min(proc.count, 1), size=SMALLEST_DYNO)
+                 for proc in processes)

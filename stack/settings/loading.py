@@ -12,7 +12,7 @@ from typing import Any
 from stack.settings.app import read_app
 from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
-from stack.settings.heroku import check_dynos, read_heroku, refuse_host_sections
+from stack.settings.heroku import check_dynos, read_heroku, refuse_host_sections, smallest_processes
 from stack.settings.heroku import smallest as smallest_on_heroku
 from stack.settings.hosts import read_hosts, read_network
 from stack.settings.lifecycle import read_ephemeral, read_expires_at, smallest
@@ -95,6 +95,7 @@ def load(
         hosts, database = smallest(hosts, database, p)
     elif ephemeral and not p.hosted:
         hosts, database = smallest_on_heroku(hosts, database)
+        processes = smallest_processes(processes)
     do_project = p.takes(top, "doProject") and top.boolean("doProject", p.default("doProject"))
     top.finish()
 

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 
 from stack.settings.environment import read_env, text_problem
+from stack.settings.heroku import DYNO_SIZES, SMALL_DYNOS
 from stack.settings.platforms import Platform
 from stack.settings.reader import Reader, describe
 from stack.settings.reserved import host_name_problem
@@ -61,8 +62,10 @@ def read_processes(r: Reader, p: Platform, env_names: set[str]) -> tuple[Process
                                   "of this process type; remove it")
             refuse(section, "stopTimeout", "has no meaning on platform heroku: Heroku gives every "
                                            "dyno 30 s after SIGTERM; remove it")
-            size = section.string("size", None, pattern=r"[a-z0-9]+(-[a-z0-9]+)*",
-                                  expect='a dyno size like "standard-1x"')
+            size = section.choice("size", DYNO_SIZES, None)
+            if (size or "") in SMALL_DYNOS and count > 1:
+                section.error("count", f"must be 0 or 1 with {size} dynos (Heroku runs at most one "
+                                       "eco or basic dyno per process type); use standard-1x or larger")
         section.finish()
         if command is not None:
             out.append(Process(name=name, command=command, count=count, on=place,
