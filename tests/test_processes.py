@@ -110,6 +110,7 @@ def test_calendars_systemd_takes_are_taken():
      "not the app's to set"),
     ({"w": {"command": "x", "comand": "y"}}, "processes.w.comand", 'did you mean "command"'),
     ({"w": {}}, "processes.w.command", "is required"),
+    ({"w": {"command": "x", "env": {"BIG": "v" * 2100}}}, "processes.w.env", "more than 2,048 bytes"),
     ({f"p{i}": {"command": "x"} for i in range(11)}, "processes", "at most 10"),
 ])
 def test_bad_processes_are_refused_with_their_key(entry, key, said):

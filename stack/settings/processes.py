@@ -26,6 +26,7 @@ from stack.settings.schema import Process, Schedule
 MAX_PROCESSES = 10
 MAX_SCHEDULES = 20
 MAX_COMMAND = 2 * 1024  # bytes: a command line, not a script
+MAX_ENTRY_ENV = 2 * 1024  # bytes of one process's env: the release step carries it
 MAX_COUNT = 16  # of one process on one host (Heroku: dynos of one type)
 NAME = r"[a-z][a-z0-9]*(-[a-z0-9]+)*"
 MAX_NAME = 30
@@ -49,6 +50,10 @@ def read_processes(r: Reader, p: Platform, env_names: set[str]) -> tuple[Process
     out = []
     for name, section in entries(r, MAX_PROCESSES, "processes"):
         env = read_env(section)
+        if sum(len(k) + len(v.encode()) + 4 for k, v in env) > MAX_ENTRY_ENV:
+            section.error("env", f"holds more than {MAX_ENTRY_ENV:,} bytes; a process's own env is "
+                                 "for a few settings (it travels in the release step's command): "
+                                 "put the rest in app.env or app.secretEnv")
         command = read_command(section, p, env_names | {key for key, _ in env})
         count = section.integer("count", 1, 0 if not p.hosted else 1, MAX_COUNT)
         place, stop_timeout, size = "all", 30, None
