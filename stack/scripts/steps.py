@@ -194,7 +194,7 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     units = entry_units(settings, host, files or {})
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, **compressing(), release_command=command or "",
-                  wsgi=wsgi, **units)
+                  wsgi=wsgi, release_command_sha=text_hash(command or ""), **units)
     parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
                                                         wsgi or ""),
              *((f"the host file {f['path']}", f["content"]) for f in units["entry_files"]))
@@ -218,6 +218,11 @@ def entry_units(settings: Settings, host: str, files: dict[str, str]) -> dict:
         "prefix": p.unit_prefix,
         "header_line": HEADER.format(app=settings.app.name),
     }
+
+
+def text_hash(text: str) -> str:
+    """SHA-256 of `text`; a lone surrogate is hashed as it is (the renderer refuses it itself)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def deps_key(rel: Release) -> str:

@@ -124,10 +124,13 @@ if [ ! -f "$rel/.flaskstack/complete" ]; then
   trap - EXIT
 fi
 rm -f "$archive"
-# The release command runs once per rollout, here, before any traffic switches (not again when
-# this step runs for a change of processes or schedules alone: the release is current already).
-if [ "$(readlink "$current" 2>/dev/null || true)" != "$rel" ]; then
+# The release command runs once per rollout, here, before any traffic switches: not again when
+# this step runs for a change of processes or schedules alone (the release is current already
+# and this very command ran for it), but again for a new or changed command.
+ran="$rel/.flaskstack/release-command"
+if [ "$(readlink "$current" 2>/dev/null || true)" != "$rel" ] || [ "$(cat "$ran" 2>/dev/null || true)" != d5804056de418a15a46c6369d75a5a27f214ca6c2ff106273bb063c10107ddc8 ]; then
 systemd-run --quiet --wait --pipe --collect --service-type=exec --uid=rocket --gid=rocket --working-directory=/srv/rocket/releases/0123456789abcdef0123 --property=EnvironmentFile=-/etc/rocket/app.env --property=EnvironmentFile=-/etc/rocket/secrets.env --setenv=PATH=/srv/rocket/releases/0123456789abcdef0123/venv/bin:/usr/local/bin:/usr/bin:/bin /bin/sh -c 'python -c "import rocket"' </dev/null || fail 'the release command failed (above); every host keeps the release it had'
+echo d5804056de418a15a46c6369d75a5a27f214ca6c2ff106273bb063c10107ddc8 > "$ran"
 fi
 wsgi=/etc/rocket/flaskstack_wsgi.py
 cat > /etc/rocket/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_3C85BF9C17B60990'
