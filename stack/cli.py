@@ -2,6 +2,7 @@
 rendered offline from Pulumi.<stack>.yaml (no Pulumi CLI, no credentials).
 `python -m stack check <stack>`: is the config complete enough to deploy (bin/deploy asks first).
 `python -m stack diff <stack> [--base REF]`: how the host files change against a git revision.
+`python -m stack status|logs|run|rollback|drift <stack>`: the day-2 verbs (stack/ops/).
 
 Without --out the files are printed, each under a `==> host:path <==` line; with --out they are
 written to DIR/<host>/<remote path>. A bad config exits 2 with every settings error.
@@ -38,7 +39,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="git revision to compare with (default: origin/main, else main)")
     p_diff.add_argument("--exit-code", action="store_true",
                         help="exit 1 when a host file changes (like git diff --exit-code)")
+    from stack.ops import cli as ops_cli
+
+    ops_cli.add_parsers(commands)
+    argv, words = ops_cli.split_command(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if words:
+        args.words = [*args.words, *words]
+    if args.command in ops_cli.VERBS:
+        return ops_cli.dispatch(args)
     if args.command == "check":
         return cmd_check(args.stack, args.dir)
     if args.command == "diff":

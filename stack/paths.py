@@ -32,6 +32,12 @@ class Paths:
         return f"{self.root}/current"
 
     @property
+    def deployed(self) -> str:
+        """The release the last deploy made current here (the release step writes it; a rollback
+        leaves it, so `status` can tell a rolled-back host from the stack's release)."""
+        return f"{self.root}/deployed"
+
+    @property
     def etc(self) -> str:
         return f"/etc/{self.app}"
 

@@ -21,17 +21,25 @@ from stack.site import Site
 
 def secret_env(settings: Settings, database_url: pulumi.Input[str] | None) -> pulumi.Output[str]:
     """The root-only EnvironmentFile of the app: DATABASE_URL and app.secretEnv, as a secret."""
-    names = [name for name, _ in settings.app.secret_env]
     values = [pulumi.Output.secret(secret.value or "") for _, secret in settings.app.secret_env]
     url = pulumi.Output.secret(database_url) if database_url is not None else pulumi.Output.from_input("")
 
     def lines(args: list[str]) -> str:
         url_value, *secret_values = args
-        out = [render.env_file_line("DATABASE_URL", url_value)] if url_value else []
-        out += [render.env_file_line(n, v) for n, v in zip(names, secret_values, strict=True)]
-        return "".join(f"{line}\n" for line in out)
+        return secret_env_text(settings, url_value, secret_values)
 
     return pulumi.Output.secret(pulumi.Output.all(url, *values).apply(lines))
+
+
+def secret_env_text(settings: Settings, database_url: str | None, values: list[str] | None = None) -> str:
+    """The secrets file's text from known values (`values` in app.secretEnv's order; by default
+    the settings' own, which a decrypted config has)."""
+    names = [name for name, _ in settings.app.secret_env]
+    if values is None:
+        values = [secret.value or "" for _, secret in settings.app.secret_env]
+    out = [render.env_file_line("DATABASE_URL", database_url)] if database_url else []
+    out += [render.env_file_line(n, v) for n, v in zip(names, values, strict=True)]
+    return "".join(f"{line}\n" for line in out)
 
 
 def batches(items: list, size: int) -> list[list]:
