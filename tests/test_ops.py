@@ -51,7 +51,8 @@ def target_of(config: dict, **kwargs) -> Target:
 # -- finding the stack ----------------------------------------------------------------------
 def test_config_from_the_cli_keeps_objects_and_marks_secrets():
     raw, secret = config_from_cli({
-        "flask-stack:ssh": {"value": '{"privateKey":"x"}', "objectValue": {"privateKey": "x"}, "secret": True},
+        "flask-stack:ssh": {"value": '{"privateKey":"x"}', "objectValue": {"privateKey": "x"},
+                            "secret": True},
         "flask-stack:front": {"value": "haproxy", "secret": False},
         "flask-stack:hosts": {"value": '{"addresses":["203.0.113.9"]}', "secret": False},
         "aws:region": {"value": "us-east-1"}})
@@ -65,7 +66,8 @@ def test_resolve_through_the_cli_reads_the_decrypted_config_and_the_outputs(tmp_
     fake.set_outputs({"hosts": ["203.0.113.10", "203.0.113.11"], "release": "ab" * 10})
     monkeypatch.setenv("PATH", f"{fake.bin}:{os.environ['PATH']}")
     target = resolve("ops", ROOT)
-    assert [(h.name, h.address) for h in target.hosts] == [("web-0", "203.0.113.10"), ("web-1", "203.0.113.11")]
+    assert [(h.name, h.address) for h in target.hosts] == [("web-0", "203.0.113.10"),
+                                                           ("web-1", "203.0.113.11")]
     assert target.release == "ab" * 10 and target.identity == KEY and target.secrets_known
     assert target.database_url == "postgresql://app:pw@db.example.com/app"
     with pytest.raises(OpsError, match="no stack named 'other'"):
@@ -130,7 +132,7 @@ def test_session_pins_a_host_key_and_keeps_the_private_key_in_a_private_file(tmp
         argv = ssh.argv(target.hosts[0], "true")
         key = Path(argv[argv.index("-i") + 1])
         assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.read_text() == KEY
-        assert "StrictHostKeyChecking=yes" in argv and ["-p", "2222"] == argv[argv.index("-p"):][:2]
+        assert "StrictHostKeyChecking=yes" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
         known = Path(next(o for o in argv if o.startswith("UserKnownHostsFile=")).split("=", 1)[1])
         assert known.read_text() == (f"[203.0.113.10]:2222 {HOST_KEY}\n[203.0.113.11]:2222 {HOST_KEY}\n")
         assert argv[-2:] == ["203.0.113.10", "true"]
@@ -155,19 +157,22 @@ def test_an_unreachable_host_is_named_with_its_address_not_a_traceback(tmp_path,
     env = {**os.environ, "PATH": f"{fake.bin}:{os.environ['PATH']}", "XDG_CACHE_HOME": str(tmp_path)}
 
     def verb(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "stack", *args[:1], "ops", "--dir", str(ROOT),
+        return subprocess.run([sys.executable, "-m", "stack", *args[:1], "--dir", str(ROOT), "ops",
                                *args[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
     done = verb("status")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert "web-0 (nowhere.invalid): UNREACHABLE: " in done.stdout and "Could not resolve hostname" in done.stdout
+    assert "web-0 (nowhere.invalid): UNREACHABLE: " in done.stdout
+    assert "Could not resolve hostname" in done.stdout
     assert json.loads(verb("status", "--json").stdout)["hosts"][0]["reachable"] is False
     done = verb("logs")
     assert done.returncode == 1 and "host web-0 (nowhere.invalid): cannot be reached over SSH" in done.stderr
     done = verb("run", "--", "true")
-    assert done.returncode == 2 and "host web-0 (nowhere.invalid): cannot be reached" in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "host web-0 (nowhere.invalid): cannot be reached" in done.stderr
     done = verb("rollback")
-    assert done.returncode == 2 and "cannot be reached" in done.stderr and "nothing was rolled back" in done.stderr
+    assert done.returncode == 2 and "cannot be reached" in done.stderr
+    assert "nothing was rolled back" in done.stderr
     done = verb("drift")
     assert done.returncode == 1 and "web-0 (nowhere.invalid): UNREACHABLE" in done.stdout
     assert "Traceback" not in done.stderr
@@ -179,7 +184,8 @@ STATUS = "\n".join([
     "kept\taaaaaaaaaaaaaaaaaaaa\t100", "kept\tcccccccccccccccccccc\t300", "kept\tbbbbbbbbbbbbbbbbbbbb\t200",
     "disk\t52000000\t9000000000", "health\t200\t0.004",
     "unit\tapp.socket\tactive\tlistening\t1000\tenabled", "unit\tapp.service\tactive\trunning\t1000\tenabled",
-    "unit\tapp-worker@1.service\tfailed\tfailed\t1200\tenabled", "unit\tnginx.service\tactive\trunning\t\tenabled"])
+    "unit\tapp-worker@1.service\tfailed\tfailed\t1200\tenabled",
+    "unit\tnginx.service\tactive\trunning\t\tenabled"])
 
 
 def test_status_parses_judges_and_reports_a_rolled_back_host_with_a_failed_process():

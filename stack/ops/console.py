@@ -12,8 +12,8 @@ from functools import cache
 from stack.inventory import Host
 from stack.ops.remote import Session
 from stack.ops.target import OpsError, Target
-from stack.render import environment
 from stack.paths import Paths
+from stack.render import environment
 from stack.scripts.shell import cmd, render
 from stack.scripts.steps import Script, context
 

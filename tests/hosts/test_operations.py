@@ -70,7 +70,7 @@ def current(host) -> str:
 def ops(bed, verb: str, *args: str, timeout: float = 180, popen: bool = False, **kwargs):
     env = {**os.environ, "PATH": f"{bed['fake'].bin}:{os.environ['PATH']}",
            "XDG_CACHE_HOME": str(bed["work"] / "cache")}
-    argv = [sys.executable, "-m", "stack", verb, STACK, "--dir", str(bed["stack"].app.parent), *args]
+    argv = [sys.executable, "-m", "stack", verb, "--dir", str(bed["stack"].app.parent), STACK, *args]
     if popen:
         return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, **kwargs)

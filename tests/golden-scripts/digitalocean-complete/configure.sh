@@ -617,7 +617,13 @@ changed=" "
 installing=1
 put() {  # put STAGED TARGET MODE GROUP KIND
   local src=$1 dst=$2 mode=$3 group=$4 kind=$5
-  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then return 0; fi
+  if [ -f "$dst" ] && cmp -s "$src" "$dst"; then
+    # Same content: only an owner or mode changed by hand is put right (nothing reloads).
+    if [ "$(stat -c '%a %U:%G' "$dst")" != "${mode#0} root:$group" ]; then
+      chown "root:$group" "$dst"; chmod "$mode" "$dst"; echo "put back the owner and mode of $dst"
+    fi
+    return 0
+  fi
   mkdir -p "$rb/files$(dirname "$dst")"
   if [ -f "$dst" ]; then
     [ -e "$rb/files$dst" ] || cp -a "$dst" "$rb/files$dst"

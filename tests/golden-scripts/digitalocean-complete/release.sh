@@ -411,4 +411,9 @@ $process_journal"
 fi
 units_installing=0
 switched=0
+# What `python -m stack rollback` needs later: the WSGI entry this release ran with, and which
+# release the deploy made current (a rollback leaves that, so `status` can tell).
+install -m 0640 -o root -g rocket "$wsgi.flaskstack-release" "$rel/.flaskstack/wsgi.py"
+echo 0123456789abcdef0123 > /srv/rocket/deployed.new
+mv -f /srv/rocket/deployed.new /srv/rocket/deployed
 echo "release 0123456789abcdef0123 is current on web-0"

@@ -50,7 +50,14 @@ FLASKSTACK_09ADC134264F1152
 cat > /etc/app/secrets.env.new
 changed=0
 for f in /etc/app/app.env /etc/app/secrets.env; do
-  if [ -f "$f" ] && cmp -s "$f.new" "$f"; then rm -f "$f.new"; continue; fi
+  if [ -f "$f" ] && cmp -s "$f.new" "$f"; then
+    rm -f "$f.new"
+    # Same content: only an owner or mode changed by hand is put right (nothing restarts).
+    if [ "$(stat -c '%a %U:%G' "$f")" != "600 root:root" ]; then
+      chown root:root "$f"; chmod 0600 "$f"; echo "put back the owner and mode of $f"
+    fi
+    continue
+  fi
   if [ -f "$f" ]; then cp -a "$f" "$old/"; fi
   chown root:root "$f.new"
   chmod 0600 "$f.new"

@@ -418,4 +418,9 @@ $process_journal"
 fi
 units_installing=0
 switched=0
+# What `python -m stack rollback` needs later: the WSGI entry this release ran with, and which
+# release the deploy made current (a rollback leaves that, so `status` can tell).
+install -m 0640 -o root -g rocket-shop "$wsgi.flaskstack-release" "$rel/.flaskstack/wsgi.py"
+echo 0123456789abcdef0123 > /srv/rocket-shop/deployed.new
+mv -f /srv/rocket-shop/deployed.new /srv/rocket-shop/deployed
 echo "release 0123456789abcdef0123 is current on web-0"
