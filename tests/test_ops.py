@@ -316,3 +316,28 @@ def test_the_verbs_scripts_pass_shellcheck(tmp_path):
     result = subprocess.run([tool, "-s", "bash", "-f", "gcc", *sorted(map(str, tmp_path.glob("*.sh")))],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and not result.stdout, result.stdout
+
+
+# -- the sweep's drift report ---------------------------------------------------------------
+@pytest.mark.parametrize(("code", "printed", "exit_code", "said"), [
+    (0, "web-0 (203.0.113.10): no drift\n", 0, "No drift"),
+    (1, "web-0 (203.0.113.10): 1 drifted\n  /etc/app/app.env: mode 644\n", 0, "Drift found"),
+    (1, "web-0 (203.0.113.10): UNREACHABLE: timeout\n", 1, "Drift found"),
+    (2, "no stack named prod\n", 2, "could not run (exit 2)"),
+])
+def test_the_sweeps_drift_report_summarises_and_fails_only_when_it_could_not_look(tmp_path, code, printed,
+                                                                                  exit_code, said):
+    """.github/scripts/drift-report with a stand-in for `python -m stack drift`."""
+    venv = tmp_path / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (tmp_path / "printed").write_text(printed)
+    (venv / "python").write_text(f"#!/bin/sh\ncat {tmp_path / 'printed'}\nexit {code}\n")
+    (venv / "python").chmod(0o755)
+    summary = tmp_path / "summary.md"
+    done = subprocess.run([str(ROOT / ".github" / "scripts" / "drift-report"), "prod"], cwd=tmp_path,
+                          env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == exit_code, done.stdout + done.stderr
+    text = summary.read_text()
+    assert text.startswith("## Drift on stack `prod`") and said in text and printed in text
+    assert ("::warning title=Drift on prod::" in done.stdout) == (code == 1 and exit_code == 0)
