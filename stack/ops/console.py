@@ -10,7 +10,7 @@ import sys
 from functools import cache
 
 from stack.inventory import Host
-from stack.ops.remote import Session
+from stack.ops.remote import UNREACHABLE, Session, Unreachable
 from stack.ops.target import OpsError, Target
 from stack.paths import Paths
 from stack.render import environment
@@ -50,10 +50,9 @@ def run(target: Target, host: Host, command: list[str], *, tty: bool | None = No
     tty = sys.stdin.isatty() and sys.stdout.isatty() if tty is None else tty
     with Session(target) as ssh:
         argv = ssh.argv(host, ssh.line(script(target, host, command, tty=tty)), tty=tty)
-        done = subprocess.run(argv, stderr=None if tty else subprocess.PIPE, text=True, check=False)
-        if not tty and done.stderr:
-            ssh.check(host, done)
-            sys.stderr.write(done.stderr)
-        elif done.returncode == 255:
-            ssh.check(host, done, "")
+        # stdin, stdout and stderr are the command's own, streamed as it runs.
+        done = subprocess.run(argv, check=False)
+        if done.returncode == UNREACHABLE:
+            raise Unreachable(host, "ssh exited 255 (its message is above); if the command itself "
+                                    "exits 255, that is what it did")
         return done.returncode

@@ -171,7 +171,8 @@ class Query:
 
 def history(target: Target, ssh: Session, hosts: Iterable[Host], query: Query,
             warn: Callable[[str], None]) -> tuple[list[Line], dict[str, str | None]]:
-    """The last `query.lines` lines of every host, merged by time; and each host's last cursor."""
+    """The last `query.lines` lines of every host, merged by time; and the last journal cursor of
+    each host that was reached (None: it has no line yet)."""
     merged: list[Line] = []
     cursors: dict[str, str | None] = {}
     for host in hosts:
@@ -182,7 +183,6 @@ def history(target: Target, ssh: Session, hosts: Iterable[Host], query: Query,
             done = ssh.run(host, made, timeout=120)
         except Unreachable as exc:
             warn(str(exc))
-            cursors[host.name] = None
             continue
         if done.returncode != 0:
             warn(f"host {named(host)}: reading its logs failed: {done.stderr.strip()}")
@@ -270,8 +270,7 @@ def show(target: Target, hosts: tuple[Host, ...], query: Query, *, follow_too: b
         for line in past:
             emit(line)
         if follow_too:
-            reachable = [h for h in hosts if h.name in cursors and not any(
-                named(h) in w for w in warned)]
+            reachable = [h for h in hosts if h.name in cursors]
             try:
                 for line in follow(target, ssh, reachable, query, cursors, say, stop):
                     emit(line)

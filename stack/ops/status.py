@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 from stack import hostfiles
 from stack.inventory import Host
-from stack.ops.remote import Session, Unreachable, named
+from stack.ops.remote import Session, Unreachable
 from stack.ops.target import Target
 from stack.paths import Paths
 from stack.scripts.shell import render
@@ -200,5 +200,3 @@ def as_json(target: Target, statuses: list[HostStatus]) -> dict:
 def exit_code(statuses: list[HostStatus]) -> int:
     return 0 if all(st.healthy for st in statuses) else 1
 
-
-__all__ = ["HostStatus", "Unit", "as_json", "collect", "exit_code", "named", "report", "units_of"]

@@ -95,10 +95,9 @@ def hosts_of(config: Settings, outputs: dict[str, Any], cli: str | None) -> tupl
                            "in the stack's outputs: install the Pulumi CLI and log in to the stack's "
                            "backend (pulumi login), so that `pulumi stack output` can list them")
         raise OpsError(f"stack {config.stack!r} has no hosts in its outputs yet: run pulumi up first")
-    names = inventory.host_names(config)
-    if len(addresses) != len(names):  # the outputs are of the last `pulumi up`, the config is newer
-        names = [f"web-{i}" for i in range(len(addresses))]
-    return tuple(Host(name, str(address)) for name, address in zip(names, addresses, strict=True))
+    # As many as the last `pulumi up` made (the config may already ask for another count), named
+    # as the inventory names them.
+    return tuple(Host(f"web-{i}", str(address)) for i, address in enumerate(addresses))
 
 
 def identity(config: Settings, identity_file: Path | None) -> str | None:
