@@ -27,6 +27,7 @@ import pulumi_random as random
 
 from stack import aws_plan
 from stack.aws_plan import HTTP_PORT, HTTPS_PORT, POSTGRES_PORT, WORLD_V4
+from stack.balancer import ALB
 from stack.inventory import Host
 from stack.site import Site, SiteArgs
 
@@ -263,14 +264,15 @@ class AwsSite(pulumi.ComponentResource):
             drop_invalid_header_fields=True, desync_mitigation_mode="defensive",
             # 60 s idle: below the hosts' Nginx keep-alive behind a balancer (75 s, stack/render.py),
             # so the balancer, never Nginx, closes an idle connection (no 502 on a reused one).
-            enable_deletion_protection=not s.ephemeral, enable_http2=True, idle_timeout=60,
+            enable_deletion_protection=not s.ephemeral, enable_http2=True, idle_timeout=ALB.idle,
             tags=self._tags("alb"), opts=self._opts(depends_on=net.internet))
         target = aws.lb.TargetGroup(
             f"{n}-web", port=HTTP_PORT, protocol="HTTP", target_type="instance", vpc_id=net.vpc.id,
             deregistration_delay=30,
             health_check=aws.lb.TargetGroupHealthCheckArgs(
                 enabled=True, protocol="HTTP", port="traffic-port", path=s.deploy.health_path,
-                matcher="200", interval=10, timeout=5, healthy_threshold=2, unhealthy_threshold=3),
+                matcher="200", interval=ALB.interval, timeout=ALB.timeout,
+                healthy_threshold=ALB.healthy, unhealthy_threshold=ALB.unhealthy),
             tags=self._tags("web"), opts=self._opts())
         for host, instance in zip(self._hosts, instances, strict=True):
             aws.lb.TargetGroupAttachment(f"{n}-{host}-target", target_group_arn=target.arn,

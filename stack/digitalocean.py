@@ -31,6 +31,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_digitalocean as do
 
+from stack.balancer import DO_LB
 from stack.inventory import Host
 from stack.settings import Settings
 from stack.site import DatabaseAdmin, Site, SiteArgs
@@ -255,11 +256,12 @@ class DigitalOceanSite(pulumi.ComponentResource):
             # DigitalOcean points the certificate's names at the balancer itself.
             disable_lets_encrypt_dns_records=not s.domain.dns_records,
             healthcheck=do.LoadBalancerHealthcheckArgs(
-                protocol="http", port=80, path=s.deploy.health_path, check_interval_seconds=10,
-                response_timeout_seconds=5, healthy_threshold=3, unhealthy_threshold=3),
+                protocol="http", port=80, path=s.deploy.health_path, check_interval_seconds=DO_LB.interval,
+                response_timeout_seconds=DO_LB.timeout, healthy_threshold=DO_LB.healthy,
+                unhealthy_threshold=DO_LB.unhealthy),
             # Below the front's keepalive_timeout (75 s behind a balancer), so the balancer
             # never reuses a connection the host is closing.
-            http_idle_timeout_seconds=60, enable_backend_keepalive=True, project_id=project_id,
+            http_idle_timeout_seconds=DO_LB.idle, enable_backend_keepalive=True, project_id=project_id,
             opts=self._opts())
 
     def _dns(self, droplet: do.Droplet, domains: list[tuple[str, str]]) -> None:

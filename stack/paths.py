@@ -38,6 +38,12 @@ class Paths:
         return f"{self.root}/deployed"
 
     @property
+    def drain(self) -> str:
+        """While it exists, the health path answers 503: the balancer takes the host out (the
+        WSGI entry checks it; the configure and env steps make it around a change)."""
+        return f"/run/{self.app}.drain"
+
+    @property
     def etc(self) -> str:
         return f"/etc/{self.app}"
 

@@ -272,6 +272,13 @@ def context(settings: Settings, host: Host) -> dict:
         "haproxy": {
             "maxconn": 8000,
             "server_timeout": app.timeout + 5,
+            # Idle client connections, as Nginx's keepalive_timeout: behind a cloud balancer
+            # (which keeps its connections 60 s), longer than the balancer, so it is always the
+            # balancer that closes one, never HAProxy as the balancer sends on it (a 502).
+            "keepalive_timeout": 75 if behind_proxy else 10,
+            # Old processes after a reload: their last requests (up to the server timeout) and
+            # one more keep-alive round, then they go.
+            "hard_stop_after": app.timeout + 5 + (75 if behind_proxy else 10) + 5,
             "server_address": listen if unix else app.listen,
             "rate_limit_per_10s": settings.rate_limit.requests_per_second * 10 + settings.rate_limit.burst,
             "acme_port": ACME_PORT,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from stack import assets, hostfiles
+from stack import assets, balancer, hostfiles
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
 from stack.render import ACME_PORT, HEADER
@@ -109,6 +109,12 @@ def context(settings: Settings, host: str, address: str = "", **values: object) 
             "address": address, "where": where(host, address), **values}
 
 
+def draining(settings: Settings) -> dict:
+    """drain.sh.j2's values: 0 drain seconds (no balancer) leaves draining out of the scripts."""
+    drain, undrain = balancer.drain_seconds(settings)
+    return {"drain": drain, "undrain": undrain}
+
+
 def health_functions(settings: Settings, host: str, address: str) -> str:
     """probe, healthy_within SECONDS, and unhealthy WHAT-WAS-UNDONE (fails with the journal)."""
     return render("health.sh.j2", **context(settings, host, address))
@@ -170,7 +176,7 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
     patterns = [Paths(settings.app.name).process_name(proc.name).replace("@.", "@*.")
                 for proc in settings.processes]
     return Script("env", host, render("env.sh.j2", **context(settings, host, address), app_env=app_env,
-                                      processes=patterns),
+                                      processes=patterns, **draining(settings)),
                   address, parts=(("app.env", app_env),))
 
 
@@ -285,7 +291,7 @@ def configure(settings: Settings, host: str, files: dict[str, str], address: str
     placeholder = placeholder_certificate(settings, host) if settings.tls.enabled else ""
     wanted = config_files(settings, files)
     body = render("configure.sh.j2", **context(settings, host, address), files=files,
-                  wanted=wanted, nginx=nginx, front=front, other=other,
+                  wanted=wanted, nginx=nginx, front=front, other=other, **draining(settings),
                   site=p.nginx_site.rsplit("/", 1)[1], workers=workers, placeholder=placeholder)
     parts = tuple((f"the host file {f.path}", files[f.path]) for f in wanted)
     return Script("configure", host, body, address, parts=parts)

@@ -138,6 +138,12 @@ RULES: dict[str, Rule] = {
     "deploy.healthTimeout": Rule(HOSTED, refusals={
         HEROKU: "has no meaning on platform heroku: Heroku gives a dyno 60 s to bind $PORT "
                 "(its boot timeout) and checks nothing else; remove it"}),
+    "deploy.drainSeconds": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: preboot moves traffic to the new dynos; "
+                "remove it"}),
+    "deploy.undrainSeconds": Rule(HOSTED, refusals={
+        HEROKU: "has no meaning on platform heroku: preboot moves traffic to the new dynos; "
+                "remove it"}),
     "deploy.releasesKept": Rule(HOSTED, refusals={
         HEROKU: "has no meaning on platform heroku: Heroku keeps every release (heroku "
                 "releases, heroku releases:rollback); remove it"}),

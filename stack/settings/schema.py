@@ -122,6 +122,8 @@ class Deploy:
     health_path: str
     health_timeout: int
     releases_kept: int
+    drain_seconds: int | None = None  # None: from the stack's balancer (stack/balancer.py)
+    undrain_seconds: int | None = None
 
 
 @dataclass(frozen=True)

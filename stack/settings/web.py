@@ -131,5 +131,10 @@ def read_deploy(r: Reader, app: App, p: Platform) -> Deploy:
                               "it from disk and never ask the app")
     timeout = r.integer("healthTimeout", 60, 5, 900, unit="seconds") if p.takes(r, "healthTimeout") else 60
     kept = r.integer("releasesKept", 5, 2, 50) if p.takes(r, "releasesKept") else 5
+    # None: derived from the stack's balancer (stack/balancer.py); 0: never drain.
+    drain = r.integer("drainSeconds", None, 0, 600, unit="seconds") if p.takes(r, "drainSeconds") else None
+    undrain = (r.integer("undrainSeconds", None, 0, 600, unit="seconds")
+               if p.takes(r, "undrainSeconds") else None)
     r.finish()
-    return Deploy(batch_size=batch, health_path=health, health_timeout=timeout, releases_kept=kept)
+    return Deploy(batch_size=batch, health_path=health, health_timeout=timeout, releases_kept=kept,
+                  drain_seconds=drain, undrain_seconds=undrain)

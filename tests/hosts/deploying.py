@@ -80,9 +80,9 @@ def new_stack(testbed, hosts: list, tmp_path_factory, *, app_dir: Path | None = 
 
 def get(host, path: str = "/", headers: dict | None = None, timeout: float = 5, *,
         source: str | None = None) -> tuple[int, str]:
-    """A GET over plain HTTP to the host's port 80, from `source` if given (an address of this
-    machine on the testbed's bridge)."""
-    conn = http.client.HTTPConnection(host.address, 80, timeout=timeout,
+    """A GET over plain HTTP to the host's port 80 (or its `port`, for the stand-in balancer),
+    from `source` if given (an address of this machine on the testbed's bridge)."""
+    conn = http.client.HTTPConnection(host.address, getattr(host, "port", 80), timeout=timeout,
                                       source_address=(source, 0) if source else None)
     try:
         conn.request("GET", path, headers=headers or {})
@@ -199,7 +199,7 @@ def mixed_load(hosts, mix=MIX) -> Iterator[dict]:
             started = time.monotonic()
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(host.address, 80, timeout=15)
+                    conn = http.client.HTTPConnection(host.address, getattr(host, "port", 80), timeout=15)
                 body = b"order=1&item=42" if method == "POST" else None
                 headers = {} if keepalive else {"Connection": "close"}
                 if body:

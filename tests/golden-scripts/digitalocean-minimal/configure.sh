@@ -71,6 +71,27 @@ unhealthy() {
   fail "/healthz did not answer 200 within 60 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
+# Draining, behind a load balancer: before a change that closes connections, the health path
+# answers 503 (/run/app.drain exists) for 40 s, so the balancer stops sending
+# here; after it, the host waits 35 s for the balancer to take it back.
+drained=0
+drain_start() {
+  [ $drained = 0 ] || return 0
+  touch /run/app.drain
+  drained=1
+  echo "draining web-0: 40 s for the balancer to stop sending to it"
+  sleep 40
+}
+drain_end() {
+  [ $drained = 1 ] || return 0
+  rm -f /run/app.drain
+  drained=2
+}
+undrain_wait() {
+  [ $drained = 2 ] || return 0
+  echo "waiting 35 s for the balancer to send to web-0 again"
+  sleep 35
+}
 stage=$(mktemp -d /etc/app/.stage.XXXXXX); rb="$stage/replaced"; installing=0
 # What this host ran before, so a failure can put exactly that back. On the host's first config
 # (no unit of the app yet) that is: nothing of the app, and the front's own files.
@@ -98,10 +119,10 @@ undo_config() {
     echo "flask-stack: configure on host web-0: removed this first config of app again (its units, files and front site); the front's own config is back" >&2
   fi
 }
-trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"; rm -f /run/app.drain' EXIT
 chgrp app "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/app
-cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_05CAECE79E153961'
+cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_C077E0A6ACC8D461'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -111,6 +132,9 @@ one proxy hop is trusted and a client cannot spoof either header.
 The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
 itself, the app answers it (so it can check its database, say); when it does not, this entry
 answers 200 itself: the app has imported and a worker serves requests.
+While the deploy drains this host before a change that closes connections (DRAIN_FILE exists),
+the health path answers 503, so the load balancer in front stops sending here; every other path
+keeps serving the requests that still come.
 
 Every value from the stack's config is a string literal here; a factory's arguments are their
 source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
@@ -119,12 +143,14 @@ written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 
 import ast
 import importlib
+import os
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
+DRAIN_FILE = "/run/app.drain"
 
 
 def _load():
@@ -162,6 +188,20 @@ def answer_health(wsgi_app):
     return health
 
 
+def drainable(wsgi_app):
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+
+    def serve(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Cache-Control", "no-store"),
+                                                       ("Content-Length", "9")])
+            return [b"draining\n"]
+        return wsgi_app(environ, start_response)
+
+    return serve
+
+
 app = _load()
 proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
 app_answers_health = routes(app, HEALTH_PATH)
@@ -170,12 +210,14 @@ if hasattr(app, "wsgi_app"):
     app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
     if not app_answers_health:
         app.wsgi_app = answer_health(app.wsgi_app)
+    app.wsgi_app = drainable(app.wsgi_app)
     application = app
 else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
-FLASKSTACK_05CAECE79E153961
+    application = drainable(application)
+FLASKSTACK_C077E0A6ACC8D461
 mkdir -p "$stage/files"/etc/app
 cat > "$stage/files"/etc/app/gunicorn.conf.py <<'FLASKSTACK_023EC949A8DCFF0D'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -593,6 +635,9 @@ put "$stage/files"/etc/nginx/sites-available/app.conf /etc/nginx/sites-available
 put "$stage/files"/etc/systemd/system/app.service /etc/systemd/system/app.service 0644 root units
 put "$stage/files"/etc/systemd/system/app.socket /etc/systemd/system/app.socket 0644 root socket
 put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
+# A front reload and an app restart close connections: out of the balancer first. (A HUP of
+# Gunicorn alone does not: its new workers take over on the same socket.)
+case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet app.socket app.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet app.socket; then
@@ -619,6 +664,7 @@ if ! systemctl is-active --quiet nginx; then
 elif [[ "$changed" == *" front "* ]]; then
   reload_and_wait nginx 30
 fi
+drain_end
 if [ "$changed" != " " ] && ! healthy_within 60; then
   capture_journal
   undo_config
@@ -626,4 +672,5 @@ if [ "$changed" != " " ] && ! healthy_within 60; then
   unhealthy "Put back the previous config"
 fi
 installing=0
+undrain_wait
 echo "configured web-0:$changed"

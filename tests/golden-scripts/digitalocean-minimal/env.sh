@@ -38,9 +38,30 @@ unhealthy() {
   fail "/healthz did not answer 200 within 60 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
+# Draining, behind a load balancer: before a change that closes connections, the health path
+# answers 503 (/run/app.drain exists) for 40 s, so the balancer stops sending
+# here; after it, the host waits 35 s for the balancer to take it back.
+drained=0
+drain_start() {
+  [ $drained = 0 ] || return 0
+  touch /run/app.drain
+  drained=1
+  echo "draining web-0: 40 s for the balancer to stop sending to it"
+  sleep 40
+}
+drain_end() {
+  [ $drained = 1 ] || return 0
+  rm -f /run/app.drain
+  drained=2
+}
+undrain_wait() {
+  [ $drained = 2 ] || return 0
+  echo "waiting 35 s for the balancer to send to web-0 again"
+  sleep 35
+}
 umask 077
 install -d -m 0750 -o root -g app /etc/app
-old=$(mktemp -d); trap 'rm -rf "$old"' EXIT
+old=$(mktemp -d); trap 'rm -rf "$old"; rm -f /run/app.drain' EXIT
 cat > /etc/app/app.env.new <<'FLASKSTACK_74F684FC67B87CDB'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # Plain environment of app; secrets are in /etc/app/secrets.env (root only).
@@ -65,7 +86,9 @@ for f in /etc/app/app.env /etc/app/secrets.env; do
 done
 if [ $changed = 1 ] && systemctl is-active --quiet app.service; then
   # The socket stays open, so requests wait in its backlog while Gunicorn restarts.
+  drain_start
   systemctl restart app.service || true
+  drain_end
   if ! healthy_within 60; then
     capture_journal
     cp -a "$old"/. /etc/app/
@@ -73,4 +96,5 @@ if [ $changed = 1 ] && systemctl is-active --quiet app.service; then
     systemctl restart app.service || true
     unhealthy "Put back the previous environment"
   fi
+  undrain_wait
 fi

@@ -99,7 +99,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
 chgrp rocket "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_2CE78F44F8EA3DDB'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_A1DC73B8B8B88A70'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of rocket. It sits behind a load balancer: forwarded headers are trusted only from 198.51.100.0/28.
 global
@@ -110,6 +110,8 @@ global
     # The master-worker reload (systemctl reload haproxy) passes listeners over this socket,
     # so a reload drops no connection.
     stats socket /run/haproxy/admin.sock mode 660 level admin expose-fd listeners
+    # An old process left by a reload finishes what it has, then goes, in at most this long.
+    hard-stop-after 115s
 
 defaults
     mode http
@@ -121,7 +123,11 @@ defaults
     timeout server 35s
     # Slow clients may not hold a connection open while dribbling a request (slowloris).
     timeout http-request 10s
-    timeout http-keep-alive 10s
+    timeout http-keep-alive 75s
+    # After a reload, an old process keeps each idle keep-alive connection until the client's
+    # next request has its response, and closes it then, instead of closing it while the client
+    # may already be sending on it.
+    option idle-close-on-response
     timeout queue 30s
 
 frontend public
@@ -165,9 +171,9 @@ backend acme
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_2CE78F44F8EA3DDB
+FLASKSTACK_A1DC73B8B8B88A70
 mkdir -p "$stage/files"/etc/rocket
-cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_3C85BF9C17B60990'
+cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_A4935B486604394B'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for rocket: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -177,6 +183,9 @@ one proxy hop is trusted and a client cannot spoof either header.
 The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
 itself, the app answers it (so it can check its database, say); when it does not, this entry
 answers 200 itself: the app has imported and a worker serves requests.
+While the deploy drains this host before a change that closes connections (DRAIN_FILE exists),
+the health path answers 503, so the load balancer in front stops sending here; every other path
+keeps serving the requests that still come.
 
 Every value from the stack's config is a string literal here; a factory's arguments are their
 source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
@@ -185,12 +194,14 @@ written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 
 import ast
 import importlib
+import os
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
+DRAIN_FILE = "/run/rocket.drain"
 
 
 def _load():
@@ -228,6 +239,20 @@ def answer_health(wsgi_app):
     return health
 
 
+def drainable(wsgi_app):
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+
+    def serve(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Cache-Control", "no-store"),
+                                                       ("Content-Length", "9")])
+            return [b"draining\n"]
+        return wsgi_app(environ, start_response)
+
+    return serve
+
+
 app = _load()
 proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
 app_answers_health = routes(app, HEALTH_PATH)
@@ -236,12 +261,14 @@ if hasattr(app, "wsgi_app"):
     app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
     if not app_answers_health:
         app.wsgi_app = answer_health(app.wsgi_app)
+    app.wsgi_app = drainable(app.wsgi_app)
     application = app
 else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
-FLASKSTACK_3C85BF9C17B60990
+    application = drainable(application)
+FLASKSTACK_A4935B486604394B
 mkdir -p "$stage/files"/etc/rocket
 cat > "$stage/files"/etc/rocket/gunicorn.conf.py <<'FLASKSTACK_E33C1CFE23C49424'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.

@@ -99,7 +99,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
 chgrp app "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/app
-cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_05CAECE79E153961'
+cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_C077E0A6ACC8D461'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -109,6 +109,9 @@ one proxy hop is trusted and a client cannot spoof either header.
 The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
 itself, the app answers it (so it can check its database, say); when it does not, this entry
 answers 200 itself: the app has imported and a worker serves requests.
+While the deploy drains this host before a change that closes connections (DRAIN_FILE exists),
+the health path answers 503, so the load balancer in front stops sending here; every other path
+keeps serving the requests that still come.
 
 Every value from the stack's config is a string literal here; a factory's arguments are their
 source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
@@ -117,12 +120,14 @@ written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 
 import ast
 import importlib
+import os
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
+DRAIN_FILE = "/run/app.drain"
 
 
 def _load():
@@ -160,6 +165,20 @@ def answer_health(wsgi_app):
     return health
 
 
+def drainable(wsgi_app):
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+
+    def serve(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Cache-Control", "no-store"),
+                                                       ("Content-Length", "9")])
+            return [b"draining\n"]
+        return wsgi_app(environ, start_response)
+
+    return serve
+
+
 app = _load()
 proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
 app_answers_health = routes(app, HEALTH_PATH)
@@ -168,12 +187,14 @@ if hasattr(app, "wsgi_app"):
     app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
     if not app_answers_health:
         app.wsgi_app = answer_health(app.wsgi_app)
+    app.wsgi_app = drainable(app.wsgi_app)
     application = app
 else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
-FLASKSTACK_05CAECE79E153961
+    application = drainable(application)
+FLASKSTACK_C077E0A6ACC8D461
 mkdir -p "$stage/files"/etc/app
 cat > "$stage/files"/etc/app/gunicorn.conf.py <<'FLASKSTACK_023EC949A8DCFF0D'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -317,7 +338,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_sigterm)
 FLASKSTACK_023EC949A8DCFF0D
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_177AC21BC4ED7949'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_F94B0C0C4A22094C'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of app. It faces the internet itself: every forwarded header a client sends is replaced.
 global
@@ -328,6 +349,8 @@ global
     # The master-worker reload (systemctl reload haproxy) passes listeners over this socket,
     # so a reload drops no connection.
     stats socket /run/haproxy/admin.sock mode 660 level admin expose-fd listeners
+    # An old process left by a reload finishes what it has, then goes, in at most this long.
+    hard-stop-after 50s
     ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305
     ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
@@ -343,6 +366,10 @@ defaults
     # Slow clients may not hold a connection open while dribbling a request (slowloris).
     timeout http-request 10s
     timeout http-keep-alive 10s
+    # After a reload, an old process keeps each idle keep-alive connection until the client's
+    # next request has its response, and closes it then, instead of closing it while the client
+    # may already be sending on it.
+    option idle-close-on-response
     timeout queue 30s
 
 frontend public
@@ -385,7 +412,7 @@ backend acme
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_177AC21BC4ED7949
+FLASKSTACK_F94B0C0C4A22094C
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/app.service <<'FLASKSTACK_48F471CED0DC7EAC'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.

@@ -7,6 +7,9 @@ one proxy hop is trusted and a client cannot spoof either header.
 The deploy's health check asks HEALTH_PATH (deploy.healthPath). When the app routes that path
 itself, the app answers it (so it can check its database, say); when it does not, this entry
 answers 200 itself: the app has imported and a worker serves requests.
+While the deploy drains this host before a change that closes connections (DRAIN_FILE exists),
+the health path answers 503, so the load balancer in front stops sending here; every other path
+keeps serving the requests that still come.
 
 Every value from the stack's config is a string literal here; a factory's arguments are their
 source text as app.entry wrote them, read back with ast.literal_eval, so each arrives exactly as
@@ -15,12 +18,14 @@ written (1e999, -0.0, bytes, sets) and none is ever Python code of this module.
 
 import ast
 import importlib
+import os
 
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 ENTRY = "rocket:app"
 TRUSTED_HOPS = 1
 HEALTH_PATH = "/healthz"
+DRAIN_FILE = "/run/rocket-shop.drain"
 
 
 def _load():
@@ -58,6 +63,20 @@ def answer_health(wsgi_app):
     return health
 
 
+def drainable(wsgi_app):
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+
+    def serve(environ, start_response):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Cache-Control", "no-store"),
+                                                       ("Content-Length", "9")])
+            return [b"draining\n"]
+        return wsgi_app(environ, start_response)
+
+    return serve
+
+
 app = _load()
 proxy_fix = dict(x_for=TRUSTED_HOPS, x_proto=TRUSTED_HOPS, x_host=0, x_port=0, x_prefix=0)
 app_answers_health = routes(app, HEALTH_PATH)
@@ -66,8 +85,10 @@ if hasattr(app, "wsgi_app"):
     app.wsgi_app = ProxyFix(app.wsgi_app, **proxy_fix)
     if not app_answers_health:
         app.wsgi_app = answer_health(app.wsgi_app)
+    app.wsgi_app = drainable(app.wsgi_app)
     application = app
 else:
     application = ProxyFix(app, **proxy_fix)
     if not app_answers_health:
         application = answer_health(application)
+    application = drainable(application)

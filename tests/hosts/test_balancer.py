@@ -1,0 +1,129 @@
+"""Two test hosts behind the stand-in balancer (tests/hosts/balancer.py), for each front, under
+keep-alive clients that never retry, all through the balancer: not one failed request across a
+release, a change that reloads the front, one that restarts the app, and an environment change.
+
+The changes that close connections drain the host first (its health path answers 503 until the
+balancer has taken it out) and wait for the balancer to take it back. To keep the tests short
+the stand-in checks every second (FAST), and the stack's deploy.drainSeconds/undrainSeconds are
+set from those numbers, as a user behind a balancer of their own sets them; a separate stand-in
+with the ALB's own numbers shows the balancer's timing is the ALB's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from stack.balancer import ALB, Balancing
+from tests.hosts.balancer import StandIn
+from tests.hosts.deploying import get, mixed_load, new_stack, wait_for
+
+pytestmark = pytest.mark.hosts
+FAST = Balancing("the test bed's fast stand-in", interval=1, timeout=1, healthy=2, unhealthy=2, idle=60)
+# Keep-alive clients only, as a balancer's own connections to the hosts are.
+THROUGH = (("GET", "/", True, 3), ("GET", "/db", True, 1), ("GET", "/whoami", True, 1))
+
+
+class Named:
+    """A host as the balancer's config names it (web-<i>, as the program does)."""
+
+    def __init__(self, host, name: str):
+        self.address, self.name = host.address, name
+
+
+@pytest.fixture(scope="module", params=["nginx", "haproxy"])
+def bed(request, testbed, tmp_path_factory):
+    hosts = testbed.boot(2, prefix="b" + request.param[0])
+    stack = new_stack(testbed, hosts, tmp_path_factory, front=request.param)
+    stack.extra = {"deploy": {"drainSeconds": FAST.out_within + 1, "undrainSeconds": FAST.back_within}}
+    stack.deploy()
+    named = [Named(h, f"web-{i}") for i, h in enumerate(hosts)]
+    balancer = StandIn(tmp_path_factory.mktemp("balancer"), testbed.bridge_address, named, FAST).start()
+    for host in named:
+        balancer.wait_until(host.name, "UP", FAST.back_within + 5)
+    yield {"stack": stack, "hosts": hosts, "named": named, "balancer": balancer,
+           "tmp": tmp_path_factory}
+    balancer.stop()
+    testbed.destroy(*hosts)
+
+
+def through(bed, change=None):
+    """Deploy (after `change`, a function of the stack) under load through the balancer."""
+    stack = bed["stack"]
+    if change:
+        change(stack)
+    with mixed_load([bed["balancer"]], THROUGH) as stats:
+        time.sleep(2)
+        outcome = stack.deploy()
+        time.sleep(2)
+    assert stats["failed"] == 0 and stats["ok"] > 100, stats["errors"][:5]
+    return outcome
+
+
+def steps(outcome) -> list[str]:
+    return sorted({n.split("-", 3)[3] for n in outcome.ran})
+
+
+def drained(outcome) -> list[str]:
+    return sorted(name for name, out in outcome.stdout.items() if "draining " in out)
+
+
+def test_the_stand_in_takes_a_host_out_and_back_by_the_albs_health_check(bed):
+    alb = StandIn(bed["tmp"].mktemp("alb"), bed["balancer"].bridge_address, bed["named"], ALB).start()
+    try:
+        for host in bed["named"]:
+            alb.wait_until(host.name, "UP", ALB.back_within + 5)
+        bed["hosts"][1].ssh("sudo -n touch /run/app.drain")  # the health path answers 503
+        try:
+            assert get(bed["hosts"][1], "/healthz")[0] == 503 and get(bed["hosts"][1], "/")[0] == 200
+            out = alb.wait_until("web-1", "DOWN", ALB.out_within + 5)
+            assert out >= ALB.interval * (ALB.unhealthy - 1) - 1, out  # not before the third check
+            assert {get(alb, "/whoami")[0] for _ in range(10)} == {200}
+        finally:
+            bed["hosts"][1].ssh("sudo -n rm -f /run/app.drain")
+        back = alb.wait_until("web-1", "UP", ALB.back_within + 5)
+        assert back >= ALB.interval * (ALB.healthy - 1) - 1, back
+    finally:
+        alb.stop()
+
+
+def test_a_release_through_the_balancer_fails_no_request_and_does_not_drain(bed):
+    def change(stack):
+        rocket = stack.app / "rocket.py"
+        rocket.write_text(rocket.read_text().replace('return "Hello World!"', 'return "Hello, balancer!"'))
+
+    outcome = through(bed, change)
+    assert steps(outcome) == ["gate", "release", "upload"] and drained(outcome) == []
+    wait_for(lambda: get(bed["balancer"], "/") == (200, "Hello, balancer!"), timeout=10)
+
+
+def test_a_change_that_reloads_the_front_drains_each_host_and_fails_no_request(bed):
+    workers = max(1, int(bed["hosts"][0].ssh("nproc").stdout) // 2) + 1
+    outcome = through(bed, lambda stack: stack.extra.update(frontWorkers=workers))
+    assert "configure" in steps(outcome) and set(steps(outcome)) <= {"configure", "gate"}
+    assert drained(outcome) == ["app-web-0-configure", "app-web-1-configure"], outcome.stdout
+
+
+def test_a_change_that_restarts_the_app_drains_each_host_and_fails_no_request(bed):
+    outcome = through(bed, lambda stack: stack.extra.update(app={"gracefulTimeout": 25}))
+    assert steps(outcome) == ["configure", "gate"]
+    assert drained(outcome) == ["app-web-0-configure", "app-web-1-configure"], outcome.stdout
+    assert "TimeoutStopSec=35" in bed["hosts"][0].ssh("cat /etc/systemd/system/app.service").stdout
+
+
+def test_an_environment_change_drains_each_host_and_fails_no_request(bed):
+    def change(stack):
+        stack.extra["app"] = {**stack.extra.get("app", {}), "env": {"GREETING": "hi, balancer"}}
+
+    outcome = through(bed, change)
+    assert "env" in steps(outcome)
+    assert [n for n in drained(outcome) if n.endswith("-env")] == ["app-web-0-env", "app-web-1-env"]
+
+
+def test_a_change_only_gunicorn_reloads_for_and_a_deploy_of_nothing_do_not_drain(bed):
+    outcome = through(bed, lambda stack: stack.extra.setdefault("app", {}).update(maxRequests=5000))
+    assert steps(outcome) == ["configure", "gate"] and drained(outcome) == [], outcome.stdout
+    started = time.monotonic()
+    assert bed["stack"].deploy().ran == []
+    assert time.monotonic() - started < FAST.out_within  # nothing waited
