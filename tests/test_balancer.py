@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(("case", "expected"), [
     ("example:aws-complete", (40, 25)),  # the ALB: 3 checks 10 s apart, 5 s each, + 5; back: 2 checks
     ("example:digitalocean-complete", (40, 35)),  # DigitalOcean: 3 checks out, 3 back
-    ("example:existing-complete", (0, 0)),  # no balancer of the program's: nothing drains
+    ("example:existing-complete", (35, 25)),  # behind the user's own balancer: set in the file
+    ("example:existing-minimal", (0, 0)),  # no balancer: nothing drains
     ("variant:nginx-tls-single-host", (0, 0)),
 ])
 def test_drain_times_come_from_the_balancer_the_program_declares(case, expected):
@@ -50,7 +51,7 @@ def test_heroku_refuses_drain_times():
 
 def test_only_the_steps_that_close_connections_drain_and_only_behind_a_balancer():
     behind = stacks.case("example:aws-complete").load()
-    alone = stacks.case("example:existing-complete").load()
+    alone = stacks.case("example:existing-minimal").load()
     for s, drains in ((behind, True), (alone, False)):
         host = inventory.planned(s)[0]
         files = render.render_host(s, host)
@@ -77,5 +78,7 @@ def test_while_a_host_drains_its_health_path_answers_503_and_everything_else_ser
     health = client.get("/healthz")
     assert (health.status_code, health.data) == (503, b"draining\n")
     assert client.get("/missing").status_code == 404  # the app's own answers go on
+    # The host's own HAProxy checking Gunicorn is not drained (it would take Gunicorn out).
+    assert client.get("/healthz", headers={"X-Flask-Stack-Check": "front"}).status_code == 200
     flag.unlink()
     assert client.get("/healthz").status_code == 200

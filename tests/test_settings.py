@@ -1038,7 +1038,8 @@ NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
                              "database.name", "database.user", "domain.certificateArn",
                              "domain.route53Zone", "domain.dnsRecords", "app.listen",
                              "app.maxBodySize", "deploy.batchSize", "deploy.healthTimeout",
-                             "deploy.releasesKept", "tls", "ssh", "rateLimit", "network",
+                             "deploy.releasesKept", "deploy.drainSeconds", "deploy.undrainSeconds",
+                             "tls", "ssh", "rateLimit", "network",
                              "schedules"}  # refused on heroku: a clock process instead
 for _platform in ("digitalocean", "aws", "existing"):
     NOT_IN_COMPLETE[_platform] |= {"heroku", "heroku.appName", "heroku.team", "heroku.stack"}
@@ -1100,7 +1101,8 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "ssh.publicKey": PUBLIC_KEY, "ssh.adminCidrs": ["203.0.113.7/32"],
     "ssh.user": "deploy", "hosts.image": "debian-12", "hosts.arch": "x86_64", "front": "nginx",
     "frontWorkers": 2, "app.listen": "unix", "app.maxBodySize": "10m", "deploy.batchSize": 1,
-    "deploy.healthTimeout": 60, "deploy.releasesKept": 5,
+    "deploy.healthTimeout": 60, "deploy.releasesKept": 5, "deploy.drainSeconds": 40,
+    "deploy.undrainSeconds": 25,
     "heroku.appName": "rocket-web", "heroku.team": "acme", "heroku.stack": "heroku-24",
 }
 

@@ -309,7 +309,7 @@ server {
 }
 FLASKSTACK_D3AC6BED47BE97AC
 mkdir -p "$stage/files"/etc/rocket
-cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_A4935B486604394B'
+cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_0E9EBFC916635CB2'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for rocket: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -376,10 +376,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -404,7 +406,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_A4935B486604394B
+FLASKSTACK_0E9EBFC916635CB2
 mkdir -p "$stage/files"/etc/rocket
 cat > "$stage/files"/etc/rocket/gunicorn.conf.py <<'FLASKSTACK_869D3924629DB532'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
@@ -685,7 +687,9 @@ put "$stage/files"/etc/systemd/system/rocket.socket /etc/systemd/system/rocket.s
 put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
 # A front reload and an app restart close connections: out of the balancer first. (A HUP of
 # Gunicorn alone does not: its new workers take over on the same socket.)
-case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
+if [ $first = 0 ]; then
+  case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
+fi
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet rocket.socket rocket.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet rocket.socket; then

@@ -142,7 +142,7 @@ systemd-run --quiet --wait --pipe --collect --service-type=exec --uid=rocket --g
 echo d5804056de418a15a46c6369d75a5a27f214ca6c2ff106273bb063c10107ddc8 > "$ran"
 fi
 wsgi=/etc/rocket/flaskstack_wsgi.py
-cat > /etc/rocket/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_A4935B486604394B'
+cat > /etc/rocket/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_0E9EBFC916635CB2'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for rocket: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -209,10 +209,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -237,7 +239,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_A4935B486604394B
+FLASKSTACK_0E9EBFC916635CB2
 previous=$(readlink "$current" 2>/dev/null || true)
 switched=0
 wsgi_old=""

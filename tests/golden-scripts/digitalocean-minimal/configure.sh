@@ -122,7 +122,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"; rm -f /run/app.drain' EXIT
 chgrp app "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/app
-cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_C077E0A6ACC8D461'
+cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_938107BDB63EB8D1'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -189,10 +189,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -217,7 +219,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_C077E0A6ACC8D461
+FLASKSTACK_938107BDB63EB8D1
 mkdir -p "$stage/files"/etc/app
 cat > "$stage/files"/etc/app/gunicorn.conf.py <<'FLASKSTACK_023EC949A8DCFF0D'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -637,7 +639,9 @@ put "$stage/files"/etc/systemd/system/app.socket /etc/systemd/system/app.socket 
 put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
 # A front reload and an app restart close connections: out of the balancer first. (A HUP of
 # Gunicorn alone does not: its new workers take over on the same socket.)
-case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
+if [ $first = 0 ]; then
+  case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
+fi
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet app.socket app.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet app.socket; then

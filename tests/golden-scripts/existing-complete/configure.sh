@@ -71,6 +71,27 @@ unhealthy() {
   fail "/healthz did not answer 200 within 120 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
+# Draining, behind a load balancer: before a change that closes connections, the health path
+# answers 503 (/run/rocket.drain exists) for 35 s, so the balancer stops sending
+# here; after it, the host waits 25 s for the balancer to take it back.
+drained=0
+drain_start() {
+  [ $drained = 0 ] || return 0
+  touch /run/rocket.drain
+  drained=1
+  echo "draining web-0: 35 s for the balancer to stop sending to it"
+  sleep 35
+}
+drain_end() {
+  [ $drained = 1 ] || return 0
+  rm -f /run/rocket.drain
+  drained=2
+}
+undrain_wait() {
+  [ $drained = 2 ] || return 0
+  echo "waiting 25 s for the balancer to send to web-0 again"
+  sleep 25
+}
 stage=$(mktemp -d /etc/rocket/.stage.XXXXXX); rb="$stage/replaced"; installing=0
 # What this host ran before, so a failure can put exactly that back. On the host's first config
 # (no unit of the app yet) that is: nothing of the app, and the front's own files.
@@ -96,10 +117,10 @@ undo_config() {
     echo "flask-stack: configure on host web-0: removed this first config of rocket again (its units, files and front site); the front's own config is back" >&2
   fi
 }
-trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
+trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"; rm -f /run/rocket.drain' EXIT
 chgrp rocket "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_A1DC73B8B8B88A70'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_55B31C85383099C3'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of rocket. It sits behind a load balancer: forwarded headers are trusted only from 198.51.100.0/28.
 global
@@ -152,6 +173,9 @@ frontend public
     http-request set-header X-Real-IP %[src]
     # www. goes to the bare domain.
     http-request redirect prefix %[req.hdr(X-Forwarded-Proto)]://example.com code 301 if { req.hdr(host),field(1,:) -i www.example.com } !acme
+    # Only HAProxy's own check of Gunicorn carries this (the app's health path ignores a drain
+    # for it); a client's is removed.
+    http-request del-header X-Flask-Stack-Check
     http-request track-sc0 src
     # Over 10 requests/s on average (plus a burst of 20) in 10 s: 429.
     http-request deny deny_status 429 if { sc_http_req_rate(0) gt 120 } !health !acme
@@ -162,7 +186,9 @@ frontend public
 backend app
     option forwardfor
     option httpchk
-    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+    # A drain (the deploy taking the host out of a balancer) does not fail this check: HAProxy
+    # would take Gunicorn out too, and every path would answer 503.
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost hdr X-Flask-Stack-Check front
     http-check expect status 200
     server gunicorn /run/rocket/gunicorn.sock check inter 10s fall 3 rise 2
 
@@ -171,9 +197,9 @@ backend acme
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_A1DC73B8B8B88A70
+FLASKSTACK_55B31C85383099C3
 mkdir -p "$stage/files"/etc/rocket
-cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_A4935B486604394B'
+cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_0E9EBFC916635CB2'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for rocket: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -240,10 +266,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -268,7 +296,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_A4935B486604394B
+FLASKSTACK_0E9EBFC916635CB2
 mkdir -p "$stage/files"/etc/rocket
 cat > "$stage/files"/etc/rocket/gunicorn.conf.py <<'FLASKSTACK_E33C1CFE23C49424'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
@@ -534,6 +562,11 @@ put "$stage/files"/etc/rocket/flaskstack_wsgi.py /etc/rocket/flaskstack_wsgi.py 
 put "$stage/files"/etc/rocket/gunicorn.conf.py /etc/rocket/gunicorn.conf.py 0640 rocket gunicorn
 put "$stage/files"/etc/systemd/system/rocket.service /etc/systemd/system/rocket.service 0644 root units
 put "$stage/files"/etc/systemd/system/rocket.socket /etc/systemd/system/rocket.socket 0644 root socket
+# A front reload and an app restart close connections: out of the balancer first. (A HUP of
+# Gunicorn alone does not: its new workers take over on the same socket.)
+if [ $first = 0 ]; then
+  case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
+fi
 case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet rocket.socket rocket.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet rocket.socket; then
@@ -559,6 +592,7 @@ if ! systemctl is-active --quiet haproxy; then
 elif [[ "$changed" == *" front "* ]]; then
   reload_and_wait haproxy 30
 fi
+drain_end
 if [ "$changed" != " " ] && ! healthy_within 120; then
   capture_journal
   undo_config
@@ -566,4 +600,5 @@ if [ "$changed" != " " ] && ! healthy_within 120; then
   unhealthy "Put back the previous config"
 fi
 installing=0
+undrain_wait
 echo "configured web-0:$changed"

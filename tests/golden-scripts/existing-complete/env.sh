@@ -38,9 +38,30 @@ unhealthy() {
   fail "/healthz did not answer 200 within 120 s (last status $last). $1; $after. Last lines of the app's journal:
 $journal"
 }
+# Draining, behind a load balancer: before a change that closes connections, the health path
+# answers 503 (/run/rocket.drain exists) for 35 s, so the balancer stops sending
+# here; after it, the host waits 25 s for the balancer to take it back.
+drained=0
+drain_start() {
+  [ $drained = 0 ] || return 0
+  touch /run/rocket.drain
+  drained=1
+  echo "draining web-0: 35 s for the balancer to stop sending to it"
+  sleep 35
+}
+drain_end() {
+  [ $drained = 1 ] || return 0
+  rm -f /run/rocket.drain
+  drained=2
+}
+undrain_wait() {
+  [ $drained = 2 ] || return 0
+  echo "waiting 25 s for the balancer to send to web-0 again"
+  sleep 25
+}
 umask 077
 install -d -m 0750 -o root -g rocket /etc/rocket
-old=$(mktemp -d); trap 'rm -rf "$old"' EXIT
+old=$(mktemp -d); trap 'rm -rf "$old"; rm -f /run/rocket.drain' EXIT
 cat > /etc/rocket/app.env.new <<'FLASKSTACK_719DFE07B7E3467C'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 # Plain environment of rocket; secrets are in /etc/rocket/secrets.env (root only).
@@ -67,7 +88,9 @@ for f in /etc/rocket/app.env /etc/rocket/secrets.env; do
 done
 if [ $changed = 1 ] && systemctl is-active --quiet rocket.service; then
   # The socket stays open, so requests wait in its backlog while Gunicorn restarts.
+  drain_start
   systemctl restart rocket.service || true
+  drain_end
   if ! healthy_within 120; then
     capture_journal
     cp -a "$old"/. /etc/rocket/
@@ -75,6 +98,7 @@ if [ $changed = 1 ] && systemctl is-active --quiet rocket.service; then
     systemctl restart rocket.service || true
     unhealthy "Put back the previous environment"
   fi
+  undrain_wait
 fi
 if [ $changed = 1 ]; then
   # The processes read their environment when they start: running instances restart.

@@ -134,7 +134,7 @@ if [ -d "$static" ]; then
   while [ "$folder" != "$rel" ] && [ "$folder" != / ]; do chmod o+x "$folder"; folder=$(dirname "$folder"); done
 fi
 wsgi=/etc/app/flaskstack_wsgi.py
-cat > /etc/app/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_C077E0A6ACC8D461'
+cat > /etc/app/flaskstack_wsgi.py.flaskstack-release <<'FLASKSTACK_938107BDB63EB8D1'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -201,10 +201,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -229,7 +231,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_C077E0A6ACC8D461
+FLASKSTACK_938107BDB63EB8D1
 previous=$(readlink "$current" 2>/dev/null || true)
 switched=0
 wsgi_old=""

@@ -319,7 +319,7 @@ server {
 }
 FLASKSTACK_ED9F7A5E17AA661F
 mkdir -p "$stage/files"/etc/rocket-shop
-cat > "$stage/files"/etc/rocket-shop/flaskstack_wsgi.py <<'FLASKSTACK_A6C22CA83AA839B0'
+cat > "$stage/files"/etc/rocket-shop/flaskstack_wsgi.py <<'FLASKSTACK_0A23C1512AAB9452'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for rocket-shop: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -386,10 +386,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -414,7 +416,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_A6C22CA83AA839B0
+FLASKSTACK_0A23C1512AAB9452
 mkdir -p "$stage/files"/etc/rocket-shop
 cat > "$stage/files"/etc/rocket-shop/gunicorn.conf.py <<'FLASKSTACK_7F6F9F19E4D9F2B8'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.

@@ -99,7 +99,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
 chgrp app "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/app
-cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_C077E0A6ACC8D461'
+cat > "$stage/files"/etc/app/flaskstack_wsgi.py <<'FLASKSTACK_938107BDB63EB8D1'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 """The WSGI entry Gunicorn serves for app: the app named by app.entry (ENTRY below),
 wrapped in Werkzeug's ProxyFix so it sees the client's address and scheme as the front reports
@@ -166,10 +166,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
@@ -194,7 +196,7 @@ else:
     if not app_answers_health:
         application = answer_health(application)
     application = drainable(application)
-FLASKSTACK_C077E0A6ACC8D461
+FLASKSTACK_938107BDB63EB8D1
 mkdir -p "$stage/files"/etc/app
 cat > "$stage/files"/etc/app/gunicorn.conf.py <<'FLASKSTACK_023EC949A8DCFF0D'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -338,7 +340,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGTERM, on_sigterm)
 FLASKSTACK_023EC949A8DCFF0D
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_F94B0C0C4A22094C'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_8B7F3285803A57E7'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of app. It faces the internet itself: every forwarded header a client sends is replaced.
 global
@@ -393,6 +395,9 @@ frontend public
     # everything else goes to HTTPS, which tells browsers to stay there (HSTS).
     http-request redirect scheme https code 301 if !{ ssl_fc } !acme !health
     http-response set-header Strict-Transport-Security "max-age=63072000" if { ssl_fc }
+    # Only HAProxy's own check of Gunicorn carries this (the app's health path ignores a drain
+    # for it); a client's is removed.
+    http-request del-header X-Flask-Stack-Check
     http-request track-sc0 src
     # Over 10 requests/s on average (plus a burst of 20) in 10 s: 429.
     http-request deny deny_status 429 if { sc_http_req_rate(0) gt 120 } !health !acme
@@ -403,7 +408,9 @@ frontend public
 backend app
     option forwardfor
     option httpchk
-    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost
+    # A drain (the deploy taking the host out of a balancer) does not fail this check: HAProxy
+    # would take Gunicorn out too, and every path would answer 503.
+    http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost hdr X-Flask-Stack-Check front
     http-check expect status 200
     server gunicorn /run/app/gunicorn.sock check inter 10s fall 3 rise 2
 
@@ -412,7 +419,7 @@ backend acme
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_F94B0C0C4A22094C
+FLASKSTACK_8B7F3285803A57E7
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/app.service <<'FLASKSTACK_48F471CED0DC7EAC'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.

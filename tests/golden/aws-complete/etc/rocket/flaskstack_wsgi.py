@@ -64,10 +64,12 @@ def answer_health(wsgi_app):
 
 
 def drainable(wsgi_app):
-    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists."""
+    """`wsgi_app`, with the health path answering 503 while DRAIN_FILE exists, except to the
+    host's own HAProxy checking Gunicorn (X-Flask-Stack-Check, which it strips from clients)."""
 
     def serve(environ, start_response):
-        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE):
+        if environ.get("PATH_INFO") == HEALTH_PATH and os.path.exists(DRAIN_FILE) \
+                and environ.get("HTTP_X_FLASK_STACK_CHECK") != "front":
             start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
                                                        ("Cache-Control", "no-store"),
                                                        ("Content-Length", "9")])
