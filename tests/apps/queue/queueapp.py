@@ -9,6 +9,7 @@ import tasks
 from flask import Flask, jsonify, request
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 app = Flask(__name__)
@@ -40,7 +41,12 @@ def jobs():
     runs = {k.decode(): int(v) for k, v in conn.hgetall("runs").items()}
     ran_on = {k.decode(): v.decode() for k, v in conn.hgetall("ran-on").items()}
     clock = {k.decode(): int(v) for k, v in conn.hgetall("clock").items()}
-    return jsonify(runs=runs, ran_on=ran_on, clock=clock, queued=q.count,
+    # Jobs a worker took off the queue but never started: RQ's own race when SIGTERM reaches an
+    # idle worker just after it dequeued (rq/rq#2175: its signal handler raises StopRequested
+    # between BLMOVE and the job's start); they wait in RQ's intermediate queue.
+    held_ids = q.intermediate_queue.get_job_ids()
+    held = [job.args[0] for job in Job.fetch_many(held_ids, connection=conn) if job is not None]
+    return jsonify(runs=runs, ran_on=ran_on, clock=clock, queued=q.count, held=held,
                    started=len(StartedJobRegistry(queue=q)), failed=len(FailedJobRegistry(queue=q)))
 
 
