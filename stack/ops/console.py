@@ -7,24 +7,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from functools import cache
 
 from stack.inventory import Host
 from stack.ops.remote import UNREACHABLE, Session, Unreachable
 from stack.ops.target import OpsError, Target
 from stack.paths import Paths
-from stack.render import environment
 from stack.scripts.shell import cmd, render
-from stack.scripts.steps import Script, context
-
-
-@cache
-def sandbox() -> tuple[str, ...]:
-    """The app unit's hardening block (templates/systemd/hardening.inc.j2) as systemd-run
-    properties, so a one-off command is confined exactly as the app is."""
-    text = environment().get_template("systemd/hardening.inc.j2").render()
-    return tuple(f"--property={line.strip()}" for line in text.splitlines()
-                 if line.strip() and not line.lstrip().startswith("#"))
+from stack.scripts.steps import Script, context, sandbox
 
 
 def script(target: Target, host: Host, command: list[str], *, tty: bool) -> Script:

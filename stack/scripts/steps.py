@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from stack import assets, balancer, hostfiles
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
-from stack.render import ACME_PORT, HEADER
+from stack.render import ACME_PORT, HEADER, environment
 from stack.scripts.shell import Shell, cmd, render
 from stack.settings import Settings
 
@@ -181,6 +183,18 @@ def env(settings: Settings, host: str, app_env: str, address: str = "") -> Scrip
 
 
 # -- release --------------------------------------------------------------------------------
+PREFLIGHT = Path(__file__).resolve().parent.parent / "preflight.py"
+
+
+@cache
+def sandbox() -> tuple[str, ...]:
+    """The app unit's hardening block (templates/systemd/hardening.inc.j2) as systemd-run
+    properties, so a one-off process (`run`, the release's preflight) is confined as the app is."""
+    text = environment().get_template("systemd/hardening.inc.j2").render()
+    return tuple(f"--property={line.strip()}" for line in text.splitlines()
+                 if line.strip() and not line.lstrip().startswith("#"))
+
+
 # Seconds a restarted process must keep running for the release step to count it started.
 PROCESS_SETTLE = 5
 
@@ -200,11 +214,27 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     units = entry_units(settings, host, files or {})
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, **compressing(), release_command=command or "",
-                  wsgi=wsgi, release_command_sha=text_hash(command or ""), **units)
+                  wsgi=wsgi, release_command_sha=text_hash(command or ""),
+                  preflight_run=preflight_run(settings, target), preflight_source=PREFLIGHT.read_text(),
+                  **units)
     parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
                                                         wsgi or ""),
              *((f"the host file {f['path']}", f["content"]) for f in units["entry_files"]))
     return Script("release", host, body, address, parts=parts)
+
+
+def preflight_run(settings: Settings, target: str) -> Shell:
+    """systemd-run for the release's preflight (preflight.sh.j2): the app's user, environment
+    files, state directory and sandbox, from the new release, bounded by deploy.healthTimeout."""
+    p = Paths(settings.app.name)
+    return cmd("systemd-run", "--quiet", "--wait", "--pipe", "--collect", "--service-type=exec",
+               f"--uid={p.app}", f"--gid={p.app}", f"--working-directory={target}",
+               f"--property=EnvironmentFile=-{p.env_file}",
+               f"--property=EnvironmentFile=-{p.secret_env_file}", f"--property=StateDirectory={p.app}",
+               "--property=UMask=0027",
+               f"--property=RuntimeMaxSec={settings.deploy.health_timeout}", *sandbox(),
+               f"--setenv=PATH={target}/venv/bin:/usr/local/bin:/usr/bin:/bin",
+               f"--setenv=HOME={p.state}", f"{target}/venv/bin/python")
 
 
 def entry_units(settings: Settings, host: str, files: dict[str, str]) -> dict:

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from stack import render
-from tests.hosts.deploying import APP_SECRET, get, host_state, load, new_stack, wait_for
+from tests.hosts.deploying import APP_SECRET, get, host_state, load, mixed_load, new_stack, wait_for
 
 pytestmark = pytest.mark.hosts
 FRONTS = ("nginx", "haproxy")
@@ -159,22 +159,61 @@ def test_an_app_change_runs_only_release_steps_and_reaches_hosts_without_a_faile
         assert get(host, "/") == (200, "Hello again!")
 
 
-def test_an_app_that_fails_to_import_stops_at_the_first_batch_and_is_rolled_back(stack):
+def test_an_app_that_fails_to_import_stops_at_the_first_batch_before_it_serves(stack):
+    """The release's preflight loads the new release before `current` switches: the host never
+    reloads into it, so clients keep being served by the release they had, without one error."""
     good = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    workers = "ps -o pid= --ppid $(systemctl show -p MainPID --value app.service) | sort"
+    before = stack.hosts[0].ssh(workers).stdout
     rocket = stack.app / "rocket.py"
     working = rocket.read_text()
     rocket.write_text(working + "\nimport a_module_that_does_not_exist\n")
+    try:
+        with mixed_load(stack.hosts, mix=(("GET", "/", False, 2), ("GET", "/", True, 2))) as stats:
+            outcome = stack.deploy(expect_failure=True)
+    finally:
+        rocket.write_text(working)
+    message = str(outcome.failed)
+    assert outcome.failed.step == "app-web-0-release"
+    assert f"release on host web-0 ({stack.hosts[0].address}): release " in message, message
+    assert "failed its check before the switch" in message and "nothing switched" in message
+    assert f"keeps serving release {good[0].rsplit('/', 1)[1]}" in message, message
+    assert "ModuleNotFoundError: No module named 'a_module_that_does_not_exist'" in message
+    assert not any(name.startswith("app-web-1-") and name.endswith(("release", "configure", "gate"))
+                   for name in outcome.ran), outcome.ran
+    assert stats["failed"] == 0 and stats["ok"] > 20, stats["errors"][:5]
+    after = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    assert after == good
+    assert stack.hosts[0].ssh(workers).stdout == before != ""  # the same workers: no reload
+    assert stack.hosts[0].ssh("ls /run | grep -c preflight || true").stdout.strip() == "0"
+    for host in stack.hosts:
+        assert get(host, "/") == (200, "Hello again!")
+
+
+def test_a_release_that_fails_only_under_its_workers_is_rolled_back_after_the_switch(stack):
+    """What the preflight cannot see (it asks the health path once, outside Gunicorn) the gate
+    still catches: here the health route fails whenever a Gunicorn worker serves it."""
+    good = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
+    rocket = stack.app / "rocket.py"
+    working = rocket.read_text()
+    broken = working.replace('def healthz():\n    return "ok"', (
+        'def healthz():\n'
+        '    try:  # a Gunicorn worker\'s parent is its master; ProtectProc hides root\'s processes\n'
+        '        with open(f"/proc/{os.getppid()}/cmdline", "rb") as parent:\n'
+        '            under_gunicorn = b"gunicorn" in parent.read()\n'
+        '    except OSError:\n'
+        '        under_gunicorn = False\n'
+        '    return ("under a worker", 500) if under_gunicorn else "ok"'), 1)
+    assert broken != working
+    rocket.write_text(broken)
     try:
         outcome = stack.deploy(expect_failure=True)
     finally:
         rocket.write_text(working)
     message = str(outcome.failed)
     assert outcome.failed.step == "app-web-0-release"
-    assert "on host web-0" in message and "Rolled back to release" in message
-    assert "the previous version answers 200 again" in message
-    assert "a_module_that_does_not_exist" in message  # the journal's last lines
-    assert not any(name.startswith("app-web-1-") and name.endswith(("release", "configure", "gate"))
-                   for name in outcome.ran), outcome.ran
+    assert "did not answer 200 within 20 s (last status 500)" in message, message
+    assert "Rolled back to release" in message and "the previous version answers 200 again" in message
     after = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
     assert after == good
     for host in stack.hosts:
