@@ -124,6 +124,26 @@ def program(data: dict) -> list[str]:
     return lines
 
 
+def reloads(data: dict) -> list[str]:
+    s = data["stand_in"]
+    lines = [
+        f"**Reloads** ({data['date']}; bench/reloads: {data['reloads_per_load']} reloads per load; "
+        f"64 keep-alive clients, or 32 closing clients 100 ms apart). Failed / requests; the "
+        f"stand-in balancer checks every {s['interval']} s (out after {s['unhealthy']} failures, "
+        f"back after {s['healthy']} passes), and a drained reload waits {s['drain']} s before and "
+        f"{s['undrain']} s after.",
+        "", "| setup | during | keep-alive clients | closing clients |", "|---|---|---:|---:|"]
+    for section, where in (("direct", "one host"), ("balancer", "behind the stand-in")):
+        rows = data[section]
+        for key in dict.fromkeys(k.rsplit(" / ", 1)[0] for k in rows):
+            setup, what = key.split(" / ", 1)
+            ka, close = rows[f"{key} / keep-alive"], rows[f"{key} / Connection: close"]
+            count = f" ×{ka['reloads']}" if ka["reloads"] else ""
+            lines.append(f"| {setup} ({where}) | {what}{count} | {ka['failed']} / {ka['requests']} | "
+                         f"{close['failed']} / {close['requests']} |")
+    return lines
+
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     mid = len(values) // 2
@@ -132,7 +152,8 @@ def _median(values: list[float]) -> float:
 
 def markdown(directory: Path) -> str:
     parts = []
-    for name, render in (("serve", serving), ("deploy", deploy), ("program", program)):
+    for name, render in (("serve", serving), ("reloads", reloads), ("deploy", deploy),
+                         ("program", program)):
         data = load(directory, name)
         missing = f"*(no {name} results yet: `sudo bench/run {name}`)*"
         parts.append("\n".join(render(data)) if data else missing)

@@ -111,16 +111,24 @@ class StandIn:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
-    def states(self) -> dict[str, str]:
-        """Each host's state as the balancer sees it: UP, DOWN, or a transition (UP 1/3...)."""
+    def stats(self) -> dict[str, dict[str, str]]:
+        """HAProxy's statistics row of each host (its "show stat" columns: status, chkdown...)."""
         lines = self.admin("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
         out = {}
         for line in lines[1:]:
             row = dict(zip(header, line.split(","), strict=False))
             if row.get("pxname") == "hosts" and row.get("svname") not in ("BACKEND", "FRONTEND"):
-                out[row["svname"]] = row["status"]
+                out[row["svname"]] = row
         return out
+
+    def states(self) -> dict[str, str]:
+        """Each host's state as the balancer sees it: UP, DOWN, or a transition (UP 1/3...)."""
+        return {name: row["status"] for name, row in self.stats().items()}
+
+    def times_taken_out(self) -> dict[str, int]:
+        """How often the balancer has taken each host out (UP to DOWN) since it started."""
+        return {name: int(row["chkdown"] or 0) for name, row in self.stats().items()}
 
     def wait_until(self, host: str, state: str, timeout: float) -> float:
         """Seconds until `host` is in `state` (UP or DOWN); fails after `timeout`."""

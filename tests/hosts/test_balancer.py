@@ -1,6 +1,8 @@
-"""Two test hosts behind the stand-in balancer (tests/hosts/balancer.py), for each front, under
-keep-alive clients that never retry, all through the balancer: not one failed request across a
-release, a change that reloads the front, one that restarts the app, and an environment change.
+"""Test hosts behind the stand-in balancer (tests/hosts/balancer.py), three behind the Nginx front
+and two behind HAProxy, under keep-alive clients that never retry and closing clients, all
+through the balancer: not one failed request across a release (in batches of one), a release
+that fails its preflight on the first host, a change that reloads the front, one that restarts
+the app, and an environment change.
 
 The changes that close connections drain the host first (its health path answers 503 until the
 balancer has taken it out) and wait for the balancer to take it back. To keep the tests short
@@ -25,8 +27,11 @@ FAST = Balancing("the test bed's fast stand-in", interval=1, timeout=1, healthy=
 # The ALB's thresholds and timeout at a shorter interval: what the timing test needs of it.
 SCALED = Balancing("the ALB's thresholds, checking every 2 s", interval=2, timeout=ALB.timeout,
                        healthy=ALB.healthy, unhealthy=ALB.unhealthy, idle=ALB.idle)
-# Keep-alive clients only, as a balancer's own connections to the hosts are.
-THROUGH = (("GET", "/", True, 3), ("GET", "/db", True, 1), ("GET", "/whoami", True, 1))
+# Mostly keep-alive clients, as a balancer's own connections to the hosts are, and a closing one.
+THROUGH = (("GET", "/", True, 3), ("GET", "/db", True, 1), ("GET", "/whoami", True, 1),
+           ("GET", "/", False, 1))
+# Hosts per front: a balancer with two others to send to while one drains, and with one.
+HOSTS = {"nginx": 3, "haproxy": 2}
 
 
 class Named:
@@ -36,9 +41,9 @@ class Named:
         self.address, self.name = host.address, name
 
 
-@pytest.fixture(scope="module", params=["nginx", "haproxy"])
+@pytest.fixture(scope="module", params=list(HOSTS), ids=[f"{f}-{n}-hosts" for f, n in HOSTS.items()])
 def bed(request, testbed, tmp_path_factory):
-    hosts = testbed.boot(2, prefix="b" + request.param[0])
+    hosts = testbed.boot(HOSTS[request.param], prefix="b" + request.param[0])
     stack = new_stack(testbed, hosts, tmp_path_factory, front=request.param)
     stack.extra = {"deploy": {"drainSeconds": FAST.out_within + 1, "undrainSeconds": FAST.back_within}}
     stack.deploy()
@@ -73,6 +78,10 @@ def drained(outcome) -> list[str]:
     return sorted(name for name, out in outcome.stdout.items() if "draining " in out)
 
 
+def every_host(bed, step: str) -> list[str]:
+    return [f"app-web-{i}-{step}" for i in range(len(bed["hosts"]))]
+
+
 def test_the_stand_in_takes_a_host_out_and_back_by_the_albs_thresholds(bed):
     if bed["front"] != "nginx":  # the balancer's timing is its own, whatever the front: once is enough
         pytest.skip("the stand-in's timing is checked behind the Nginx front")
@@ -105,17 +114,43 @@ def test_a_release_through_the_balancer_fails_no_request_and_does_not_drain(bed)
     wait_for(lambda: get(bed["balancer"], "/") == (200, "Hello, balancer!"), timeout=10)
 
 
+def test_a_release_that_fails_its_preflight_leaves_the_balancer_serving_from_every_host(bed):
+    """The first host's release cannot import: it stops before its switch, so the host never
+    falters, the balancer never takes it out, and the other hosts are not touched."""
+    stack = bed["stack"]
+    rocket = stack.app / "rocket.py"
+    working = rocket.read_text()
+    taken_out = bed["balancer"].times_taken_out()
+    rocket.write_text(working + "\nimport a_module_that_does_not_exist\n")
+    try:
+        with mixed_load([bed["balancer"]], THROUGH) as stats:
+            time.sleep(2)
+            outcome = stack.deploy(expect_failure=True)
+            time.sleep(2)
+    finally:
+        rocket.write_text(working)
+    assert outcome.failed.step == "app-web-0-release"
+    assert "failed its check before the switch" in str(outcome.failed)
+    assert not [n for n in outcome.ran if n.startswith("app-web-") and not n.startswith("app-web-0-")
+                and n.endswith(("release", "configure", "gate", "env"))], outcome.ran
+    assert stats["failed"] == 0 and stats["ok"] > 100, stats["errors"][:5]
+    assert bed["balancer"].times_taken_out() == taken_out
+    assert set(bed["balancer"].states().values()) == {"UP"}
+    # The failed step deleted its archive: with the app put back, that copy is all that runs.
+    assert [n for n in stack.deploy().ran if not n.endswith("-upload")] == []
+
+
 def test_a_change_that_reloads_the_front_drains_each_host_and_fails_no_request(bed):
     workers = max(1, int(bed["hosts"][0].ssh("nproc").stdout) // 2) + 1
     outcome = through(bed, lambda stack: stack.extra.update(frontWorkers=workers))
     assert "configure" in steps(outcome) and set(steps(outcome)) <= {"configure", "gate"}
-    assert drained(outcome) == ["app-web-0-configure", "app-web-1-configure"], outcome.stdout
+    assert drained(outcome) == every_host(bed, "configure"), outcome.stdout
 
 
 def test_a_change_that_restarts_the_app_drains_each_host_and_fails_no_request(bed):
     outcome = through(bed, lambda stack: stack.extra.update(app={"gracefulTimeout": 25}))
     assert "configure" in steps(outcome)  # (the release step runs too: it waits by that timeout)
-    assert drained(outcome) == ["app-web-0-configure", "app-web-1-configure"], outcome.stdout
+    assert drained(outcome) == every_host(bed, "configure"), outcome.stdout
     assert "TimeoutStopSec=35" in bed["hosts"][0].ssh("cat /etc/systemd/system/app.service").stdout
 
 
@@ -125,7 +160,7 @@ def test_an_environment_change_drains_each_host_and_fails_no_request(bed):
 
     outcome = through(bed, change)
     assert "env" in steps(outcome)
-    assert [n for n in drained(outcome) if n.endswith("-env")] == ["app-web-0-env", "app-web-1-env"]
+    assert [n for n in drained(outcome) if n.endswith("-env")] == every_host(bed, "env")
 
 
 def test_a_change_only_gunicorn_reloads_for_and_a_deploy_of_nothing_do_not_drain(bed):

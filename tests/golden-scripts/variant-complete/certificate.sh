@@ -5,13 +5,14 @@ failed() { local rc=$?; echo "flask-stack: certificate on host web-0 (203.0.113.
 trap failed ERR
 install -d -m 0700 -o root -g root /etc/rocket-shop/tls
 install -d -m 0755 /etc/letsencrypt/renewal-hooks/deploy
-cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new <<'FLASKSTACK_5AFE9462F925D7CB'
+cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new <<'FLASKSTACK_84E818CA31B333C4'
 #!/bin/sh
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 # Installs the certificate of example.com where nginx reads it (/etc/rocket-shop/tls),
 # reloads nginx and checks that it serves the new certificate; if it does not, the previous
-# one is put back. certbot runs this after every renewal (certbot.timer), the deploy's certificate
-# step after obtaining one; for other certificates it does nothing. Safe to run again.
+# one is put back.
+# certbot runs this after every renewal (certbot.timer), the deploy's certificate step after
+# obtaining one; for other certificates it does nothing. Safe to run again.
 # (Values enter quoted: `sh` as a word, `dq` inside double quotes, as in the step scripts.)
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -66,7 +67,7 @@ while [ "$(served)" != "$want" ]; do
   sleep 0.2
 done
 say "nginx serves the new certificate ($(openssl x509 -noout -enddate < "$dir/fullchain.pem"))"
-FLASKSTACK_5AFE9462F925D7CB
+FLASKSTACK_84E818CA31B333C4
 chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new; mv -f /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop
 if [ -e /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf ]; then rm -f /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf; systemctl daemon-reload; fi
 systemctl enable --now --quiet certbot.timer || fail "certbot.timer (renewals) could not be started"

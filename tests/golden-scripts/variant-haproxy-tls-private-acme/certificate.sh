@@ -5,13 +5,15 @@ failed() { local rc=$?; echo "flask-stack: certificate on host web-0 (203.0.113.
 trap failed ERR
 install -d -m 0700 -o root -g root /etc/app/tls
 install -d -m 0755 /etc/letsencrypt/renewal-hooks/deploy
-cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new <<'FLASKSTACK_75923028C7BD3D81'
+cat > /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new <<'FLASKSTACK_70B72C8862518815'
 #!/bin/sh
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # Installs the certificate of example.com where haproxy reads it (/etc/app/tls),
-# reloads haproxy and checks that it serves the new certificate; if it does not, the previous
-# one is put back. certbot runs this after every renewal (certbot.timer), the deploy's certificate
-# step after obtaining one; for other certificates it does nothing. Safe to run again.
+# hands it to the running HAProxy through its runtime API (no reload: not one connection is
+# closed; a reload only when that API refuses), and checks that it serves the new certificate;
+# if it does not, the previous one is put back.
+# certbot runs this after every renewal (certbot.timer), the deploy's certificate step after
+# obtaining one; for other certificates it does nothing. Safe to run again.
 # (Values enter quoted: `sh` as a word, `dq` inside double quotes, as in the step scripts.)
 set -eu
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -50,7 +52,38 @@ served() {
     | fingerprint
 }
 want=$(fingerprint < "$dir/fullchain.pem")
-systemctl reload haproxy || true
+# api COMMAND [PAYLOAD-FILE]: one command on HAProxy's runtime API (the stats socket of
+# haproxy.cfg), its answer on stdout. python3 is on every host (bootstrap); socat need not be.
+api() {
+  python3 - "$@" <<'PY'
+import socket
+import sys
+
+command = sys.argv[1].encode()
+if len(sys.argv) > 2:
+    with open(sys.argv[2], "rb") as payload:
+        command += b" <<\n" + payload.read().strip(b"\n") + b"\n"
+with socket.socket(socket.AF_UNIX) as api:
+    api.settimeout(10)
+    api.connect("/run/haproxy/admin.sock")
+    api.sendall(command + b"\n")
+    answer = b""
+    while True:
+        chunk = api.recv(65536)
+        if not chunk:
+            break
+        answer += chunk
+sys.stdout.write(answer.decode("utf-8", "replace"))
+PY
+}
+# HAProxy swaps chain and key together for every new handshake; connections keep theirs.
+pem=/etc/app/tls/haproxy.pem
+if ! { api "set ssl cert $pem" "$pem" 2>&1 | grep -q "Transaction" \
+       && api "commit ssl cert $pem" 2>&1 | grep -q "Success"; }; then
+  api "abort ssl cert $pem" >/dev/null 2>&1 || true
+  say "HAProxy's runtime API did not take the new certificate; reloading HAProxy instead"
+  systemctl reload haproxy || true
+fi
 # A reload returns before the new workers serve: ask what is served until it is the new one.
 tries=150
 while [ "$(served)" != "$want" ]; do
@@ -66,7 +99,7 @@ while [ "$(served)" != "$want" ]; do
   sleep 0.2
 done
 say "haproxy serves the new certificate ($(openssl x509 -noout -enddate < "$dir/fullchain.pem"))"
-FLASKSTACK_75923028C7BD3D81
+FLASKSTACK_70B72C8862518815
 chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new; mv -f /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app.new /etc/letsencrypt/renewal-hooks/deploy/flask-stack-app
 # The ACME server's HTTPS certificate comes from a private CA (tls.acmeCaBundle): the
 # ACME client trusts it besides the system's CAs, here and in certbot.service (renewals).
