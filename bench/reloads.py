@@ -29,12 +29,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench import cpu, wrk
 from bench import servehosts as sh
 from stack.balancer import DRAIN_MARGIN, Balancing
-from tests.support.mocks import run_program
-from tests.support.replay import Replayer, workdir
 
 FRONTS = {"n": "nginx", "h": "haproxy"}
 STAND_IN = Balancing("the stand-in, checking every second", interval=1, timeout=1, healthy=2,
@@ -47,16 +46,6 @@ CLIENTS = (("keep-alive", False), ("Connection: close", True))
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def deploy(testbed, host, app: Path, name: str, front: str) -> sh.Deployed:
-    started = time.monotonic()
-    config = {**sh.config(testbed, host, app, {}), "front": front}
-    outcome = Replayer(workdir()).replay(run_program(config, stack=f"bench-{name}", secret_keys=("ssh",)))
-    if outcome.failed:
-        raise SystemExit(f"deploying {name} ({front}) on {host.name} failed: {outcome.failed}")
-    return sh.Deployed(name=name, host=host, app={"front": front}, seconds=time.monotonic() - started,
-                       ports={"stack": 80})
 
 
 def under_load(url: str, scratch: Path, close: bool, seconds: float, action) -> dict:
@@ -148,20 +137,16 @@ def main() -> int:
 
     started = time.monotonic()
     with Testbed() as testbed:
-        hosts = testbed.boot(len(FRONTS), prefix="rl")
         scratch = Path(tempfile.mkdtemp(prefix="bench-reloads-"))
-        app = sh.bench_app(scratch)
-        deployed = {}
-        for (name, front), host in zip(FRONTS.items(), hosts, strict=True):
-            deployed[name] = deploy(testbed, host, app, name, front)
-            log(f"deployed {name} ({front}) on {host.name} in {deployed[name].seconds:.1f} s")
+        deployed = sh.deploy_all(testbed, {name: ({}, {"front": front}) for name, front in FRONTS.items()},
+                                 "rl", scratch, log)
         report = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
                   "machine": cpu.machine(), "reloads_per_load": args.reloads, "interval": args.interval,
                   "stand_in": {"interval": STAND_IN.interval, "unhealthy": STAND_IN.unhealthy,
                                "healthy": STAND_IN.healthy, "drain": DRAIN, "undrain": UNDRAIN}}
         log("direct ...")
         report["direct"] = direct(deployed, scratch, args.reloads, args.interval)
-        named = [type("Named", (), {"name": f"web-{i}", "address": d.host.address})()
+        named = [SimpleNamespace(name=f"web-{i}", address=d.host.address)
                  for i, d in enumerate(deployed.values())]
         balancer = StandIn(scratch / "balancer", testbed.bridge_address, named, STAND_IN).start()
         try:

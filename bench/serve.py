@@ -253,13 +253,10 @@ def main() -> int:
 
     started = time.monotonic()
     with Testbed() as testbed:
-        hosts = testbed.boot(len(VARIANTS), prefix="sv")
         scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-        app = sh.bench_app(scratch)
-        deployed = {}
-        for (name, extra), host in zip(VARIANTS.items(), hosts, strict=True):
-            deployed[name] = sh.deploy(testbed, host, app, name, extra)
-            log(f"deployed {name} ({extra or 'defaults'}) on {host.name} in {deployed[name].seconds:.1f} s")
+        deployed = sh.deploy_all(testbed, {name: (extra, {}) for name, extra in VARIANTS.items()}, "sv",
+                                 scratch, log)
+        hosts = [d.host for d in deployed.values()]
         sh.start_extras(deployed["a"])
         for name in ("g", "t"):
             sh.wait_ok(deployed[name].url(80, "/io"), name)

@@ -105,22 +105,38 @@ def bench_app(into: Path) -> Path:
     return app
 
 
-def config(testbed, host, app: Path, extra_app: dict) -> dict:
+def config(testbed, host, app: Path, extra_app: dict, extra: dict | None = None) -> dict:
     return {
         "platform": "existing", "hosts": {"addresses": [host.address]},
         "ssh": {"user": "deploy", "privateKey": testbed.private_key},
-        "app": {"path": str(app), "entry": "bench_app:app", **extra_app},
+        "app": {"path": str(app), "entry": "bench_app:app", **extra_app}, **(extra or {}),
     }
 
 
-def deploy(testbed, host, app: Path, name: str, extra_app: dict) -> Deployed:
+def deploy(testbed, host, app: Path, name: str, extra_app: dict, extra: dict | None = None) -> Deployed:
+    """The bench app on `host` with `extra_app` (app settings) and `extra` (top-level ones)."""
     started = time.monotonic()
-    run = run_program(config(testbed, host, app, extra_app), stack=f"bench-{name}", secret_keys=("ssh",))
+    run = run_program(config(testbed, host, app, extra_app, extra), stack=f"bench-{name}",
+                      secret_keys=("ssh",))
     outcome = Replayer(workdir()).replay(run)
     if outcome.failed:
         raise SystemExit(f"deploying {name} on {host.name} failed: {outcome.failed}")
     return Deployed(name=name, host=host, app=extra_app, seconds=time.monotonic() - started,
                     ports={"stack": 80})
+
+
+def deploy_all(testbed, setups: dict[str, tuple[dict, dict]], prefix: str, scratch: Path,
+               log) -> dict[str, Deployed]:
+    """One fresh test host per setup (name: (app settings, top-level settings)), each with the
+    bench app deployed."""
+    hosts = testbed.boot(len(setups), prefix=prefix)
+    app = bench_app(scratch)
+    deployed = {}
+    for (name, (extra_app, extra)), host in zip(setups.items(), hosts, strict=True):
+        deployed[name] = deploy(testbed, host, app, name, extra_app, extra)
+        log(f"deployed {name} ({extra_app or extra or 'defaults'}) on {host.name} in "
+            f"{deployed[name].seconds:.1f} s")
+    return deployed
 
 
 def start_extras(deployed: Deployed) -> None:

@@ -257,7 +257,7 @@ def forced_renewal(host):
         host.ssh(f"sudo -n sed -i '/^force-renewal = True$/d' {CLI_INI}")
 
 
-def test_the_timer_renews_and_the_front_reloads_without_a_failed_request(site, pebble):
+def test_the_timer_renews_with_no_failed_request_and_haproxy_keeps_every_connection(site, pebble):
     stack, host = site
     timer = host.ssh("systemctl is-enabled certbot.timer; systemctl is-active certbot.timer; "
                      "systemctl show -p Unit --value certbot.timer").stdout.split()
@@ -283,6 +283,10 @@ def test_the_timer_renews_and_the_front_reloads_without_a_failed_request(site, p
         assert kept["failed"] == 0 and kept["connections"] == 2, kept
         assert "reloading HAProxy instead" not in host.ssh(
             f"sudo -n journalctl --no-pager -t flask-stack --since '{since}'").stdout
+    else:
+        # Nginx 1.22 reloads (docs/tls.md): its old workers close each idle keep-alive connection
+        # once, so a client that sends on one just then fails once; never with an HTTP error.
+        assert kept["failed"] <= 2 and not [e for e in kept["errors"] if e.startswith("HTTP")], kept
     # The hook's own report (by its syslog identifier: journald may not tie a message from a
     # process that has already exited to certbot.service).
     journal = host.ssh(f"sudo -n journalctl --no-pager -t flask-stack --since '{since}'").stdout
