@@ -133,13 +133,13 @@ def reloads(data: dict) -> list[str]:
         f"back after {s['healthy']} passes), and a drained reload waits {s['drain']} s before and "
         f"{s['undrain']} s after.",
         "", "| setup | during | keep-alive clients | closing clients |", "|---|---|---:|---:|"]
-    for section, where in (("direct", "one host"), ("balancer", "behind the stand-in")):
+    for section in ("direct", "balancer"):
         rows = data[section]
         for key in dict.fromkeys(k.rsplit(" / ", 1)[0] for k in rows):
             setup, what = key.split(" / ", 1)
             ka, close = rows[f"{key} / keep-alive"], rows[f"{key} / Connection: close"]
             count = f" ×{ka['reloads']}" if ka["reloads"] else ""
-            lines.append(f"| {setup} ({where}) | {what}{count} | {ka['failed']} / {ka['requests']} | "
+            lines.append(f"| {setup} | {what}{count} | {ka['failed']} / {ka['requests']} | "
                          f"{close['failed']} / {close['requests']} |")
     return lines
 
