@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
-COLUMNS = [("stack", "stack (defaults)"), ("naive", "naive recipe"), ("gunicorn", "Gunicorn alone"),
+COLUMNS = [("stack", "stack (defaults)"), ("haproxy", "stack, HAProxy front"), ("naive", "naive recipe"),
+           ("gunicorn", "Gunicorn alone"),
            ("nginx", "Nginx alone"), ("io-gevent", "gevent"), ("io-threads", "threads 64"),
            ("gunicorn-log", "Gunicorn alone + access log")]
 ROUTES = [("hello", "`/`"), ("static", "50 KB static"), ("io", "`/io` (20 ms wait)")]
@@ -78,15 +79,16 @@ def serving(serve: dict) -> list[str]:
     return lines
 
 
-UNITS = [("nginx.service", "Nginx"), ("app.service", "Gunicorn (the app's)"),
+UNITS = [("nginx.service", "Nginx"), ("haproxy.service", "HAProxy"), ("app.service", "Gunicorn (the app's)"),
          ("bench-gunicorn.service", "Gunicorn alone"), ("wrk", "wrk")]
 
 
 def cpu_split(cells: dict) -> list[str]:
     """CPU per request on `/` by process (µs), for the setups the hello target compares; empty
     for results written before bench/serve measured it."""
-    wanted = [(conns, setup) for conns in (64, 256) for setup in ("stack", "gunicorn")]
-    if not all("us_per_request" in cells.get(f"hello/{c}/{s}", {}) for c, s in wanted):
+    wanted = [(conns, setup) for conns in (64, 256) for setup in ("stack", "haproxy", "gunicorn")
+              if f"hello/{conns}/{setup}" in cells]
+    if not all("us_per_request" in cells[f"hello/{c}/{s}"] for c, s in wanted):
         return []
     lines = ["", "CPU per request on `/`, µs (medians; by process, read from /proc on this machine):", "",
              "| clients | setup | total | " + " | ".join(title for _, title in UNITS) + " | other |",

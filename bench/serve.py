@@ -6,7 +6,9 @@ Hosts (bench/servehosts.py says exactly how each setup is made):
   a   the bench app (bench/app) deployed with the defaults; on the same host, started after the
       deploy: the classic recipe's naive setup, Gunicorn alone and Nginx alone;
   g   the same app deployed with `workerClass: gevent` (docs/benchmarks.md's I/O-bound recommendation);
-  t   the same app deployed with `threads: 64` (the recommendation for apps that cannot use gevent).
+  t   the same app deployed with `threads: 64` (the recommendation for apps that cannot use gevent);
+  h   the same app deployed with `front: haproxy` (HAProxy where Nginx was; the app serves static
+      files, as HAProxy does not read them from disk).
 
 wrk runs from this machine against every setup, interleaved: each round measures every setup of a
 route and connection count back to back (A B C D, B A C D, ...), so load from elsewhere on the
@@ -16,9 +18,10 @@ favours neither. Figures are medians over rounds, and each ratio is the median o
 ratios. A run during which other processes used more than --max-others cores is done again (up to
 3 times), and the CPU split (test hosts, wrk, others) is reported.
 
-Then failed requests during reloads: `systemctl reload nginx` and `systemctl reload app` (HUP),
-each several times under load from keep-alive clients and from clients that close every
-connection (`Connection: close`), counted separately, with a baseline without reloads.
+Then failed requests during reloads, on each front's host: `systemctl reload nginx` or
+`systemctl reload haproxy`, and `systemctl reload app` (HUP), each several times under load from
+keep-alive clients and from clients that close every connection (`Connection: close`), counted
+separately, with a baseline without reloads (bench/reloads adds the balancer stand-in).
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ ROUTES = {"hello": "/", "static": f"/static/{sh.STATIC_FILE}", "io": "/io"}
 # Which setups each route is measured on (Nginx alone has no app, so no /io). For hello and
 # static the first two are the pair their target compares (/io's targets are against the limit).
 SETUPS = {
-    "hello": ("stack", "gunicorn", "naive", "nginx", "io-gevent", "io-threads", "gunicorn-log"),
-    "static": ("stack", "nginx", "naive", "gunicorn"),
-    "io": ("stack", "naive", "gunicorn", "io-gevent", "io-threads", "gunicorn-log"),
+    "hello": ("stack", "gunicorn", "haproxy", "naive", "nginx", "io-gevent", "io-threads", "gunicorn-log"),
+    "static": ("stack", "nginx", "haproxy", "naive", "gunicorn"),
+    "io": ("stack", "naive", "haproxy", "gunicorn", "io-gevent", "io-threads", "gunicorn-log"),
 }
 DESCRIBE = {
     "stack": "the rendered stack, defaults",
@@ -55,8 +58,13 @@ DESCRIBE = {
     "io-gevent": "stack with workerClass: gevent",
     "io-threads": "stack with threads: 64",
     "gunicorn-log": "Gunicorn alone + access log",
+    "haproxy": "the stack with front: haproxy",
 }
-VARIANTS = {"a": {}, "g": {"workerClass": "gevent"}, "t": {"threads": 64}}
+# host: (app settings, top-level settings) it is deployed with
+VARIANTS = {"a": ({}, {}), "g": ({"workerClass": "gevent"}, {}), "t": ({"threads": 64}, {}),
+            "h": ({}, {"front": "haproxy"})}
+# setups served by the stack on port 80 of another host than `a`
+ON_HOST = {"io-gevent": "g", "io-threads": "t", "haproxy": "h"}
 TARGETS = [
     # (name, route, setup, against, connections, minimum)
     ("hello vs Gunicorn alone", "hello", "stack", "gunicorn", 64, 0.85),
@@ -65,6 +73,13 @@ TARGETS = [
     ("static vs Nginx alone", "static", "stack", "nginx", 256, 0.95),
     ("/io vs 64/20 ms, defaults", "io", "stack", "limit", 64, 0.5),
     ("/io vs 64/20 ms, gevent (recommended)", "io", "io-gevent", "limit", 64, 0.85),
+    # The HAProxy front against the same references. Static files: the app serves them behind
+    # HAProxy, so Gunicorn alone (which serves them the same way) is the reference, not Nginx.
+    ("hello vs Gunicorn alone, HAProxy front", "hello", "haproxy", "gunicorn", 64, 0.85),
+    ("hello vs Gunicorn alone, HAProxy front", "hello", "haproxy", "gunicorn", 256, 0.85),
+    ("static vs Gunicorn alone, HAProxy front", "static", "haproxy", "gunicorn", 64, 0.85),
+    ("static vs Gunicorn alone, HAProxy front", "static", "haproxy", "gunicorn", 256, 0.85),
+    ("/io vs 64/20 ms, HAProxy front, defaults", "io", "haproxy", "limit", 64, 0.5),
     # For information (no target): do more threads help on these two cores?
     ("/io vs 64/20 ms, threads 64", "io", "io-threads", "limit", 64, None),
 ]
@@ -85,8 +100,8 @@ class Bench:
         self.max_others = max_others
 
     def url(self, setup: str, route: str) -> str:
-        host = {"io-gevent": "g", "io-threads": "t"}.get(setup, "a")
-        port = sh.PORTS["stack"] if setup.startswith("io-") else sh.PORTS[setup]
+        host = ON_HOST.get(setup, "a")
+        port = sh.PORTS["stack"] if host != "a" else sh.PORTS[setup]
         return self.deployed[host].url(port, ROUTES[route])
 
     def measure(self, url: str, connections: int, seconds: float | None = None, **options) -> dict:
@@ -160,19 +175,24 @@ def serving(bench: Bench, rounds: int) -> dict:
     return {"cells": results, "ratios": ratios, "raw": runs}
 
 
+# (what, host, the setup whose `/` the clients ask, command run on that host)
+RELOADS = [("none (baseline)", "a", "stack", None),
+           ("nginx reload", "a", "stack", "sudo -n systemctl reload nginx"),
+           ("gunicorn HUP", "a", "stack", "sudo -n systemctl reload app"),
+           ("haproxy reload", "h", "haproxy", "sudo -n systemctl reload haproxy"),
+           ("gunicorn HUP (HAProxy front)", "h", "haproxy", "sudo -n systemctl reload app")]
+
+
 def reloads(bench: Bench, count: int, interval: float) -> dict:
-    """Failed requests on the stack's `/` while Nginx or Gunicorn reloads, per kind of client."""
-    host = bench.deployed["a"].host
-    url = bench.url("stack", "hello")
-    commands = {"none (baseline)": None, "nginx reload": "sudo -n systemctl reload nginx",
-                "gunicorn HUP": "sudo -n systemctl reload app"}
+    """Failed requests on each front's `/` while it or Gunicorn reloads, per kind of client."""
     out = {}
-    for what, command in commands.items():
+    for what, on, setup, command in RELOADS:
+        host, url = bench.deployed[on].host, bench.url(setup, "hello")
         for client, close in (("keep-alive", False), ("Connection: close", True)):
             stop = threading.Event()
             done: list[float] = []
 
-            def reload_loop(command=command, stop=stop, done=done):
+            def reload_loop(command=command, stop=stop, done=done, host=host):
                 time.sleep(interval / 2)
                 for _ in range(count):
                     if stop.is_set() or command is None:
@@ -193,7 +213,7 @@ def reloads(bench: Bench, count: int, interval: float) -> dict:
             out[f"{what} / {client}"] = {"reloads": len(done), "requests": result.requests,
                                          "failed": result.failed, "errors": result.errors,
                                          "p99": result.p99}
-            log(f"  {what:16} {client:18} {len(done)} reloads, {result.requests} requests, "
+            log(f"  {what:28} {client:18} {len(done)} reloads, {result.requests} requests, "
                 f"{result.failed} failed {result.errors or ''}")
     return out
 
@@ -220,7 +240,7 @@ def print_report(report: dict) -> None:
     print("\nCPU per request, microseconds (medians; per host and systemd unit, then wrk): where "
           "the hello ratios come from")
     for conns in CONNECTIONS:
-        for setup in ("stack", "gunicorn", "io-gevent"):
+        for setup in ("stack", "gunicorn", "haproxy", "io-gevent"):
             c = cells[f"hello/{conns}/{setup}"]
             shown = {unit: us for unit, us in c["us_per_request"].items() if us >= 1}
             print(f"  hello @{conns:<4} {DESCRIBE[setup]:34} {sum(shown.values()):5.0f} = "
@@ -230,10 +250,10 @@ def print_report(report: dict) -> None:
         verdict = ("no target     " if r["target"] is None else
                    f"target >= {r['target']:.2f}  {'met' if r['met'] else 'NOT MET'}")
         print(f"  {name:48} {r['ratio']:6.2f}  {verdict}   rounds {r['per_round']}")
-    print("\nfailed requests during reloads (the stack's /; 64 keep-alive clients, or 32 closing "
+    print("\nfailed requests during reloads (each front's /; 64 keep-alive clients, or 32 closing "
           "clients 100 ms apart)")
     for key, r in report["reloads"].items():
-        print(f"  {key:44} {r['reloads']} reloads {r['requests']:8d} requests {r['failed']:5d} failed "
+        print(f"  {key:52} {r['reloads']} reloads {r['requests']:8d} requests {r['failed']:5d} failed "
               f"{r['errors'] or ''}")
 
 
@@ -254,11 +274,10 @@ def main() -> int:
     started = time.monotonic()
     with Testbed() as testbed:
         scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-        deployed = sh.deploy_all(testbed, {name: (extra, {}) for name, extra in VARIANTS.items()}, "sv",
-                                 scratch, log)
+        deployed = sh.deploy_all(testbed, VARIANTS, "sv", scratch, log)
         hosts = [d.host for d in deployed.values()]
         sh.start_extras(deployed["a"])
-        for name in ("g", "t"):
+        for name in ("g", "t", "h"):
             sh.wait_ok(deployed[name].url(80, "/io"), name)
         # Every test host's cgroup sits in the testbed slot's: that one counts them all.
         meter = cpu.Meter([path.parent for path in hosts[0].cgroup_paths])
