@@ -14,9 +14,10 @@ from stack.inventory import Host
 from stack.ops import status as status_verb
 from stack.ops.remote import Session, Unreachable, named
 from stack.ops.target import OpsError, Target
+from stack.paths import Paths
 from stack.rollout import batches
 from stack.scripts.shell import render
-from stack.scripts.steps import PROCESS_SETTLE, Script, context
+from stack.scripts.steps import PROCESS_SETTLE, Script, context, preflight
 
 RELEASE_ID = re.compile(r"[0-9a-f]{20}")
 
@@ -29,8 +30,11 @@ class Switched:
 
 
 def script(target: Target, host: Host, release: str) -> Script:
-    body = render("ops/rollback.sh.j2", **context(target.settings, host.name, str(host.address)),
-                  release=release, settle=PROCESS_SETTLE)
+    settings = target.settings
+    release_dir = f"{Paths(settings.app.name).releases}/{release}"
+    body = render("ops/rollback.sh.j2", **context(settings, host.name, str(host.address)),
+                  release=release, settle=PROCESS_SETTLE, target=release_dir,
+                  **preflight(settings, release_dir, release, '"$entry"'))
     return Script("rollback", host.name, body, str(host.address))
 
 

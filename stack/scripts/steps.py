@@ -215,12 +215,21 @@ def release(settings: Settings, host: str, rel: Release, *, release_command: boo
     body = render("release.sh.j2", **context(settings, host, address), rel=rel, target=target,
                   deps=deps_key(rel), static=static, **compressing(), release_command=command or "",
                   wsgi=wsgi, release_command_sha=text_hash(command or ""),
-                  preflight_run=preflight_run(settings, target), preflight_source=PREFLIGHT.read_text(),
+                  **preflight(settings, target, rel.id, '"$wsgi.flaskstack-release"' if wsgi is not None
+                              else Paths(settings.app.name).wsgi),
                   **units)
     parts = (("app.releaseCommand", command or ""), (f"the WSGI module (app.entry {settings.app.entry!r})",
                                                         wsgi or ""),
              *((f"the host file {f['path']}", f["content"]) for f in units["entry_files"]))
     return Script("release", host, body, address, parts=parts)
+
+
+def preflight(settings: Settings, target: str, release_id: str, entry: str) -> dict:
+    """preflight.sh.j2's values: the release `release_id` unpacked at `target`, loaded through
+    the WSGI entry `entry` (a shell word: the staged file, or a path)."""
+    return {"preflight_run": preflight_run(settings, target),
+            "preflight_source": PREFLIGHT.read_text(), "preflight_release": release_id,
+            "preflight_entry": Shell(entry)}
 
 
 def preflight_run(settings: Settings, target: str) -> Shell:

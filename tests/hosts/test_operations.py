@@ -5,7 +5,7 @@ installed here; everything the verbs do on the hosts is real).
 
 The tests run in order on one stack: status, logs, run and drift on the first release; then a
 second release, a rollback under load, what the next `pulumi up` does, a rollback to a release
-that fails its gate, and a deploy after all that.
+that fails (before its switch, or after it), and a deploy after all that.
 """
 
 from __future__ import annotations
@@ -253,19 +253,39 @@ def test_after_a_rollback_pulumi_up_runs_nothing_and_replacing_the_release_steps
     assert ops(bed, "status").returncode == 0
 
 
-def test_a_rollback_to_a_release_that_fails_its_gate_stops_at_the_first_host(bed):
+# Appended to the older release's code on the first host: it breaks at import, or only under a
+# Gunicorn worker (whose parent is its master), which the preflight cannot see.
+BREAKS = {
+    "at import": 'raise RuntimeError("broken on purpose")\n',
+    "under a worker": (
+        "import os as _os\n"
+        "with open(f'/proc/{_os.getppid()}/cmdline', 'rb') as _parent:\n"
+        "    if b'gunicorn' in _parent.read():\n"
+        "        raise RuntimeError('broken on purpose')\n"),
+}
+
+
+def test_a_rollback_to_a_release_that_fails_stops_at_the_first_host(bed):
+    """Behind Nginx the older release breaks only under a worker: it switches, fails the gate and
+    is switched back. Behind HAProxy it cannot import: its preflight stops it before the switch."""
     first, second = bed["hosts"]
     older = bed["releases"][-2]
     serving = bed["releases"][-1]
+    how = "under a worker" if bed["front"] == "nginx" else "at import"
     # The older release, still kept on both hosts, breaks on the first one.
-    first.ssh(f"echo 'raise RuntimeError(\"broken on purpose\")' | sudo -n tee -a "
-              f"/srv/app/releases/{older}/rocket.py >/dev/null")
+    first.ssh(f"sudo -n tee -a /srv/app/releases/{older}/rocket.py >/dev/null", input=BREAKS[how])
+    workers = first.ssh("pgrep -u app -f gunicorn | sort").stdout
     with load([second], "/") as stats:
         done = ops(bed, "rollback", older, timeout=300)
     assert done.returncode == 1, done.stdout
     assert f"rollback stopped at web-0; not touched: web-1 ({second.address})" in done.stdout
-    assert "Switched back to release " + serving in done.stdout
     assert "broken on purpose" in done.stdout
+    if how == "at import":
+        assert "failed its check before the switch" in done.stdout, done.stdout
+        assert f"this host keeps serving release {serving}" in done.stdout
+        assert first.ssh("pgrep -u app -f gunicorn | sort").stdout == workers  # no HUP
+    else:
+        assert "Switched back to release " + serving in done.stdout
     assert stats["failed"] == 0, stats["errors"][:5]
     assert current(first) == current(second) == serving
     assert get(first, "/") == (200, "Hello again!")

@@ -245,7 +245,8 @@ previous=$(readlink "$current" 2>/dev/null || true)
 # process of its own (stack/preflight.py): the app's user, its environment files, the app unit's
 # sandbox, the host's Gunicorn config with the release's WSGI entry beside it. A release that
 # cannot import, or whose health path fails, stops here: no HUP, no request served by it, nothing
-# to roll back, and a balancer in front never sees this host falter.
+# to roll back, and a balancer in front never sees this host falter. The release step and the
+# rollback verb include it, with `previous` set to the release the host serves.
 preflight() {
   local dir out
   dir=$(mktemp -d /run/rocket-preflight.XXXXXX)

@@ -120,7 +120,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"; rm -f /run/rocket.drain' EXIT
 chgrp rocket "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_55B31C85383099C3'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_C53D72A655085AAE'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of rocket. It sits behind a load balancer: forwarded headers are trusted only from 198.51.100.0/28.
 global
@@ -190,14 +190,16 @@ backend app
     # would take Gunicorn out too, and every path would answer 503.
     http-check send meth GET uri /healthz ver HTTP/1.1 hdr Host localhost hdr X-Flask-Stack-Check front
     http-check expect status 200
-    server gunicorn /run/rocket/gunicorn.sock check inter 10s fall 3 rise 2
+    # Checked every 10 s, and every second once down: a Gunicorn that recovers (a release put
+    # back by its gate, a restart) serves again within about two seconds, not twenty.
+    server gunicorn /run/rocket/gunicorn.sock check inter 10s downinter 1s fall 3 rise 2
 
 backend acme
     # The ACME client answers HTTP-01 challenges on this loopback port while it runs; when it
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_55B31C85383099C3
+FLASKSTACK_C53D72A655085AAE
 mkdir -p "$stage/files"/etc/rocket
 cat > "$stage/files"/etc/rocket/flaskstack_wsgi.py <<'FLASKSTACK_0E9EBFC916635CB2'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
