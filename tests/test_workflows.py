@@ -201,18 +201,61 @@ def test_a_review_stack_has_the_same_group_in_every_workflow():
     # the sweep's matrix holds plain pr-<n> names (python -m workflow expired), so the groups meet
 
 
-MINIMUM = {"actions/checkout": 4, "actions/setup-python": 5, "pulumi/actions": 6}
+MINIMUM = {"actions/checkout": 6, "actions/setup-python": 6, "pulumi/actions": 7}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.M)
+PINNED = re.compile(r"(?P<name>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})")
+VERSION_COMMENT = re.compile(r"\s+# (?P<tag>v\d+\.\d+\.\d+)")
 
 
-def test_actions_are_pinned_to_a_major_version_at_least():
-    for path in [*WORKFLOW_FILES, *ACTION_FILES]:
-        for action in re.findall(r"uses:\s*(\S+)", path.read_text()):
-            if action.startswith("./"):
-                continue
-            name, _, ref = action.partition("@")
-            assert re.fullmatch(r"v\d+(\.\d+){0,2}|[0-9a-f]{40}", ref), f"{path.name}: {action}"
-            if name in MINIMUM and ref.startswith("v"):
-                assert int(ref[1:].split(".")[0]) >= MINIMUM[name], f"{path.name}: {action}"
+def remote_uses() -> list[tuple[str, str, str]]:
+    """(file, reference, the rest of the line) of every `uses:` naming another repository."""
+    return [(path.name, ref, rest) for path in [*WORKFLOW_FILES, *ACTION_FILES]
+            for ref, rest in USES.findall(path.read_text()) if not ref.startswith("./")]
+
+
+def test_every_remote_action_is_pinned_to_a_commit_with_its_version_beside_it():
+    """A tag can be moved to other code; a commit cannot. The comment is what Dependabot updates
+    with the SHA, and what a reader checks the SHA against (docs/security.md)."""
+    found = remote_uses()
+    assert len(found) >= 15, found
+    for workflow, ref, rest in found:
+        pinned, comment = PINNED.fullmatch(ref), VERSION_COMMENT.fullmatch(rest)
+        assert pinned, f"{workflow}: {ref} is not pinned to a full commit SHA"
+        assert comment, f"{workflow}: {ref} has no `# vX.Y.Z` comment naming its release"
+        minimum = MINIMUM.get(pinned["name"])
+        if minimum:
+            assert int(comment["tag"][1:].split(".")[0]) >= minimum, f"{workflow}: {ref}{rest}"
+
+
+def test_one_action_is_pinned_to_one_commit_everywhere():
+    commits: dict[str, set[str]] = {}
+    for _, ref, rest in remote_uses():
+        commits.setdefault(ref.split("@")[0], set()).add(ref.split("@")[1] + rest)
+    assert {name: pins for name, pins in commits.items() if len(pins) > 1} == {}
+
+
+def test_the_pin_check_refuses_tags_and_bare_shas():
+    for ref, rest in [("actions/checkout@v6", ""), ("actions/checkout@v6.1.0", ""),
+                      ("actions/checkout@d23441a", " # v6.1.0"),
+                      ("actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803", ""),
+                      ("actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803", " # v6")]:
+        assert not (PINNED.fullmatch(ref) and VERSION_COMMENT.fullmatch(rest)), ref + rest
+
+
+def test_the_container_image_is_pinned_by_digest():
+    images = [job["container"] for _, _, job in jobs() if "container" in job]
+    assert images, "tests.yml runs in a container"
+    for image in images:
+        image = image["image"] if isinstance(image, dict) else image
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
+
+
+def test_dependabot_updates_every_place_an_action_is_pinned():
+    config = yaml.safe_load((GITHUB / "dependabot.yml").read_text())
+    actions = [u for u in config["updates"] if u["package-ecosystem"] == "github-actions"]
+    assert len(actions) == 1
+    wanted = {"/"} | {f"/{p.parent.relative_to(ROOT)}" for p in ACTION_FILES}
+    assert set(actions[0]["directories"]) == wanted
 
 
 def test_no_expression_is_expanded_inside_a_script():
