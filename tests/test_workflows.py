@@ -1,8 +1,9 @@
 """The GitHub workflows (.github/workflows/) and the scripts they run (.github/scripts/), checked
-here because they only ever run on GitHub: actionlint on every workflow, shellcheck on every
-script, the policies the workflows promise (read-only by default, one run at a time on a stack,
-pinned actions, no fork gets a secret, every secret and variable documented), and each script run
-against fake `pulumi` and `gh` commands that record what they were asked."""
+here because they only ever run on GitHub: actionlint on every workflow, zizmor on .github/,
+shellcheck on every script, the policies the workflows promise (read-only by default, one run at a
+time on a stack, actions pinned to commits, secrets only in environments and never for a fork, the
+policy pack on every preview and update, every secret and variable documented), and each script
+run against fake `pulumi` and `gh` commands that record what they were asked."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ RUNNER = "198.51.100.7/32"
 
 
 def tool(name: str, install: str) -> str:
-    """A linter from the project's environment (or PATH). Missing on GitHub is a failure; on a
-    machine that cannot install it (actionlint needs github.com to install), a skip."""
+    """A linter from the project's environment (or PATH): requirements.txt installs them all, as
+    wheels. Missing under GitHub Actions is a failure; elsewhere (a Python without them), a skip."""
     found = Path(sys.executable).with_name(name)
     path = str(found) if found.exists() else shutil.which(name)
     if path is None:
@@ -72,7 +73,7 @@ def ids(items: list[tuple[str, str, dict]]) -> list[str]:
 # -- linters --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_actionlint_passes(path):
-    actionlint = tool("actionlint", "pip install -r requirements-ci.txt")
+    actionlint = tool("actionlint", "pip install -r requirements.txt")
     shellcheck = tool("shellcheck", "pip install -r requirements.txt")
     result = subprocess.run([actionlint, "-no-color", "-shellcheck", shellcheck, str(path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -80,7 +81,7 @@ def test_actionlint_passes(path):
 
 
 def test_actionlint_finds_a_broken_workflow(tmp_path):
-    actionlint = tool("actionlint", "pip install -r requirements-ci.txt")
+    actionlint = tool("actionlint", "pip install -r requirements.txt")
     bad = tmp_path / ".github/workflows/bad.yml"
     bad.parent.mkdir(parents=True)
     bad.write_text(textwrap.dedent("""\
@@ -98,6 +99,55 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "no-such-input" in result.stdout
+
+
+def zizmor(*args: str, cwd: Path = ROOT) -> list[dict[str, Any]]:
+    result = subprocess.run([tool("zizmor", "pip install -r requirements.txt"), "--offline",
+                             "--format", "json-v1", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.startswith("["), result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def where(finding: dict[str, Any]) -> str:
+    location = finding["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"]
+    return f"{finding['ident']} ({finding['determinations']['severity']}) in {location}"
+
+
+@pytest.mark.parametrize("persona", ["regular", "auditor"])
+def test_zizmor_finds_nothing(persona):
+    """zizmor over .github/ (workflows, the setup action, dependabot.yml) with .github/zizmor.yml's
+    ignores, each of which says why it stays: its default persona, and the auditor's too (which
+    adds, among others, secrets read outside a GitHub environment)."""
+    findings = zizmor("--persona", persona, ".github")
+    assert [where(f) for f in findings] == []
+
+
+def test_zizmors_ignores_are_only_the_ones_reasoned_in_its_config():
+    ignored = {f["ident"] for f in zizmor("--no-ignores", ".github")}
+    config = yaml.safe_load((GITHUB / "zizmor.yml").read_text())
+    assert ignored == set(config["rules"]) == {"self-repository"}
+
+
+def test_zizmor_finds_a_tag_pin_and_a_secret_outside_an_environment(tmp_path):
+    bad = tmp_path / ".github/workflows/bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(textwrap.dedent("""\
+        on: push
+        permissions: {}
+        jobs:
+          x:
+            runs-on: ubuntu-24.04
+            steps:
+              - uses: actions/checkout@v6
+                with:
+                  persist-credentials: false
+              - run: echo "$TOKEN"
+                env:
+                  TOKEN: ${{ secrets.TOKEN }}
+        """))
+    found = {f["ident"] for f in zizmor("--persona", "auditor", ".", cwd=tmp_path)}
+    assert {"unpinned-uses", "secrets-outside-env"} <= found, found
 
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
@@ -168,6 +218,8 @@ def test_write_permissions_only_where_they_are_used(workflow, name, job):
     if granted.get("id-token") == "write":  # only to hand GitHub's OIDC token to AWS
         setup = [s for s in steps(job) if s.get("uses") == "./.github/actions/setup"]
         assert setup and "aws-role-arn" in setup[0].get("with", {}), f"{workflow}:{name}"
+        # in an environment, so the token's subject names it and a role can trust only that one
+        assert job.get("environment"), f"{workflow}:{name}: id-token: write outside an environment"
 
 
 def changes_a_stack(job: dict[str, Any]) -> bool:
@@ -284,6 +336,46 @@ def test_jobs_on_pull_requests_with_secrets_skip_forks():
                 not_forks = "github.event.pull_request.head.repo.full_name == github.repository"
                 assert not_forks in job.get("if", ""), (
                     f"{path.name}:{name} hands secrets to a pull request's code without excluding forks")
+
+
+# The GitHub environment of each job that reads a secret (docs/environments.md, "GitHub
+# environments"): its secrets override the repository's, its protection rules gate the job, and
+# GitHub's OIDC token names it in its subject.
+ENVIRONMENTS = {
+    "pull-request.yml:preview": "preview",
+    "deploy.yml:staging": "staging", "deploy.yml:prod": "production",
+    "review-stack.yml:up": "review", "review-stack.yml:destroy": "review",
+    "review-sweep.yml:find": "review", "review-sweep.yml:destroy": "review",
+    "review-sweep.yml:drift": "drift",
+}
+
+
+def environment(job: dict[str, Any]) -> str | None:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
+def test_every_job_that_reads_a_secret_runs_in_its_environment():
+    found = {f"{w}:{n}": environment(j) for w, n, j in jobs() if "secrets." in json.dumps(j)}
+    assert found == ENVIRONMENTS
+
+
+def test_no_job_without_secrets_is_in_an_environment():
+    assert [f"{w}:{n}" for w, n, j in jobs()
+            if environment(j) and f"{w}:{n}" not in ENVIRONMENTS] == []
+
+
+def test_every_environment_is_in_the_docs_table():
+    text = (ROOT / "docs" / "environments.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z][a-z0-9-]*)` \|", text, re.M))
+    assert set(ENVIRONMENTS.values()) <= rows, sorted(set(ENVIRONMENTS.values()) - rows)
+
+
+def test_dependabots_pull_requests_get_no_review_stack():
+    """Dependabot's runs get no Actions secrets, and its pull requests change only pinned actions."""
+    for name in ("up", "destroy"):
+        job = load(GITHUB / "workflows" / "review-stack.yml")["jobs"][name]
+        assert "github.event.pull_request.user.login != 'dependabot[bot]'" in job["if"], name
 
 
 def test_expressions_name_steps_and_jobs_that_exist():
