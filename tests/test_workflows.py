@@ -7,6 +7,7 @@ run against fake `pulumi` and `gh` commands that record what they were asked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -253,6 +254,15 @@ def test_a_review_stack_has_the_same_group_in_every_workflow():
     # the sweep's matrix holds plain pr-<n> names (python -m workflow expired), so the groups meet
 
 
+# Every input of pulumi/actions v7.0.0, as its action.yml at 8e5e406f declares them.
+PULUMI_ACTIONS_INPUTS = {
+    "always-include-summary", "cloud-url", "color", "command", "comment-on-pr", "comment-on-pr-number",
+    "comment-on-summary", "config-map", "continue-on-error", "debug", "diff", "edit-pr-comment",
+    "exclude", "exclude-dependents", "exclude-protected", "expect-no-changes", "github-token",
+    "log-flow", "log-verbosity", "message", "parallel", "plan", "policyPackConfigs", "policyPacks",
+    "pulumi-version", "pulumi-version-file", "refresh", "remove", "replace", "secrets-provider",
+    "stack-name", "suppress-outputs", "suppress-progress", "target", "target-dependents", "upsert",
+    "work-dir"}
 MINIMUM = {"actions/checkout": 6, "actions/setup-python": 6, "pulumi/actions": 7}
 USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.M)
 PINNED = re.compile(r"(?P<name>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})")
@@ -308,6 +318,47 @@ def test_dependabot_updates_every_place_an_action_is_pinned():
     assert len(actions) == 1
     wanted = {"/"} | {f"/{p.parent.relative_to(ROOT)}" for p in ACTION_FILES}
     assert set(actions[0]["directories"]) == wanted
+
+
+def test_every_pulumi_actions_preview_or_up_runs_the_policy_pack():
+    found = []
+    for workflow, name, job in jobs():
+        for step in steps(job):
+            given = step.get("with") or {}
+            if str(step.get("uses", "")).startswith("pulumi/actions@") and given.get("command") in (
+                    "preview", "up"):
+                found.append(f"{workflow}:{name}")
+                assert given.get("policyPacks") == "policy", f"{workflow}:{name}: {step.get('name')}"
+    assert sorted(found) == ["deploy.yml:prod", "deploy.yml:staging", "review-stack.yml:up"]
+
+
+def test_pulumi_actions_steps_give_only_inputs_it_has():
+    """A misspelt input (`policy-packs`) would be ignored with a warning and the update run
+    without the pack; these inputs were read from pulumi/actions' action.yml at the pinned commit."""
+    for path in [*WORKFLOW_FILES, *ACTION_FILES]:
+        document = load(path)
+        every = [s for job in (document.get("jobs") or {}).values() for s in steps(job)]
+        every += (document.get("runs") or {}).get("steps") or []
+        for step in every:
+            if str(step.get("uses", "")).startswith("pulumi/actions@"):
+                assert set(step.get("with") or {}) <= PULUMI_ACTIONS_INPUTS, f"{path.name}: {step}"
+
+
+def test_every_job_that_previews_or_updates_sets_up_the_policy_packs_venv():
+    setup = load(GITHUB / "actions" / "setup" / "action.yml")["runs"]["steps"]
+    pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    venv = pack["runtime"]["options"]["virtualenv"]
+    made = [s["run"] for s in setup if f"policy/{venv}/bin/python -m pip install" in s.get("run", "")]
+    assert made and "-r policy/requirements.txt" in made[0] and f"-m venv policy/{venv}" in made[0]
+    for workflow, name, job in jobs():
+        runs_pulumi = "--policy-pack" in json.dumps(job) or "policyPacks" in json.dumps(job) or \
+            ".github/scripts/pr-preview" in runs(job)
+        if runs_pulumi:
+            uses = [s.get("uses") for s in steps(job)]
+            assert "./.github/actions/setup" in uses, f"{workflow}:{name}"
+            first = next(i for i, s in enumerate(steps(job)) if "policyPacks" in json.dumps(s)
+                         or ".github/scripts/pr-preview" in s.get("run", ""))
+            assert uses.index("./.github/actions/setup") < first, f"{workflow}:{name}"
 
 
 def test_no_expression_is_expanded_inside_a_script():
@@ -527,11 +578,20 @@ class Project:
         return yaml.safe_load((self.root / f"Pulumi.{stack}.yaml").read_text())
 
 
+def without_policy_pack(project: Project) -> list[list[str]]:
+    """Each recorded `pulumi preview` or `pulumi up` that does not run the policy pack."""
+    return [argv for argv in project.argvs("pulumi") if argv[:1] in (["preview"], ["up"])
+            and not any(argv[i:i + 2] == ["--policy-pack", "policy"] for i in range(len(argv)))]
+
+
 @pytest.fixture
-def project(tmp_path) -> Project:
+def project(tmp_path):
     root = copy_project(tmp_path / "project", COPIED)
     (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    return Project(root)
+    project = Project(root)
+    yield project
+    # whatever a test ran, no preview or update left the policy pack out (docs/policy.md)
+    assert without_policy_pack(project) == []
 
 
 def full_stack_file(example: str) -> str:
@@ -723,6 +783,53 @@ def test_deploy_prepare_stops_on_an_incomplete_stack_file(project):
     assert "ssh.privateKey" in result.stderr and "present" not in project.output()
 
 
+# bin/deploy, against the same fake pulumi
+def fake_venv(path: Path, requirements: Path) -> None:
+    """A virtualenv bin/deploy takes as up to date (its stamp is that of `requirements`, so
+    nothing is installed), whose python is this one."""
+    (path / "bin").mkdir(parents=True)
+    python = path / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (path / ".requirements.sha256").write_text(hashlib.sha256(requirements.read_bytes()).hexdigest() + "\n")
+
+
+@pytest.fixture
+def deployable(project) -> Project:
+    root = project.root
+    shutil.copytree(ROOT / "bin", root / "bin")
+    shutil.copytree(ROOT / "policy", root / "policy", ignore=shutil.ignore_patterns("venv", "__pycache__"))
+    shutil.copy2(ROOT / "requirements.txt", root / "requirements.txt")
+    (root / ".venv").unlink()
+    fake_venv(root / ".venv", root / "requirements.txt")
+    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.txt")
+    (root / "Pulumi.staging.yaml").write_text(full_stack_file("staging"))
+    return project
+
+
+def deploy(project: Project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(project.root / "bin" / "deploy"), *args], cwd=project.root,
+                          env={**project.env, "DIGITALOCEAN_TOKEN": "dop_v1_fake"}, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("action", "command"), [
+    ("preview", ["preview", "--diff", "--stack", "staging", "--policy-pack", "policy"]),
+    ("up", ["up", "--stack", "staging", "--policy-pack", "policy"]),
+])
+def test_bin_deploy_previews_and_updates_with_the_policy_pack(deployable, action, command):
+    result = deploy(deployable, "staging", action)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deployable.argvs("pulumi")[-1] == command
+    assert "installing" not in result.stderr  # both virtualenvs were taken as they are
+
+
+def test_bin_deploy_destroys_without_it(deployable):
+    result = deploy(deployable, "staging", "destroy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deployable.argvs("pulumi")[-1] == ["destroy", "--stack", "staging"]
+
+
 # review-sweep
 SWEEP_STACKS = json.dumps([
     {"name": "staging", "lastUpdate": "2020-01-01T00:00:00.000Z"},
@@ -798,13 +905,34 @@ def test_pr_preview_previews_and_diffs_an_affected_stack(repo, tmp_path):
     result = repo.run("pr-preview", str(tmp_path / "results"), **PREVIEW_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     previews = [a for a in repo.argvs("pulumi") if a[0] == "preview"]
-    assert previews == [["preview", "--stack", "staging", "--diff", "--suppress-progress"]]
+    assert previews == [["preview", "--stack", "staging", "--diff", "--policy-pack", "policy",
+                         "--suppress-progress"]]
     body = posted(repo)
     assert body.startswith("<!-- flask-stack-preview -->")
     assert "| `staging` | ✅ ~ 1 to update |" in body
     assert "+    # reviewed" in body  # the stack diff of the Nginx file
     assert "`prod` is not previewed: the repository has no `Pulumi.prod.yaml`" in body
     assert "::notice title=No Pulumi.prod.yaml::" in result.stdout
+
+
+# What `pulumi preview --diff` prints with an advisory violation (workflow/comments.py, policy_report)
+POLICIES = (
+    "Previewing update (staging):\n"
+    " ~  digitalocean:index/loadBalancer:LoadBalancer: (update)\n"
+    "    flask-stack-baseline@v0.1.0 [advisory]  https-when-domain  (digitalocean:index/loadBalancer"
+    ":LoadBalancer: site-lb)a stack holding a certificate whose load balancer still serves plain HTTP\n"
+    "Resources:\n    ~ 1 to update\n\n"
+    "Policy Packs run:\n    Name                  Version\n    flask-stack-baseline  (local: policy)\n")
+
+
+def test_pr_preview_puts_the_policy_packs_report_in_the_comment(repo, tmp_path):
+    commit(repo, "stack/render.py", (repo.root / "stack/render.py").read_text() + "\n# touched\n")
+    result = repo.run("pr-preview", str(tmp_path / "results"), **PREVIEW_ENV, FAKE_PREVIEW_staging=POLICIES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    body = posted(repo)
+    assert "| `staging` | ✅ ~ 1 to update | " in body and " | ⚠️ 1 advisory |" in body
+    assert "<details open>\n<summary><code>staging</code>: policy pack, ⚠️ 1 advisory</summary>" in body
+    assert "[advisory]  https-when-domain" in body
 
 
 def test_pr_preview_of_a_docs_change_needs_no_login(repo, tmp_path):
