@@ -103,9 +103,11 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
 
 
 def zizmor(*args: str, cwd: Path = ROOT) -> list[dict[str, Any]]:
+    # --strict-collection: a file that does not match GitHub's schema (dependabot.yml included)
+    # fails instead of being skipped with a warning
     result = subprocess.run([tool("zizmor", "pip install -r requirements.txt"), "--offline",
-                             "--format", "json-v1", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=120)
+                             "--strict-collection", "--format", "json-v1", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("["), result.stdout + result.stderr
     return json.loads(result.stdout)
 
