@@ -18,25 +18,34 @@ find_python() {
   return 1
 }
 
-# Creates .venv and installs requirements.txt into it; a no-op when nothing changed.
-ensure_venv() {
-  local python stamp want
+# Creates the virtualenv VENV_DIR and installs REQUIREMENTS (a path under the project) into it;
+# a no-op when that file has not changed since.
+sync_venv() {
+  local dir=$1 requirements=$2 python stamp want name
+  name=${requirements#"$ROOT/"}
   python=$(find_python) || die "Python 3.11 or newer is needed (apt-get install python3 python3-venv)"
-  if [ ! -x "$VENV/bin/python" ]; then
-    say "setting up $VENV ..."
-    "$python" -m venv "$VENV" || die "could not create $VENV (apt-get install python3-venv)"
+  if [ ! -x "$dir/bin/python" ]; then
+    say "setting up $dir ..."
+    "$python" -m venv "$dir" || die "could not create $dir (apt-get install python3-venv)"
   fi
-  stamp="$VENV/.requirements.sha256"
-  want=$(sha256sum "$ROOT/requirements.txt" | cut -d' ' -f1)
+  stamp="$dir/.requirements.sha256"
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    say "installing requirements.txt into $VENV ..."
+    say "installing $name into $dir ..."
     # (this machine's pip may warn about local package folders it does not have: not ours)
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements.txt" \
+    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
       2> >(grep -v "^WARNING: Location 'file:" >&2) \
-      || die "pip install -r requirements.txt failed (see above)"
+      || die "pip install -r $name failed (see above)"
     echo "$want" > "$stamp"
   fi
 }
+
+# Creates .venv and installs requirements.txt into it; a no-op when nothing changed.
+ensure_venv() { sync_venv "$VENV" "$ROOT/requirements.txt"; }
+
+# The policy pack's own virtualenv, policy/venv (PulumiPolicy.yaml names it), from
+# policy/requirements.txt: the CLI runs the pack with it and does not make it (docs/policy.md).
+ensure_policy_venv() { sync_venv "$ROOT/policy/venv" "$ROOT/policy/requirements.txt"; }
 
 # Installs Debian packages that are missing (needs root or sudo).
 ensure_apt() {

@@ -41,6 +41,79 @@ def test_preview_summary_reads_the_resources_lines():
     assert comments.preview_summary("error: no stack named 'prod' found") == ""
 
 
+# The "Policies:" section as Pulumi prints it for a local pack: ✅ when the pack passes, one
+# line per violation with its enforcement level, the policy and the resource.
+POLICIES_PASSED = "Policies:\n    ✅ flask-stack-baseline@v0.1.0 (local: policy)\n"
+POLICIES_FAILED = """Policies:
+    ❌ flask-stack-baseline@v0.1.0 (local: policy)
+        - [mandatory]  no-world-open-ssh  (digitalocean:index/firewall:Firewall: site-fw)
+          SSH (22) is open to 0.0.0.0/0
+        - [advisory]  https-when-domain  (digitalocean:index/loadBalancer:LoadBalancer: site-lb)
+          the load balancer still serves plain HTTP
+"""
+
+
+# The same in the diff display (`pulumi preview --diff`): each violation where it happens, its
+# message straight after the resource and its further lines unindented, then the packs that ran.
+DIFF_VIOLATION = (
+    "    flask-stack-baseline@v0.1.0 [advisory]  https-when-domain  (digitalocean:index/loadBalancer"
+    ":LoadBalancer: site-lb)a stack holding a certificate whose load balancer still serves plain HTTP\n"
+    "site-lb serves port 80 beside its certificate\n")
+DIFF_PACKS = ("Policy Packs run:\n    Name                  Version\n"
+              "    flask-stack-baseline  (local: policy)\n")
+DIFF_PREVIEW = (" ~  digitalocean:index/loadBalancer:LoadBalancer: (update)\n      ~ forwardingRules: [...]\n"
+                + DIFF_VIOLATION + "Resources:\n    ~ 1 to update\n\n" + DIFF_PACKS)
+
+
+def test_the_policy_report_is_read_from_the_diff_display():
+    assert comments.policy_report(DIFF_PREVIEW) == DIFF_VIOLATION + "\n" + DIFF_PACKS
+    assert comments.policy_summary(comments.policy_report(DIFF_PREVIEW)) == "⚠️ 1 advisory"
+    passed = DIFF_PREVIEW.replace(DIFF_VIOLATION, "")
+    assert comments.policy_report(passed) == DIFF_PACKS
+    assert comments.policy_summary(comments.policy_report(passed)) == "✅ passed"
+
+
+def with_policies(section: str) -> str:
+    return PREVIEW.replace("\nResources:", "\n" + section + "Resources:")
+
+
+def test_the_policy_report_is_read_from_a_preview():
+    assert comments.policy_report(with_policies(POLICIES_FAILED)) == POLICIES_FAILED
+    assert comments.policy_report(with_policies(POLICIES_PASSED)) == POLICIES_PASSED
+    assert comments.policy_report("\x1b[1mPolicies:\x1b[0m\n    ✅ p@v1 (local: policy)\n") == \
+        "Policies:\n    ✅ p@v1 (local: policy)\n"
+    assert comments.policy_report(PREVIEW) == ""
+
+
+def test_the_policy_summary_counts_violations_by_level():
+    assert comments.policy_summary(POLICIES_FAILED) == "❌ 1 mandatory, 1 advisory"
+    assert comments.policy_summary(POLICIES_FAILED.replace("[mandatory]", "[advisory]")) == "⚠️ 2 advisory"
+    assert comments.policy_summary(POLICIES_PASSED) == "✅ passed"
+    assert comments.policy_summary("") == "not run"
+
+
+def test_a_policy_violation_survives_a_preview_cut_to_fit(tmp_path):
+    """The violations sit between the diff and the summary: in a preview cut in the middle they
+    could go, so they are a block of their own, open, kept whole."""
+    huge = "".join(f"line {i:06d} of a very long diff\n" for i in range(20000))
+    results = write_results(tmp_path / "r", {
+        "prod": (huge + with_policies(POLICIES_FAILED), 255, "stack prod: no host file changes\n", 0)})
+    body = comments.preview_comment(results, title="t")
+    assert comments.size(body) <= comments.COMMENT_LIMIT and "characters cut here" in body
+    assert "| `prod` | ❌ failed (exit 255) | no host file changes | ❌ 1 mandatory, 1 advisory |" in body
+    assert ("<details open>\n<summary><code>prod</code>: policy pack, ❌ 1 mandatory, 1 advisory"
+            "</summary>") in body
+    assert POLICIES_FAILED.strip() in body
+
+
+def test_a_passing_policy_pack_is_a_cell_not_a_block(tmp_path):
+    results = write_results(tmp_path / "r", {
+        "staging": (with_policies(POLICIES_PASSED), 0, "stack staging: no host file changes\n", 0)})
+    body = comments.preview_comment(results, title="t")
+    assert "| `staging` | ✅ ~ 1 to update, 24 unchanged | no host file changes | ✅ passed |" in body
+    assert "<details open>" not in body and body.count("<details>") == 2
+
+
 def test_a_short_comment_is_kept_whole():
     blocks = [comments.Block("preview", PREVIEW), comments.Block("diff", "+new\n-old\n", "diff")]
     body = comments.build_comment("m", "### head", blocks)

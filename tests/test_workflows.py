@@ -1,11 +1,13 @@
 """The GitHub workflows (.github/workflows/) and the scripts they run (.github/scripts/), checked
-here because they only ever run on GitHub: actionlint on every workflow, shellcheck on every
-script, the policies the workflows promise (read-only by default, one run at a time on a stack,
-pinned actions, no fork gets a secret, every secret and variable documented), and each script run
-against fake `pulumi` and `gh` commands that record what they were asked."""
+here because they only ever run on GitHub: actionlint on every workflow, zizmor on .github/,
+shellcheck on every script, the policies the workflows promise (read-only by default, one run at a
+time on a stack, actions pinned to commits, secrets only in environments and never for a fork, the
+policy pack on every preview and update, every secret and variable documented), and each script
+run against fake `pulumi` and `gh` commands that record what they were asked."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -34,8 +36,8 @@ RUNNER = "198.51.100.7/32"
 
 
 def tool(name: str, install: str) -> str:
-    """A linter from the project's environment (or PATH). Missing on GitHub is a failure; on a
-    machine that cannot install it (actionlint needs github.com to install), a skip."""
+    """A linter from the project's environment (or PATH): requirements.txt installs them all, as
+    wheels. Missing under GitHub Actions is a failure; elsewhere (a Python without them), a skip."""
     found = Path(sys.executable).with_name(name)
     path = str(found) if found.exists() else shutil.which(name)
     if path is None:
@@ -72,7 +74,7 @@ def ids(items: list[tuple[str, str, dict]]) -> list[str]:
 # -- linters --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_actionlint_passes(path):
-    actionlint = tool("actionlint", "pip install -r requirements-ci.txt")
+    actionlint = tool("actionlint", "pip install -r requirements.txt")
     shellcheck = tool("shellcheck", "pip install -r requirements.txt")
     result = subprocess.run([actionlint, "-no-color", "-shellcheck", shellcheck, str(path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -80,7 +82,7 @@ def test_actionlint_passes(path):
 
 
 def test_actionlint_finds_a_broken_workflow(tmp_path):
-    actionlint = tool("actionlint", "pip install -r requirements-ci.txt")
+    actionlint = tool("actionlint", "pip install -r requirements.txt")
     bad = tmp_path / ".github/workflows/bad.yml"
     bad.parent.mkdir(parents=True)
     bad.write_text(textwrap.dedent("""\
@@ -98,6 +100,57 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "no-such-input" in result.stdout
+
+
+def zizmor(*args: str, cwd: Path = ROOT) -> list[dict[str, Any]]:
+    # --strict-collection: a file that does not match GitHub's schema (dependabot.yml included)
+    # fails instead of being skipped with a warning
+    result = subprocess.run([tool("zizmor", "pip install -r requirements.txt"), "--offline",
+                             "--strict-collection", "--format", "json-v1", *args], cwd=cwd,
+                            capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith("["), result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def where(finding: dict[str, Any]) -> str:
+    location = finding["locations"][0]["symbolic"]["key"]["Local"]["verbatim_path"]
+    return f"{finding['ident']} ({finding['determinations']['severity']}) in {location}"
+
+
+@pytest.mark.parametrize("persona", ["regular", "auditor"])
+def test_zizmor_finds_nothing(persona):
+    """zizmor over .github/ (workflows, the setup action, dependabot.yml) with .github/zizmor.yml's
+    ignores, each of which says why it stays: its default persona, and the auditor's too (which
+    adds, among others, secrets read outside a GitHub environment)."""
+    findings = zizmor("--persona", persona, ".github")
+    assert [where(f) for f in findings] == []
+
+
+def test_zizmors_ignores_are_only_the_ones_reasoned_in_its_config():
+    ignored = {f["ident"] for f in zizmor("--no-ignores", ".github")}
+    config = yaml.safe_load((GITHUB / "zizmor.yml").read_text())
+    assert ignored == set(config["rules"]) == {"self-repository"}
+
+
+def test_zizmor_finds_a_tag_pin_and_a_secret_outside_an_environment(tmp_path):
+    bad = tmp_path / ".github/workflows/bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(textwrap.dedent("""\
+        on: push
+        permissions: {}
+        jobs:
+          x:
+            runs-on: ubuntu-24.04
+            steps:
+              - uses: actions/checkout@v6
+                with:
+                  persist-credentials: false
+              - run: echo "$TOKEN"
+                env:
+                  TOKEN: ${{ secrets.TOKEN }}
+        """))
+    found = {f["ident"] for f in zizmor("--persona", "auditor", ".", cwd=tmp_path)}
+    assert {"unpinned-uses", "secrets-outside-env"} <= found, found
 
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
@@ -168,6 +221,8 @@ def test_write_permissions_only_where_they_are_used(workflow, name, job):
     if granted.get("id-token") == "write":  # only to hand GitHub's OIDC token to AWS
         setup = [s for s in steps(job) if s.get("uses") == "./.github/actions/setup"]
         assert setup and "aws-role-arn" in setup[0].get("with", {}), f"{workflow}:{name}"
+        # in an environment, so the token's subject names it and a role can trust only that one
+        assert job.get("environment"), f"{workflow}:{name}: id-token: write outside an environment"
 
 
 def changes_a_stack(job: dict[str, Any]) -> bool:
@@ -201,18 +256,111 @@ def test_a_review_stack_has_the_same_group_in_every_workflow():
     # the sweep's matrix holds plain pr-<n> names (python -m workflow expired), so the groups meet
 
 
-MINIMUM = {"actions/checkout": 4, "actions/setup-python": 5, "pulumi/actions": 6}
+# Every input of pulumi/actions v7.0.0, as its action.yml at 8e5e406f declares them.
+PULUMI_ACTIONS_INPUTS = {
+    "always-include-summary", "cloud-url", "color", "command", "comment-on-pr", "comment-on-pr-number",
+    "comment-on-summary", "config-map", "continue-on-error", "debug", "diff", "edit-pr-comment",
+    "exclude", "exclude-dependents", "exclude-protected", "expect-no-changes", "github-token",
+    "log-flow", "log-verbosity", "message", "parallel", "plan", "policyPackConfigs", "policyPacks",
+    "pulumi-version", "pulumi-version-file", "refresh", "remove", "replace", "secrets-provider",
+    "stack-name", "suppress-outputs", "suppress-progress", "target", "target-dependents", "upsert",
+    "work-dir"}
+MINIMUM = {"actions/checkout": 6, "actions/setup-python": 6, "pulumi/actions": 7}
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$", re.M)
+PINNED = re.compile(r"(?P<name>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})")
+VERSION_COMMENT = re.compile(r"\s+# (?P<tag>v\d+\.\d+\.\d+)")
 
 
-def test_actions_are_pinned_to_a_major_version_at_least():
+def remote_uses() -> list[tuple[str, str, str]]:
+    """(file, reference, the rest of the line) of every `uses:` naming another repository."""
+    return [(path.name, ref, rest) for path in [*WORKFLOW_FILES, *ACTION_FILES]
+            for ref, rest in USES.findall(path.read_text()) if not ref.startswith("./")]
+
+
+def test_every_remote_action_is_pinned_to_a_commit_with_its_version_beside_it():
+    """A tag can be moved to other code; a commit cannot. The comment is what Dependabot updates
+    with the SHA, and what a reader checks the SHA against (docs/security.md)."""
+    found = remote_uses()
+    assert len(found) >= 15, found
+    for workflow, ref, rest in found:
+        pinned, comment = PINNED.fullmatch(ref), VERSION_COMMENT.fullmatch(rest)
+        assert pinned, f"{workflow}: {ref} is not pinned to a full commit SHA"
+        assert comment, f"{workflow}: {ref} has no `# vX.Y.Z` comment naming its release"
+        minimum = MINIMUM.get(pinned["name"])
+        if minimum:
+            assert int(comment["tag"][1:].split(".")[0]) >= minimum, f"{workflow}: {ref}{rest}"
+
+
+def test_one_action_is_pinned_to_one_commit_everywhere():
+    commits: dict[str, set[str]] = {}
+    for _, ref, rest in remote_uses():
+        commits.setdefault(ref.split("@")[0], set()).add(ref.split("@")[1] + rest)
+    assert {name: pins for name, pins in commits.items() if len(pins) > 1} == {}
+
+
+def test_the_pin_check_refuses_tags_and_bare_shas():
+    for ref, rest in [("actions/checkout@v6", ""), ("actions/checkout@v6.1.0", ""),
+                      ("actions/checkout@d23441a", " # v6.1.0"),
+                      ("actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803", ""),
+                      ("actions/checkout@d23441a48e516b6c34aea4fa41551a30e30af803", " # v6")]:
+        assert not (PINNED.fullmatch(ref) and VERSION_COMMENT.fullmatch(rest)), ref + rest
+
+
+def test_the_container_image_is_pinned_by_digest():
+    images = [job["container"] for _, _, job in jobs() if "container" in job]
+    assert images, "tests.yml runs in a container"
+    for image in images:
+        image = image["image"] if isinstance(image, dict) else image
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
+
+
+def test_dependabot_updates_every_place_an_action_is_pinned():
+    config = yaml.safe_load((GITHUB / "dependabot.yml").read_text())
+    actions = [u for u in config["updates"] if u["package-ecosystem"] == "github-actions"]
+    assert len(actions) == 1
+    wanted = {"/"} | {f"/{p.parent.relative_to(ROOT)}" for p in ACTION_FILES}
+    assert set(actions[0]["directories"]) == wanted
+
+
+def test_every_pulumi_actions_preview_or_up_runs_the_policy_pack():
+    found = []
+    for workflow, name, job in jobs():
+        for step in steps(job):
+            given = step.get("with") or {}
+            if str(step.get("uses", "")).startswith("pulumi/actions@") and given.get("command") in (
+                    "preview", "up"):
+                found.append(f"{workflow}:{name}")
+                assert given.get("policyPacks") == "policy", f"{workflow}:{name}: {step.get('name')}"
+    assert sorted(found) == ["deploy.yml:prod", "deploy.yml:staging", "review-stack.yml:up"]
+
+
+def test_pulumi_actions_steps_give_only_inputs_it_has():
+    """A misspelt input (`policy-packs`) would be ignored with a warning and the update run
+    without the pack; these inputs were read from pulumi/actions' action.yml at the pinned commit."""
     for path in [*WORKFLOW_FILES, *ACTION_FILES]:
-        for action in re.findall(r"uses:\s*(\S+)", path.read_text()):
-            if action.startswith("./"):
-                continue
-            name, _, ref = action.partition("@")
-            assert re.fullmatch(r"v\d+(\.\d+){0,2}|[0-9a-f]{40}", ref), f"{path.name}: {action}"
-            if name in MINIMUM and ref.startswith("v"):
-                assert int(ref[1:].split(".")[0]) >= MINIMUM[name], f"{path.name}: {action}"
+        document = load(path)
+        every = [s for job in (document.get("jobs") or {}).values() for s in steps(job)]
+        every += (document.get("runs") or {}).get("steps") or []
+        for step in every:
+            if str(step.get("uses", "")).startswith("pulumi/actions@"):
+                assert set(step.get("with") or {}) <= PULUMI_ACTIONS_INPUTS, f"{path.name}: {step}"
+
+
+def test_every_job_that_previews_or_updates_sets_up_the_policy_packs_venv():
+    setup = load(GITHUB / "actions" / "setup" / "action.yml")["runs"]["steps"]
+    pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
+    venv = pack["runtime"]["options"]["virtualenv"]
+    made = [s["run"] for s in setup if f"policy/{venv}/bin/python -m pip install" in s.get("run", "")]
+    assert made and "-r policy/requirements.txt" in made[0] and f"-m venv policy/{venv}" in made[0]
+    for workflow, name, job in jobs():
+        runs_pulumi = "--policy-pack" in json.dumps(job) or "policyPacks" in json.dumps(job) or \
+            ".github/scripts/pr-preview" in runs(job)
+        if runs_pulumi:
+            uses = [s.get("uses") for s in steps(job)]
+            assert "./.github/actions/setup" in uses, f"{workflow}:{name}"
+            first = next(i for i, s in enumerate(steps(job)) if "policyPacks" in json.dumps(s)
+                         or ".github/scripts/pr-preview" in s.get("run", ""))
+            assert uses.index("./.github/actions/setup") < first, f"{workflow}:{name}"
 
 
 def test_no_expression_is_expanded_inside_a_script():
@@ -241,6 +389,46 @@ def test_jobs_on_pull_requests_with_secrets_skip_forks():
                 not_forks = "github.event.pull_request.head.repo.full_name == github.repository"
                 assert not_forks in job.get("if", ""), (
                     f"{path.name}:{name} hands secrets to a pull request's code without excluding forks")
+
+
+# The GitHub environment of each job that reads a secret (docs/environments.md, "GitHub
+# environments"): its secrets override the repository's, its protection rules gate the job, and
+# GitHub's OIDC token names it in its subject.
+ENVIRONMENTS = {
+    "pull-request.yml:preview": "preview",
+    "deploy.yml:staging": "staging", "deploy.yml:prod": "production",
+    "review-stack.yml:up": "review", "review-stack.yml:destroy": "review",
+    "review-sweep.yml:find": "review", "review-sweep.yml:destroy": "review",
+    "review-sweep.yml:drift": "drift",
+}
+
+
+def environment(job: dict[str, Any]) -> str | None:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
+def test_every_job_that_reads_a_secret_runs_in_its_environment():
+    found = {f"{w}:{n}": environment(j) for w, n, j in jobs() if "secrets." in json.dumps(j)}
+    assert found == ENVIRONMENTS
+
+
+def test_no_job_without_secrets_is_in_an_environment():
+    assert [f"{w}:{n}" for w, n, j in jobs()
+            if environment(j) and f"{w}:{n}" not in ENVIRONMENTS] == []
+
+
+def test_every_environment_is_in_the_docs_table():
+    text = (ROOT / "docs" / "environments.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z][a-z0-9-]*)` \|", text, re.M))
+    assert set(ENVIRONMENTS.values()) <= rows, sorted(set(ENVIRONMENTS.values()) - rows)
+
+
+def test_dependabots_pull_requests_get_no_review_stack():
+    """Dependabot's runs get no Actions secrets, and its pull requests change only pinned actions."""
+    for name in ("up", "destroy"):
+        job = load(GITHUB / "workflows" / "review-stack.yml")["jobs"][name]
+        assert "github.event.pull_request.user.login != 'dependabot[bot]'" in job["if"], name
 
 
 def test_expressions_name_steps_and_jobs_that_exist():
@@ -392,11 +580,20 @@ class Project:
         return yaml.safe_load((self.root / f"Pulumi.{stack}.yaml").read_text())
 
 
+def without_policy_pack(project: Project) -> list[list[str]]:
+    """Each recorded `pulumi preview` or `pulumi up` that does not run the policy pack."""
+    return [argv for argv in project.argvs("pulumi") if argv[:1] in (["preview"], ["up"])
+            and not any(argv[i:i + 2] == ["--policy-pack", "policy"] for i in range(len(argv)))]
+
+
 @pytest.fixture
-def project(tmp_path) -> Project:
+def project(tmp_path):
     root = copy_project(tmp_path / "project", COPIED)
     (root / ".venv").symlink_to(Path(sys.executable).parent.parent)
-    return Project(root)
+    project = Project(root)
+    yield project
+    # whatever a test ran, no preview or update left the policy pack out (docs/policy.md)
+    assert without_policy_pack(project) == []
 
 
 def full_stack_file(example: str) -> str:
@@ -588,6 +785,53 @@ def test_deploy_prepare_stops_on_an_incomplete_stack_file(project):
     assert "ssh.privateKey" in result.stderr and "present" not in project.output()
 
 
+# bin/deploy, against the same fake pulumi
+def fake_venv(path: Path, requirements: Path) -> None:
+    """A virtualenv bin/deploy takes as up to date (its stamp is that of `requirements`, so
+    nothing is installed), whose python is this one."""
+    (path / "bin").mkdir(parents=True)
+    python = path / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (path / ".requirements.sha256").write_text(hashlib.sha256(requirements.read_bytes()).hexdigest() + "\n")
+
+
+@pytest.fixture
+def deployable(project) -> Project:
+    root = project.root
+    shutil.copytree(ROOT / "bin", root / "bin")
+    shutil.copytree(ROOT / "policy", root / "policy", ignore=shutil.ignore_patterns("venv", "__pycache__"))
+    shutil.copy2(ROOT / "requirements.txt", root / "requirements.txt")
+    (root / ".venv").unlink()
+    fake_venv(root / ".venv", root / "requirements.txt")
+    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.txt")
+    (root / "Pulumi.staging.yaml").write_text(full_stack_file("staging"))
+    return project
+
+
+def deploy(project: Project, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(project.root / "bin" / "deploy"), *args], cwd=project.root,
+                          env={**project.env, "DIGITALOCEAN_TOKEN": "dop_v1_fake"}, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("action", "command"), [
+    ("preview", ["preview", "--diff", "--stack", "staging", "--policy-pack", "policy"]),
+    ("up", ["up", "--stack", "staging", "--policy-pack", "policy"]),
+])
+def test_bin_deploy_previews_and_updates_with_the_policy_pack(deployable, action, command):
+    result = deploy(deployable, "staging", action)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deployable.argvs("pulumi")[-1] == command
+    assert "installing" not in result.stderr  # both virtualenvs were taken as they are
+
+
+def test_bin_deploy_destroys_without_it(deployable):
+    result = deploy(deployable, "staging", "destroy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert deployable.argvs("pulumi")[-1] == ["destroy", "--stack", "staging"]
+
+
 # review-sweep
 SWEEP_STACKS = json.dumps([
     {"name": "staging", "lastUpdate": "2020-01-01T00:00:00.000Z"},
@@ -663,13 +907,34 @@ def test_pr_preview_previews_and_diffs_an_affected_stack(repo, tmp_path):
     result = repo.run("pr-preview", str(tmp_path / "results"), **PREVIEW_ENV)
     assert result.returncode == 0, result.stdout + result.stderr
     previews = [a for a in repo.argvs("pulumi") if a[0] == "preview"]
-    assert previews == [["preview", "--stack", "staging", "--diff", "--suppress-progress"]]
+    assert previews == [["preview", "--stack", "staging", "--diff", "--policy-pack", "policy",
+                         "--suppress-progress"]]
     body = posted(repo)
     assert body.startswith("<!-- flask-stack-preview -->")
     assert "| `staging` | ✅ ~ 1 to update |" in body
     assert "+    # reviewed" in body  # the stack diff of the Nginx file
     assert "`prod` is not previewed: the repository has no `Pulumi.prod.yaml`" in body
     assert "::notice title=No Pulumi.prod.yaml::" in result.stdout
+
+
+# What `pulumi preview --diff` prints with an advisory violation (workflow/comments.py, policy_report)
+POLICIES = (
+    "Previewing update (staging):\n"
+    " ~  digitalocean:index/loadBalancer:LoadBalancer: (update)\n"
+    "    flask-stack-baseline@v0.1.0 [advisory]  https-when-domain  (digitalocean:index/loadBalancer"
+    ":LoadBalancer: site-lb)a stack holding a certificate whose load balancer still serves plain HTTP\n"
+    "Resources:\n    ~ 1 to update\n\n"
+    "Policy Packs run:\n    Name                  Version\n    flask-stack-baseline  (local: policy)\n")
+
+
+def test_pr_preview_puts_the_policy_packs_report_in_the_comment(repo, tmp_path):
+    commit(repo, "stack/render.py", (repo.root / "stack/render.py").read_text() + "\n# touched\n")
+    result = repo.run("pr-preview", str(tmp_path / "results"), **PREVIEW_ENV, FAKE_PREVIEW_staging=POLICIES)
+    assert result.returncode == 0, result.stdout + result.stderr
+    body = posted(repo)
+    assert "| `staging` | ✅ ~ 1 to update | " in body and " | ⚠️ 1 advisory |" in body
+    assert "<details open>\n<summary><code>staging</code>: policy pack, ⚠️ 1 advisory</summary>" in body
+    assert "[advisory]  https-when-domain" in body
 
 
 def test_pr_preview_of_a_docs_change_needs_no_login(repo, tmp_path):

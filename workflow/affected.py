@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 # Paths whose changes never reach a deployed stack (everything else may, so it counts).
 # workflow/ decides what CI does; no stack runs it.
 NOT_DEPLOYED_DIRS = (".github/", ".ci/", "bench/", "bin/", "docs/", "examples/", "tests/", "workflow/")
-NOT_DEPLOYED_FILES = frozenset({".gitignore", "LICENSE", "pyproject.toml", "requirements-ci.txt"})
+NOT_DEPLOYED_FILES = frozenset({".gitignore", "LICENSE", "pyproject.toml"})
 STACK_FILE = re.compile(r"Pulumi\.([^/]+)\.yaml")
 
 

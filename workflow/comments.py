@@ -8,6 +8,10 @@ GitHub refuses a comment body longer than 65536 characters. A preview of a big s
 of every host file can be longer, so `build_comment` cuts the longest outputs first, each at line
 boundaries, keeping its head and its tail (where Pulumi prints the summary), with a line saying how
 much was left out and where the whole output is.
+
+The policy pack's report (the "Policies:" section of a preview, docs/policy.md) gets a column of the
+table and, when it names a violation, a block of its own, open: however long the preview around it,
+it is never what gets cut.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Block:
     summary: str
     text: str
     lang: str = ""
+    open: bool = False
 
 
 def size(text: str) -> int:
@@ -51,7 +56,7 @@ def render(marker: str, head: str, blocks: Sequence[Block], texts: Sequence[str]
     parts = [f"<!-- {marker} -->", head.strip(), ""]
     for block, text in zip(blocks, texts, strict=True):
         mark = fence(text)
-        parts += ["<details>", f"<summary>{block.summary}</summary>", "",
+        parts += ["<details open>" if block.open else "<details>", f"<summary>{block.summary}</summary>", "",
                   mark + block.lang, text.rstrip("\n"), mark, "", "</details>", ""]
     return "\n".join(parts)
 
@@ -129,6 +134,52 @@ def preview_summary(output: str) -> str:
     return ""
 
 
+VIOLATION = re.compile(r"\[(mandatory|advisory)\]  ")
+DIFF_MARK = re.compile(r"[-+~<>]{1,2} ")
+HEADING = re.compile(r"[A-Z][A-Za-z ]*:$")  # "Resources:", "Outputs:", "Policy Packs run:"
+
+
+def policy_report(output: str) -> str:
+    """What the policy pack said in a preview, in either of Pulumi's displays. The default one
+    ends with a "Policies:" section: each pack (✅, ⚠️ or ❌ and its name) with its violations
+    under it. The diff display (`--diff`, as pr-preview runs it) prints each violation where it
+    happens (`<pack>@v<version> [advisory]  <policy>  (<type>: <name>)<message>`, the message's
+    further lines unindented) and lists the packs that ran under "Policy Packs run:" after the
+    summary. Empty when no pack ran (or the preview stopped before they did)."""
+    lines = ANSI.sub("", output).splitlines()
+    found: list[str] = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        heading = line.strip() in ("Policies:", "Policy Packs run:") and not line[:1].isspace()
+        if heading or VIOLATION.search(line):
+            if found and heading:
+                found.append("")
+            found.append(line.strip() if heading else line.rstrip())
+            i += 1
+            while i < len(lines) and lines[i].strip() and (
+                    lines[i][:1].isspace() if heading else not (
+                        lines[i][:1].isspace() or DIFF_MARK.match(lines[i]) or HEADING.match(lines[i])
+                        or VIOLATION.search(lines[i]))):
+                found.append(lines[i].rstrip())
+                i += 1
+            continue
+        i += 1
+    return "\n".join(found) + "\n" if found else ""
+
+
+def policy_summary(report: str) -> str:
+    """The table cell for a policy report: the violations by enforcement level, or that the
+    packs ran and passed, or that none ran."""
+    if not report:
+        return "not run"
+    counts = {level: len(re.findall(rf"\[{level}\]  ", report)) for level in ("mandatory", "advisory")}
+    if not any(counts.values()):
+        return "✅ passed"
+    mark = "❌" if counts["mandatory"] else "⚠️"
+    return mark + " " + ", ".join(f"{n} {level}" for level, n in counts.items() if n)
+
+
 def diff_summary(output: str) -> str:
     """The last line `python -m stack diff` prints, without its "stack <name>: " prefix."""
     lines = [line for line in output.splitlines() if line.strip()]
@@ -164,14 +215,19 @@ def preview_comment(results: Path, *, title: str, footer: str = "", where: str =
             diff_cell = diff_summary(diff) or "no output"
         else:
             diff_cell = "❌ " + (diff_summary(diff) or "failed")
-        rows.append(f"| `{stack}` | {_cell(preview_cell)} | {_cell(diff_cell)} |")
+        report = policy_report(preview)
+        policy_cell = policy_summary(report)
+        rows.append(f"| `{stack}` | {_cell(preview_cell)} | {_cell(diff_cell)} | {_cell(policy_cell)} |")
+        if report and policy_cell != "✅ passed":
+            blocks.append(Block(f"<code>{stack}</code>: policy pack, {_cell(policy_cell)}", report,
+                                open=True))
         blocks.append(Block(f"<code>{stack}</code>: <code>pulumi preview --diff</code>",
                             preview or "(no output)"))
         blocks.append(Block(f"<code>{stack}</code>: host files (<code>python -m stack diff</code>)",
                             diff or "(no output)", "diff"))
     head = [f"### {title}", ""]
     if rows:
-        head += ["| Stack | Preview | Host files |", "|---|---|---|", *rows, ""]
+        head += ["| Stack | Preview | Host files | Policy pack |", "|---|---|---|---|", *rows, ""]
     notes = _read(results / "notes.md").strip()
     if notes:
         head += [notes, ""]
