@@ -111,6 +111,20 @@ class StandIn:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
+    def add(self, host) -> None:
+        """Registers one more host while the balancer runs (a new target in a target group, a
+        droplet joining a DigitalOcean balancer), with the same health checks; HAProxy adds a
+        server in maintenance, so its checks and then the server are enabled."""
+        b = self.balancing
+        name = f"hosts/{host.name}"
+        for command in (f"add server {name} {host.address}:80 check inter {b.interval}s "
+                        f"fall {b.unhealthy} rise {b.healthy} pool-purge-delay {b.idle}s",
+                        f"enable health {name}", f"enable server {name}"):
+            answer = self.admin(command).strip()
+            if answer and answer != "New server registered.":
+                raise RuntimeError(f"the stand-in balancer refused {command!r}: {answer}")
+        self.hosts.append(host)
+
     def stats(self) -> dict[str, dict[str, str]]:
         """HAProxy's statistics row of each host (its "show stat" columns: status, chkdown...)."""
         lines = self.admin("show stat").splitlines()

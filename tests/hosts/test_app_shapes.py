@@ -1,10 +1,10 @@
 """App shapes people really deploy (tests/apps), each by the documented settings alone, on real
-test hosts with each front: a package with an app factory, static files inside it and no health
-route; an app whose own health route goes deeper; a shop on PostgreSQL with Flask-Migrate
-migrations as the release command. And what a new user hits first: a first deploy that fails
-its health check (the app writes logs to a relative folder of the read-only release) leaves a
-host that passes its front's own check and serves nothing stale, and the corrected deploy
-succeeds.
+test hosts (behind both fronts, or one: NGINX, HAPROXY): a package with an app factory, static
+files inside it and no health route; an app whose own health route goes deeper; a shop on
+PostgreSQL with Flask-Migrate migrations as the release command. And what a new user hits
+first: a first deploy that fails its health check (the app writes logs to a relative folder of
+the read-only release) leaves a host that passes its front's own check and serves nothing stale,
+and the corrected deploy succeeds.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ pytestmark = pytest.mark.hosts
 APPS = Path(__file__).resolve().parents[1] / "apps"
 # Both fronts are installed on a test host (as on a host that once ran the other): both must pass.
 FRONT_CHECKS = "sudo -n nginx -t -q && sudo -n haproxy -c -q -f /etc/haproxy/haproxy.cfg"
+# What a shape needs of the front is its static files and a clean first failure, tested with
+# both; the rest (migrations, the venv reused, requirements, a renamed module) is the release
+# step's, the same behind either: each of those runs behind one front, half with each.
+NGINX, HAPROXY = (pytest.mark.parametrize("bed", [front], indirect=True) for front in ("nginx", "haproxy"))
 
 
 @pytest.fixture(scope="module", params=("nginx", "haproxy"))
@@ -130,13 +134,14 @@ def test_a_first_deploy_that_fails_its_health_check_is_removed_and_the_fix_deplo
     assert get(host, "/") == (200, "own health app")
 
 
+@NGINX
 def test_a_shop_with_migrations_as_the_release_command_serves_from_postgresql(testbed, bed):
     # The same environment the blog and the health app had, so that the env step (which runs
     # before the release and restarts the app it finds) does not take away what they need.
     shop = shape_stack(testbed, bed, "migrations", bed["hosts"],
                        {"entry": "shop:create_app()", "releaseCommand": "flask --app shop db upgrade",
                         "env": {"GREETING": "hello", "LOG_DIR": "/var/lib/app/logs"}})
-    with psycopg.connect(shop.database_url, autocommit=True) as conn:  # the other front's run
+    with psycopg.connect(shop.database_url, autocommit=True) as conn:  # an earlier run's
         conn.execute("drop table if exists items, alembic_version")
     shop.deploy()
     with psycopg.connect(shop.database_url) as conn:
@@ -154,6 +159,7 @@ def test_a_shop_with_migrations_as_the_release_command_serves_from_postgresql(te
     assert get(second, "/") == (200, '{"items":["anvil"]}\n')
 
 
+@NGINX
 def test_a_code_change_reuses_the_venv_of_the_release_it_replaces(testbed, bed):
     """Same dependencies: the new release's venv is a hard-linked copy of the previous one's,
     with its scripts pointing at the new release (the release command runs `flask` from it)."""
@@ -179,6 +185,7 @@ def test_a_code_change_reuses_the_venv_of_the_release_it_replaces(testbed, bed):
         assert get(host, "/") == (200, '{"shop_items":["anvil"]}\n'), host.name
 
 
+@HAPROXY
 def test_an_sdist_only_requirement_and_one_behind_a_marker_for_the_hosts_python(testbed, bed, tmp_path):
     """This machine's Python is not the hosts' (3.11.2 on Debian 12): the marker is judged for
     theirs, and the sdist becomes a wheel here."""
@@ -197,6 +204,7 @@ def test_an_sdist_only_requirement_and_one_behind_a_marker_for_the_hosts_python(
     assert json.loads(body) == {"python": "3.11.2", "mailish": "0.9.1", "oldtimer": "4.0.3"}
 
 
+@HAPROXY
 def test_a_renamed_module_and_its_new_entry_switch_together(testbed, bed):
     """app.entry changes with the code (the module renamed): the release step switches the WSGI
     entry with the release, so the new workers import the new module; the previous release

@@ -1,8 +1,9 @@
-"""Test hosts behind the stand-in balancer (tests/hosts/balancer.py), three behind the Nginx front
-and two behind HAProxy, under keep-alive clients that never retry and closing clients, all
-through the balancer: not one failed request across a release (in batches of one), a release
-that fails its preflight on the first host, a change that reloads the front, one that restarts
-the app, and an environment change.
+"""Test hosts behind the stand-in balancer (tests/hosts/balancer.py), two and then three with
+each front, under keep-alive clients that never retry and closing clients, all through the
+balancer: not one failed request across a release (in batches of one), a release that fails its
+preflight on the first host, a change that reloads the front, one that restarts the app, and an
+environment change; then a third host joins (deployed under the load, then registered with the
+balancer) and a rolling release and a front reload run across the three.
 
 The changes that close connections drain the host first (its health path answers 503 until the
 balancer has taken it out) and wait for the balancer to take it back. To keep the tests short
@@ -30,8 +31,8 @@ SCALED = Balancing("the ALB's thresholds, checking every 2 s", interval=2, timeo
 # Mostly keep-alive clients, as a balancer's own connections to the hosts are, and a closing one.
 THROUGH = (("GET", "/", True, 3), ("GET", "/db", True, 1), ("GET", "/whoami", True, 1),
            ("GET", "/", False, 1))
-# Hosts per front: a balancer with two others to send to while one drains, and with one.
-HOSTS = {"nginx": 3, "haproxy": 2}
+# Hosts per front to begin with (a third joins for the last test).
+HOSTS = {"nginx": 2, "haproxy": 2}
 
 
 class Named:
@@ -41,7 +42,7 @@ class Named:
         self.address, self.name = host.address, name
 
 
-@pytest.fixture(scope="module", params=list(HOSTS), ids=[f"{f}-{n}-hosts" for f, n in HOSTS.items()])
+@pytest.fixture(scope="module", params=list(HOSTS))
 def bed(request, testbed, tmp_path_factory):
     hosts = testbed.boot(HOSTS[request.param], prefix="b" + request.param[0])
     stack = new_stack(testbed, hosts, tmp_path_factory, front=request.param)
@@ -51,10 +52,11 @@ def bed(request, testbed, tmp_path_factory):
     balancer = StandIn(tmp_path_factory.mktemp("balancer"), testbed.bridge_address, named, FAST).start()
     for host in named:
         balancer.wait_until(host.name, "UP", FAST.back_within + 5)
-    yield {"stack": stack, "hosts": hosts, "named": named, "balancer": balancer,
-           "tmp": tmp_path_factory, "front": request.param}
+    the_bed = {"stack": stack, "hosts": hosts, "named": named, "balancer": balancer,
+               "tmp": tmp_path_factory, "front": request.param, "testbed": testbed}
+    yield the_bed
     balancer.stop()
-    testbed.destroy(*hosts)
+    testbed.destroy(*the_bed["hosts"])  # the third host too
 
 
 def through(bed, change=None):
@@ -169,3 +171,30 @@ def test_a_change_only_gunicorn_reloads_for_and_a_deploy_of_nothing_do_not_drain
     started = time.monotonic()
     assert bed["stack"].deploy().ran == []
     assert time.monotonic() - started < FAST.out_within  # nothing waited
+
+
+def test_a_third_host_joins_and_a_rolling_release_and_a_front_reload_across_three_fail_no_request(bed):
+    """Three hosts: while one drains, the balancer has two others to send to."""
+    stack, balancer = bed["stack"], bed["balancer"]
+    (joining,) = bed["testbed"].boot(1, prefix="c" + bed["front"][0])
+    stack.hosts.append(joining)  # (bed["hosts"] is the stack's list)
+    outcome = through(bed)  # the new host's first deploy, under the load on the other two
+    assert outcome.ran and all(n.startswith("app-web-2-") for n in outcome.ran), outcome.ran
+    bed["named"].append(Named(joining, "web-2"))
+    balancer.add(bed["named"][-1])
+    balancer.wait_until("web-2", "UP", FAST.back_within + 5)
+
+    def change(stack):
+        rocket = stack.app / "rocket.py"
+        rocket.write_text(rocket.read_text().replace("Hello, balancer!", "Hello, three!"))
+
+    outcome = through(bed, change)
+    assert steps(outcome) == ["gate", "release", "upload"] and drained(outcome) == []
+    assert [n for n in outcome.ran if n.endswith("-release")] == every_host(bed, "release")
+    assert {get(balancer, "/")[1] for _ in range(6)} == {"Hello, three!"}
+    assert all(int(row["stot"]) > 0 for row in balancer.stats().values())  # all three served
+    workers = int(stack.extra.get("frontWorkers", 1)) + 1
+    outcome = through(bed, lambda stack: stack.extra.update(frontWorkers=workers))
+    assert drained(outcome) == every_host(bed, "configure"), outcome.stdout
+    for host in bed["named"]:  # each back in after its drain
+        balancer.wait_until(host.name, "UP", FAST.back_within + 5)
