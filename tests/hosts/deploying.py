@@ -47,7 +47,8 @@ class Stack:
             "database": {"url": self.database_url},
             "app": {"path": str(self.app), "secretEnv": {"SECRET_KEY": APP_SECRET},
                     "env": {"GREETING": "hello"}},
-            "deploy": {"batchSize": 1, "healthTimeout": 20},
+            # 12 s: the test apps answer within 2 s of a start; a failing gate waits it all out.
+            "deploy": {"batchSize": 1, "healthTimeout": 12},
         }
         for key, value in self.extra.items():
             cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value

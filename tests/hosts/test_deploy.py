@@ -214,7 +214,7 @@ def test_a_release_that_fails_only_under_its_workers_is_rolled_back_after_the_sw
     assert outcome.failed.step == "app-web-0-release"
     # (HAProxy's own check of Gunicorn, on the same path, may have taken it out by the end: 503)
     statuses = ("500", "503") if stack.front == "haproxy" else ("500",)
-    assert any(f"did not answer 200 within 20 s (last status {s})" in message for s in statuses), message
+    assert any(f"did not answer 200 within 12 s (last status {s})" in message for s in statuses), message
     assert "Rolled back to release" in message and "the previous version answers 200 again" in message
     after = [host.ssh("readlink /srv/app/current").stdout.strip() for host in stack.hosts]
     assert after == good
