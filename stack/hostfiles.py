@@ -40,6 +40,7 @@ class Reload(StrEnum):
     RESTART = "restart"  # the app restarts to read its environment again (the env step)
     PROCESS = "process"  # that process restarts (SIGTERM, then up to stopTimeout); the web app does not
     TIMER = "timer"  # that schedule's timer is set again; the web app and the processes do not
+    DAEMON = "daemon"  # systemd re-reads its units; nothing restarts (the failure report)
     NOTHING = "nothing"  # used when it runs next (certbot's renewal hook)
 
     def describe(self, settings: Settings) -> str:
@@ -52,6 +53,7 @@ class Reload(StrEnum):
             Reload.RESTART: "the app restarts",
             Reload.PROCESS: "that process restarts (the web app does not)",
             Reload.TIMER: "that schedule's timer is set again (nothing restarts)",
+            Reload.DAEMON: "systemd re-reads its units (nothing restarts)",
             Reload.NOTHING: "nothing reloads (used from its next run)",
         }[self]
 
@@ -111,6 +113,10 @@ TABLE: tuple[HostFile, ...] = (
              Step.CONFIGURE, "0644", "root", Validator.SYSTEMD, Reload.UNITS),
     HostFile("socket-unit", lambda p: p.socket_unit, "systemd/app.socket.j2",
              Step.CONFIGURE, "0644", "root", Validator.SYSTEMD, Reload.SOCKET),
+    HostFile("failure-unit", lambda p: p.failure_unit, "systemd/failed.service.j2",
+             Step.CONFIGURE, "0644", "root", Validator.SYSTEMD, Reload.DAEMON),
+    HostFile("failure-script", lambda p: p.failure_script, "systemd/failed.sh.j2",
+             Step.CONFIGURE, "0600", "root", Validator.NONE, Reload.NOTHING),
     HostFile("app-env", lambda p: p.env_file, "systemd/app.env.j2",
              Step.ENV, "0600", "root", Validator.NONE, Reload.RESTART),
     HostFile("secret-env", lambda p: p.secret_env_file, None,

@@ -149,6 +149,27 @@ class Paths:
         return f"{self.app}.socket"
 
     @property
+    def failure_name(self) -> str:
+        """The template unit that reports a unit of the app that failed (its instance is the
+        failed unit's name). Not `<app>-...`: that prefix is the processes' and schedules', whose
+        files the release step removes when the config no longer names them."""
+        return f"{self.app}.failed@.service"
+
+    @property
+    def failure_unit(self) -> str:
+        return f"/etc/systemd/system/{self.failure_name}"
+
+    @property
+    def on_failure(self) -> str:
+        """OnFailure= of every unit of the app (and certbot's): the report, for that unit."""
+        return f"{self.app}.failed@%n.service"
+
+    @property
+    def failure_script(self) -> str:
+        """What the report runs (templates/systemd/failed.sh.j2)."""
+        return f"{self.etc}/report-failure"
+
+    @property
     def unit_prefix(self) -> str:
         """What the unit of every process and schedule of the app begins with."""
         return f"{self.app}-"

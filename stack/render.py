@@ -291,9 +291,16 @@ def context(settings: Settings, host: Host) -> dict:
         "wsgi": wsgi_context(settings),
         "dyno": None,
         "socket": {"listen": listen, "unix": unix},
-        "units": {"service": paths.service_name, "socket": paths.socket_name},
+        "units": {"service": paths.service_name, "socket": paths.socket_name,
+                  "on_failure": paths.on_failure},
+        "failure": {"retry": FAILURE_RETRY, "lines": 20},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
     }
+
+
+# A long-running unit that systemd gave up on (its start limit, below) is started again this long
+# after its failure was reported, so it comes back once what broke it is fixed.
+FAILURE_RETRY = "5min"
 
 
 # How the process and schedule units find a command's program: the release's venv first.

@@ -247,10 +247,13 @@ def test_logs_since_and_units():
     with pytest.raises(OpsError, match="--since 'yesterday'"):
         logs.parse_since("yesterday")
     s = target_of(existing()).settings
-    assert logs.choose_units(s, "web-0", None) == (["app.service", "app-*", "nginx.service"], True)
+    assert logs.choose_units(s, "web-0", None) == (
+        ["app.service", "app-*", "app.failed@*.service", "nginx.service"], True)
+    assert logs.choose_units(s, "web-0", ["alerts"]) == (["app.failed@*.service"], False)
     assert logs.choose_units(s, "web-1", ["worker", "digest"]) == (
         ["app-worker@*.service", "app-digest.service", "app-digest.timer"], False)
-    with pytest.raises(OpsError, match="--unit 'wrker' is not a unit .* give web, front, digest, worker"):
+    with pytest.raises(OpsError, match="--unit 'wrker' is not a unit .* give web, front, alerts, "
+                                       "digest, worker"):
         logs.choose_units(s, "web-0", ["wrker"])
 
 

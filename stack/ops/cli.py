@@ -32,7 +32,8 @@ def add_parsers(commands) -> None:
     p = verb("logs", "the app's and the front's logs of every host, merged in time order")
     p.add_argument("--host", action="append", help="only this host (name or address); repeatable")
     p.add_argument("--unit", "--process", action="append", dest="unit",
-                   help="web, front, a process or schedule name, or a unit's full name; repeatable")
+                   help="web, front, alerts (reports of failed units), a process or schedule "
+                        "name, or a unit's full name; repeatable")
     p.add_argument("--access", action="store_true", help="the front's access log too (Nginx's file)")
     p.add_argument("--since", help="an age (30s, 10m, 2h, 3d) or a time (2026-12-03T05:00, UTC)")
     p.add_argument("--grep", help="only lines matching this regular expression")

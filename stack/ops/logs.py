@@ -59,16 +59,18 @@ def parse_since(text: str | None, now: datetime | None = None) -> datetime | Non
 
 def choose_units(settings: Settings, host: str, wanted: list[str] | None) -> tuple[list[str], bool]:
     """The units to read on `host`, and whether the front's log files go with them. `wanted`
-    names: web, front, a process or schedule, or a unit's full name."""
+    names: web, front, alerts (the reports of failed units), a process or schedule, or a unit's
+    full name."""
     p = Paths(settings.app.name)
     front = "nginx.service" if settings.front == "nginx" else "haproxy.service"
     everything = units_of(settings, host)
+    alerts = p.failure_name.replace("@.", "@*.")  # the reports of failed units
     if not wanted:
-        app = [p.service_name, p.unit_prefix + "*"]
+        app = [p.service_name, p.unit_prefix + "*", alerts]
         return [*app, front], True
     units: list[str] = []
     with_files = False
-    known = {"web": [p.service_name], "front": [front]}
+    known = {"web": [p.service_name], "front": [front], "alerts": [alerts]}
     for proc in settings.processes:
         known[proc.name] = [p.process_name(proc.name).replace("@.", "@*.")]
     for job in settings.schedules:
@@ -80,9 +82,9 @@ def choose_units(settings: Settings, host: str, wanted: list[str] | None) -> tup
         elif name in everything or name.endswith((".service", ".timer", ".socket")):
             units.append(name)
         else:
+            entries = ", ".join(sorted(set(known) - {"web", "front", "alerts"})) or "a process name"
             raise OpsError(f"--unit {name!r} is not a unit of stack {settings.stack!r}: give web, "
-                           f"front, {', '.join(sorted(set(known) - {'web', 'front'})) or 'a process name'}"
-                           " or a unit's full name")
+                           f"front, alerts, {entries} or a unit's full name")
     return units, with_files
 
 

@@ -375,8 +375,11 @@ def certificate(settings: Settings, host: str, files: dict[str, str], address: s
                "--preferred-challenges", "http", "--keep-until-expiring", *how]
     for name in names:
         certbot += ["--domain", name]
-    dropin = (f"# Rendered by flask-stack for {settings.app.name}.\n[Service]\n"
-              f"Environment=REQUESTS_CA_BUNDLE={p.acme_ca_bundle}\n")
+    # certbot.service (the renewals) reports a failed renewal as the app's units report theirs,
+    # and trusts a private ACME server's CA (tls.acmeCaBundle) as this step does.
+    dropin = (f"# Rendered by flask-stack for {settings.app.name}.\n[Unit]\nOnFailure={p.on_failure}\n"
+              + (f"[Service]\nEnvironment=REQUESTS_CA_BUNDLE={p.acme_ca_bundle}\n"
+                 if tls.acme_ca_bundle else ""))
     body = render("certificate.sh.j2", **context(settings, host, address),
                   at=named(host, address),
                   renew_hook=files[p.renew_hook], dropin=dropin, authenticator=authenticator,

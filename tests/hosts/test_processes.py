@@ -211,6 +211,52 @@ def test_a_deploy_that_changes_nothing_restarts_nothing(bed):
             for h in hosts} == pids
 
 
+def alerts(host) -> str:
+    """The failure reports on `host` (<app>.failed@.service writes them, tagged flask-stack-alert)."""
+    return host.ssh("sudo -n journalctl -t flask-stack-alert --no-pager -o cat", check=False).stdout
+
+
+def break_unit(host, unit: str) -> None:
+    """Makes every start of `unit` fail (a runtime drop-in whose ExecStartPre fails)."""
+    host.ssh("sudo -n bash -s", input=f"""set -e
+mkdir -p /run/systemd/system/{unit}.d
+printf '[Service]\\nExecStartPre=/bin/false\\n' > /run/systemd/system/{unit}.d/broken.conf
+systemctl daemon-reload
+""")
+
+
+def mend_unit(host, unit: str) -> None:
+    host.ssh(f"sudo -n bash -c 'rm -rf /run/systemd/system/{unit}.d && systemctl daemon-reload "
+             f"&& systemctl reset-failed {unit} && systemctl start {unit}'")
+
+
+def test_a_unit_that_fails_is_reported_and_a_process_given_up_on_is_started_again_later(bed):
+    first = bed["hosts"][0]
+    # A schedule's job that fails: reported at once, with the job's own last lines.
+    break_unit(first, "app-beat.service")
+    first.ssh("sudo -n systemctl start app-beat.service", check=False)
+    wait_for(lambda: "app-beat.service failed" in alerts(first), timeout=20)
+    report = alerts(first)
+    assert "flask-stack alert: app-beat.service failed on" in report, report
+    assert "Result=exit-code" in report, report
+    assert "started again" not in report  # a job is not restarted: its timer runs it next time
+    # A process that keeps failing: systemd restarts it every 2 s, gives up after 10 starts in
+    # 120 s, and the report arms a start 5 minutes later.
+    break_unit(first, "app-clock@1.service")
+    first.ssh("sudo -n systemctl restart app-clock@1.service", check=False)
+    wait_for(lambda: "app-clock@1.service failed" in alerts(first), timeout=60)
+    assert show(first, "app-clock@1.service", "ActiveState") == "failed"
+    assert "app-clock@1.service is started again in 5min" in alerts(first)
+    timers = first.ssh("systemctl list-timers --all --no-legend --plain").stdout
+    assert "run-" in timers, timers  # the transient timer of that start
+    mend_unit(first, "app-beat.service")
+    mend_unit(first, "app-clock@1.service")
+    wait_for(lambda: show(first, "app-clock@1.service", "ActiveState") == "active", timeout=20)
+    # What `logs --unit alerts` asks each host's journal for (stack/ops/logs.py: choose_units).
+    out = first.ssh("sudo -n journalctl -u 'app.failed@*.service' --no-pager -o cat").stdout
+    assert "app-beat.service failed" in out and "app-clock@1.service failed" in out, out
+
+
 def test_a_worker_that_cannot_import_rolls_the_host_back_with_its_processes(bed):
     stack, (first, second) = bed["stack"], bed["hosts"]
     served = current(first)

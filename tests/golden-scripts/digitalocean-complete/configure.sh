@@ -549,14 +549,57 @@ def post_worker_init(worker):
 
     signal.signal(signal.SIGTERM, on_sigterm)
 FLASKSTACK_869D3924629DB532
+mkdir -p "$stage/files"/etc/rocket
+cat > "$stage/files"/etc/rocket/report-failure <<'FLASKSTACK_3CB892470788D6F5'
+#!/bin/bash
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+# Run by rocket.failed@.service when a unit of rocket fails: says so in the journal
+# (tagged flask-stack-alert, with the unit's result and its last lines), and when the unit is a
+# long-running one that systemd gave up restarting, starts it again in 5min.
+set -uo pipefail
+unit=$1
+state=$(systemctl show -p Result,NRestarts,ExecMainStatus "$unit" 2>/dev/null | paste -sd' ' -)
+echo "flask-stack alert: $unit failed on $(hostname) ($state)"
+journalctl -u "$unit" -n 20 --no-pager -o short-iso 2>&1 | grep -v '^-- ' | sed 's/^/  /'
+restart=$(systemctl show -p Restart --value "$unit" 2>/dev/null || echo no)
+if [ "$restart" != no ]; then
+  # Only a unit that is still failed then is started (a deploy may have started or removed it).
+  if systemd-run --quiet --collect --on-active=5min --timer-property=AccuracySec=1s \
+      /bin/sh -c "systemctl is-failed --quiet '$unit' && systemctl reset-failed '$unit' && systemctl start --no-block '$unit'"; then
+    echo "flask-stack alert: $unit is started again in 5min if it is still failed then"
+  fi
+fi
+FLASKSTACK_3CB892470788D6F5
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/rocket.service <<'FLASKSTACK_DFCEBA2A2F2A0062'
+cat > "$stage/files"/etc/systemd/system/rocket.failed@.service <<'FLASKSTACK_963D16454C5DFB7A'
+# Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
+[Unit]
+Description=rocket: reports that %i failed
+# Every unit of the app (the web service, each process and schedule, certbot's renewal) names
+# this one in OnFailure=, with its own name as the instance.
+
+[Service]
+Type=oneshot
+# What it writes goes to the journal at priority err, tagged flask-stack-alert:
+# `journalctl -t flask-stack-alert`, or `python -m stack logs --unit alerts`.
+SyslogIdentifier=flask-stack-alert
+SyslogLevel=err
+ExecStart=/bin/bash /etc/rocket/report-failure %i
+FLASKSTACK_963D16454C5DFB7A
+mkdir -p "$stage/files"/etc/systemd/system
+cat > "$stage/files"/etc/systemd/system/rocket.service <<'FLASKSTACK_EA10C9202E1FBFAE'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=rocket: the Flask app under Gunicorn
 Requires=rocket.socket
 After=network-online.target rocket.socket
 Wants=network-online.target
+# Restarted on failure every 2 s, up to 10 starts in 120 s (about 20 s of a crash loop); then
+# systemd gives up, the failure is reported (rocket.failed@.service) and the report starts it
+# again 5min later.
+StartLimitIntervalSec=120
+StartLimitBurst=10
+OnFailure=rocket.failed@%n.service
 
 [Service]
 Type=notify
@@ -613,7 +656,7 @@ SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
-FLASKSTACK_DFCEBA2A2F2A0062
+FLASKSTACK_EA10C9202E1FBFAE
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/rocket.socket <<'FLASKSTACK_AC86731EA9DDDFF9'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
@@ -654,7 +697,7 @@ if ! out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec --uid
   fi
   fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
 fi
-out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/rocket.service "$stage/files"/etc/systemd/system/rocket.socket 2>&1) \
+out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/rocket.failed@.service "$stage/files"/etc/systemd/system/rocket.service "$stage/files"/etc/systemd/system/rocket.socket 2>&1) \
   || { echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }
 if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
 changed=" "
@@ -682,6 +725,8 @@ put "$stage/files"/etc/nginx/nginx.conf /etc/nginx/nginx.conf 0644 root front
 put "$stage/files"/etc/nginx/sites-available/rocket.conf /etc/nginx/sites-available/rocket.conf 0644 root front
 put "$stage/files"/etc/rocket/flaskstack_wsgi.py /etc/rocket/flaskstack_wsgi.py 0640 rocket gunicorn
 put "$stage/files"/etc/rocket/gunicorn.conf.py /etc/rocket/gunicorn.conf.py 0640 rocket gunicorn
+put "$stage/files"/etc/rocket/report-failure /etc/rocket/report-failure 0600 root nothing
+put "$stage/files"/etc/systemd/system/rocket.failed@.service /etc/systemd/system/rocket.failed@.service 0644 root daemon
 put "$stage/files"/etc/systemd/system/rocket.service /etc/systemd/system/rocket.service 0644 root units
 put "$stage/files"/etc/systemd/system/rocket.socket /etc/systemd/system/rocket.socket 0644 root socket
 put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
@@ -690,7 +735,7 @@ put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-wor
 if [ $first = 0 ]; then
   case "$changed" in *" front "*|*" units "*|*" socket "*) drain_start ;; esac
 fi
-case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
+case "$changed" in *" units "*|*" socket "*|*" daemon "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet rocket.socket rocket.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet rocket.socket; then
   # A new listening address: the only change that briefly refuses connections.

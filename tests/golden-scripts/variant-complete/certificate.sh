@@ -69,7 +69,14 @@ done
 say "nginx serves the new certificate ($(openssl x509 -noout -enddate < "$dir/fullchain.pem"))"
 FLASKSTACK_84E818CA31B333C4
 chmod 0755 /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new; mv -f /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop.new /etc/letsencrypt/renewal-hooks/deploy/flask-stack-rocket-shop
-if [ -e /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf ]; then rm -f /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf; systemctl daemon-reload; fi
+# certbot.service (renewals): a failed renewal is reported as the app's failed units are.
+install -d -m 0755 /etc/systemd/system/certbot.service.d
+cat > /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf.new <<'FLASKSTACK_5A2F51B98AE0AFBF'
+# Rendered by flask-stack for rocket-shop.
+[Unit]
+OnFailure=rocket-shop.failed@%n.service
+FLASKSTACK_5A2F51B98AE0AFBF
+if cmp -s /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf.new /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf; then rm -f /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf.new; else mv -f /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf.new /etc/systemd/system/certbot.service.d/flask-stack-rocket-shop.conf; systemctl daemon-reload; fi
 systemctl enable --now --quiet certbot.timer || fail "certbot.timer (renewals) could not be started"
 acme=https://acme-v02.api.letsencrypt.org/directory
 # A certificate from another ACME server, or answered another way, is replaced now: renewals

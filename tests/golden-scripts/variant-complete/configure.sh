@@ -559,14 +559,57 @@ def post_worker_init(worker):
 
     signal.signal(signal.SIGTERM, on_sigterm)
 FLASKSTACK_7F6F9F19E4D9F2B8
+mkdir -p "$stage/files"/etc/rocket-shop
+cat > "$stage/files"/etc/rocket-shop/report-failure <<'FLASKSTACK_E43A880D25B1E4BE'
+#!/bin/bash
+# Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
+# Run by rocket-shop.failed@.service when a unit of rocket-shop fails: says so in the journal
+# (tagged flask-stack-alert, with the unit's result and its last lines), and when the unit is a
+# long-running one that systemd gave up restarting, starts it again in 5min.
+set -uo pipefail
+unit=$1
+state=$(systemctl show -p Result,NRestarts,ExecMainStatus "$unit" 2>/dev/null | paste -sd' ' -)
+echo "flask-stack alert: $unit failed on $(hostname) ($state)"
+journalctl -u "$unit" -n 20 --no-pager -o short-iso 2>&1 | grep -v '^-- ' | sed 's/^/  /'
+restart=$(systemctl show -p Restart --value "$unit" 2>/dev/null || echo no)
+if [ "$restart" != no ]; then
+  # Only a unit that is still failed then is started (a deploy may have started or removed it).
+  if systemd-run --quiet --collect --on-active=5min --timer-property=AccuracySec=1s \
+      /bin/sh -c "systemctl is-failed --quiet '$unit' && systemctl reset-failed '$unit' && systemctl start --no-block '$unit'"; then
+    echo "flask-stack alert: $unit is started again in 5min if it is still failed then"
+  fi
+fi
+FLASKSTACK_E43A880D25B1E4BE
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/rocket-shop.service <<'FLASKSTACK_83771BBBBF0C8D5A'
+cat > "$stage/files"/etc/systemd/system/rocket-shop.failed@.service <<'FLASKSTACK_A15D5C5BF449EB56'
+# Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
+[Unit]
+Description=rocket-shop: reports that %i failed
+# Every unit of the app (the web service, each process and schedule, certbot's renewal) names
+# this one in OnFailure=, with its own name as the instance.
+
+[Service]
+Type=oneshot
+# What it writes goes to the journal at priority err, tagged flask-stack-alert:
+# `journalctl -t flask-stack-alert`, or `python -m stack logs --unit alerts`.
+SyslogIdentifier=flask-stack-alert
+SyslogLevel=err
+ExecStart=/bin/bash /etc/rocket-shop/report-failure %i
+FLASKSTACK_A15D5C5BF449EB56
+mkdir -p "$stage/files"/etc/systemd/system
+cat > "$stage/files"/etc/systemd/system/rocket-shop.service <<'FLASKSTACK_FAF96870F49D5E2A'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=rocket-shop: the Flask app under Gunicorn
 Requires=rocket-shop.socket
 After=network-online.target rocket-shop.socket
 Wants=network-online.target
+# Restarted on failure every 2 s, up to 10 starts in 120 s (about 20 s of a crash loop); then
+# systemd gives up, the failure is reported (rocket-shop.failed@.service) and the report starts it
+# again 5min later.
+StartLimitIntervalSec=120
+StartLimitBurst=10
+OnFailure=rocket-shop.failed@%n.service
 
 [Service]
 Type=notify
@@ -623,7 +666,7 @@ SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
-FLASKSTACK_83771BBBBF0C8D5A
+FLASKSTACK_FAF96870F49D5E2A
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/rocket-shop.socket <<'FLASKSTACK_E3DE85050A278D1F'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
@@ -670,7 +713,7 @@ if ! out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec --uid
   fi
   fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
 fi
-out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/rocket-shop.service "$stage/files"/etc/systemd/system/rocket-shop.socket 2>&1) \
+out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/rocket-shop.failed@.service "$stage/files"/etc/systemd/system/rocket-shop.service "$stage/files"/etc/systemd/system/rocket-shop.socket 2>&1) \
   || { echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }
 if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
 changed=" "
@@ -698,10 +741,12 @@ put "$stage/files"/etc/nginx/nginx.conf /etc/nginx/nginx.conf 0644 root front
 put "$stage/files"/etc/nginx/sites-available/rocket-shop.conf /etc/nginx/sites-available/rocket-shop.conf 0644 root front
 put "$stage/files"/etc/rocket-shop/flaskstack_wsgi.py /etc/rocket-shop/flaskstack_wsgi.py 0640 rocket-shop gunicorn
 put "$stage/files"/etc/rocket-shop/gunicorn.conf.py /etc/rocket-shop/gunicorn.conf.py 0640 rocket-shop gunicorn
+put "$stage/files"/etc/rocket-shop/report-failure /etc/rocket-shop/report-failure 0600 root nothing
+put "$stage/files"/etc/systemd/system/rocket-shop.failed@.service /etc/systemd/system/rocket-shop.failed@.service 0644 root daemon
 put "$stage/files"/etc/systemd/system/rocket-shop.service /etc/systemd/system/rocket-shop.service 0644 root units
 put "$stage/files"/etc/systemd/system/rocket-shop.socket /etc/systemd/system/rocket-shop.socket 0644 root socket
 put "$stage/files"/etc/nginx/flask-stack-workers.conf /etc/nginx/flask-stack-workers.conf 0644 root front
-case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
+case "$changed" in *" units "*|*" socket "*|*" daemon "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet rocket-shop.socket rocket-shop.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet rocket-shop.socket; then
   # A new listening address: the only change that briefly refuses connections.

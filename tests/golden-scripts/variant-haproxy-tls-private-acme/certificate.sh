@@ -118,12 +118,16 @@ SR1NQEmnF/ivwKVIk7eHAH6+aOSG+Svq4HJk0cN1
 FLASKSTACK_C4D0A2646E124B73
 cat /etc/ssl/certs/ca-certificates.crt /etc/app/tls/acme-ca.pem > /etc/app/tls/acme-ca-bundle.pem.new && mv -f /etc/app/tls/acme-ca-bundle.pem.new /etc/app/tls/acme-ca-bundle.pem
 export REQUESTS_CA_BUNDLE=/etc/app/tls/acme-ca-bundle.pem
+# certbot.service (renewals): a failed renewal is reported as the app's failed units are, and
+# it trusts that CA too.
 install -d -m 0755 /etc/systemd/system/certbot.service.d
-cat > /etc/systemd/system/certbot.service.d/flask-stack-app.conf.new <<'FLASKSTACK_B3662705F356F475'
+cat > /etc/systemd/system/certbot.service.d/flask-stack-app.conf.new <<'FLASKSTACK_7F0D149F8A84DDD8'
 # Rendered by flask-stack for app.
+[Unit]
+OnFailure=app.failed@%n.service
 [Service]
 Environment=REQUESTS_CA_BUNDLE=/etc/app/tls/acme-ca-bundle.pem
-FLASKSTACK_B3662705F356F475
+FLASKSTACK_7F0D149F8A84DDD8
 if cmp -s /etc/systemd/system/certbot.service.d/flask-stack-app.conf.new /etc/systemd/system/certbot.service.d/flask-stack-app.conf; then rm -f /etc/systemd/system/certbot.service.d/flask-stack-app.conf.new; else mv -f /etc/systemd/system/certbot.service.d/flask-stack-app.conf.new /etc/systemd/system/certbot.service.d/flask-stack-app.conf; systemctl daemon-reload; fi
 systemctl enable --now --quiet certbot.timer || fail "certbot.timer (renewals) could not be started"
 acme=https://acme.internal:9000/dir

@@ -339,6 +339,27 @@ def post_worker_init(worker):
 
     signal.signal(signal.SIGTERM, on_sigterm)
 FLASKSTACK_023EC949A8DCFF0D
+mkdir -p "$stage/files"/etc/app
+cat > "$stage/files"/etc/app/report-failure <<'FLASKSTACK_2ACE87039292B802'
+#!/bin/bash
+# Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
+# Run by app.failed@.service when a unit of app fails: says so in the journal
+# (tagged flask-stack-alert, with the unit's result and its last lines), and when the unit is a
+# long-running one that systemd gave up restarting, starts it again in 5min.
+set -uo pipefail
+unit=$1
+state=$(systemctl show -p Result,NRestarts,ExecMainStatus "$unit" 2>/dev/null | paste -sd' ' -)
+echo "flask-stack alert: $unit failed on $(hostname) ($state)"
+journalctl -u "$unit" -n 20 --no-pager -o short-iso 2>&1 | grep -v '^-- ' | sed 's/^/  /'
+restart=$(systemctl show -p Restart --value "$unit" 2>/dev/null || echo no)
+if [ "$restart" != no ]; then
+  # Only a unit that is still failed then is started (a deploy may have started or removed it).
+  if systemd-run --quiet --collect --on-active=5min --timer-property=AccuracySec=1s \
+      /bin/sh -c "systemctl is-failed --quiet '$unit' && systemctl reset-failed '$unit' && systemctl start --no-block '$unit'"; then
+    echo "flask-stack alert: $unit is started again in 5min if it is still failed then"
+  fi
+fi
+FLASKSTACK_2ACE87039292B802
 mkdir -p "$stage/files"/etc/haproxy
 cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_C3D85766BDCED4A3'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -423,13 +444,35 @@ backend acme
     server acme 127.0.0.1:8402
 FLASKSTACK_C3D85766BDCED4A3
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/app.service <<'FLASKSTACK_48F471CED0DC7EAC'
+cat > "$stage/files"/etc/systemd/system/app.failed@.service <<'FLASKSTACK_2CB6362D71575EE9'
+# Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
+[Unit]
+Description=app: reports that %i failed
+# Every unit of the app (the web service, each process and schedule, certbot's renewal) names
+# this one in OnFailure=, with its own name as the instance.
+
+[Service]
+Type=oneshot
+# What it writes goes to the journal at priority err, tagged flask-stack-alert:
+# `journalctl -t flask-stack-alert`, or `python -m stack logs --unit alerts`.
+SyslogIdentifier=flask-stack-alert
+SyslogLevel=err
+ExecStart=/bin/bash /etc/app/report-failure %i
+FLASKSTACK_2CB6362D71575EE9
+mkdir -p "$stage/files"/etc/systemd/system
+cat > "$stage/files"/etc/systemd/system/app.service <<'FLASKSTACK_B4F83A3FBD7DAFB8'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=app: the Flask app under Gunicorn
 Requires=app.socket
 After=network-online.target app.socket
 Wants=network-online.target
+# Restarted on failure every 2 s, up to 10 starts in 120 s (about 20 s of a crash loop); then
+# systemd gives up, the failure is reported (app.failed@.service) and the report starts it
+# again 5min later.
+StartLimitIntervalSec=120
+StartLimitBurst=10
+OnFailure=app.failed@%n.service
 
 [Service]
 Type=notify
@@ -486,7 +529,7 @@ SystemCallErrorNumber=EPERM
 
 [Install]
 WantedBy=multi-user.target
-FLASKSTACK_48F471CED0DC7EAC
+FLASKSTACK_B4F83A3FBD7DAFB8
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/app.socket <<'FLASKSTACK_0DB59B6CA22AA3AE'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
@@ -522,7 +565,7 @@ if ! out=$(systemd-run --quiet --wait --pipe --collect --service-type=exec --uid
   fi
   fail "the app did not load with the new config: Gunicorn's --check-config failed (above); nothing was installed.$hint"
 fi
-out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/app.service "$stage/files"/etc/systemd/system/app.socket 2>&1) \
+out=$(systemd-analyze verify "$stage/files"/etc/systemd/system/app.failed@.service "$stage/files"/etc/systemd/system/app.service "$stage/files"/etc/systemd/system/app.socket 2>&1) \
   || { echo "$out" >&2; fail "systemd-analyze verify rejected the new units; nothing was installed"; }
 if grep -F "$stage" <<<"$out" >&2; then fail "systemd-analyze verify found problems in the new units (above); nothing was installed"; fi
 changed=" "
@@ -548,10 +591,12 @@ put() {  # put STAGED TARGET MODE GROUP KIND
 }
 put "$stage/files"/etc/app/flaskstack_wsgi.py /etc/app/flaskstack_wsgi.py 0640 app gunicorn
 put "$stage/files"/etc/app/gunicorn.conf.py /etc/app/gunicorn.conf.py 0640 app gunicorn
+put "$stage/files"/etc/app/report-failure /etc/app/report-failure 0600 root nothing
 put "$stage/files"/etc/haproxy/haproxy.cfg /etc/haproxy/haproxy.cfg 0644 root front
+put "$stage/files"/etc/systemd/system/app.failed@.service /etc/systemd/system/app.failed@.service 0644 root daemon
 put "$stage/files"/etc/systemd/system/app.service /etc/systemd/system/app.service 0644 root units
 put "$stage/files"/etc/systemd/system/app.socket /etc/systemd/system/app.socket 0644 root socket
-case "$changed" in *" units "*|*" socket "*) systemctl daemon-reload ;; esac
+case "$changed" in *" units "*|*" socket "*|*" daemon "*) systemctl daemon-reload ;; esac
 systemctl enable --quiet app.socket app.service
 if [[ "$changed" == *" socket "* ]] && systemctl is-active --quiet app.socket; then
   # A new listening address: the only change that briefly refuses connections.
