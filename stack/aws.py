@@ -521,7 +521,7 @@ class AwsSite(pulumi.ComponentResource):
                 f"{n}-db-monitoring", description="flask-stack: RDS enhanced monitoring",
                 assume_role_policy=json.dumps(aws_plan.assume_role_policy(aws_plan.RDS_MONITORING)),
                 tags=self._tags("db-monitoring"), opts=self._opts())
-            aws.iam.RolePolicyAttachment(f"{n}-db-monitoring", role=monitoring.name,
+            aws.iam.RolePolicyAttachment(f"{n}-db-monitoring", role=monitoring.id,
                                          policy_arn=aws_plan.RDS_MONITORING_POLICY, opts=self._opts())
         instance = aws.rds.Instance(
             f"{n}-db", engine="postgres", engine_version=db.engine_version,
