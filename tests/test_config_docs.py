@@ -47,6 +47,8 @@ def code_keys() -> set[str]:
     for platform, base in BASE.items():
         top = known_keys({**base, "zzzz": 1}, "")
         keys |= top - set(SECTIONS)
+        if platform == "aws":
+            keys |= set(AWS_SECTIONS)  # documented as a whole too (the platform table's rows)
         for section in SECTIONS:
             if platform == "heroku" and section in HOST_SECTIONS:
                 continue  # refused there as a whole

@@ -95,14 +95,23 @@ def read_alerts(r: Reader, database: Database, *, prod: bool, ephemeral: bool) -
             connections = 1
         else:
             connections = max(1, limit * 80 // 100)
-    if enabled and prod and not email and webhook is None:
-        r.needed_to_deploy("email", "is required on prod (or alerts.webhook): the alarms must "
-                                    "reach a person; pulumi config set --path 'alerts.email[0]' "
-                                    "ops@example.com")
     r.finish()
     return Alerts(enabled=enabled, email=email, webhook=webhook, cpu_percent=cpu,
                   error_rate_percent=errors, response_time_ms=response, free_storage_gb=free_storage,
                   free_memory_mb=free_memory, database_connections=connections)
+
+
+def unheard(alerts: Alerts | None, *, prod: bool) -> str | None:
+    """The warning for a prod stack whose alarms reach nobody (the policy pack's alerts-on-prod
+    refuses its preview)."""
+    if alerts is None or not prod or (alerts.email or alerts.webhook is not None):
+        return None
+    if not alerts.enabled:
+        return ("flask-stack:alerts.enabled: false on prod: nothing tells anyone the site is down "
+                "(the policy pack refuses it)")
+    return ("flask-stack:alerts.email: not set on prod (nor alerts.webhook): the alarms reach "
+            "nobody, and the policy pack refuses the preview; pulumi config set --path "
+            "'alerts.email[0]' ops@example.com")
 
 
 def read_emails(r: Reader) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from stack.settings.alerts import read_alerts, read_logs
+from stack.settings.alerts import read_alerts, read_logs, unheard
 from stack.settings.app import read_app
 from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
@@ -119,7 +119,8 @@ def load(
         ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project), heroku=heroku,
         processes=processes, schedules=schedules, alerts=alerts, logs=logs,
         deferred=tuple(deferred.lines() if deferred else ()),
-        warnings=tuple(warnings(p, hosts, database, app.name)),
+        warnings=tuple(warnings(p, hosts, database, app.name)
+                       + [w for w in [unheard(alerts, prod=prod)] if w]),
     )
 
 
