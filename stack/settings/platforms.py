@@ -125,7 +125,7 @@ RULES: dict[str, Rule] = {
         HEROKU: "is set by the Heroku Postgres plan (database.size); remove it"},
         why="the program creates no database there"),
     # Whole sections (stack/settings/alerts.py): CloudWatch alarms, ALB access logs, flow logs.
-    "alerts": Rule((AWS,), why="the alarms are built on AWS only so far (CloudWatch and SNS); "
+    "alerts": Rule((AWS,), why="the alarms are built on AWS only so far, CloudWatch through SNS; "
                                "DigitalOcean's monitor alerts are not built yet"),
     "logs": Rule((AWS,), why="access logs and flow logs are built on AWS only so far"),
     # Keys of a front (Nginx or HAProxy) and of the hosts' rollout: a dyno has neither.
