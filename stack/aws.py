@@ -48,7 +48,8 @@ class AwsSiteArgs(SiteArgs):
     - `settings` (required): the sections read are region, network (zones, vpcCidr), hosts
       (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion), load_balancer,
       domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
-      deploy.healthPath, database, expiresAt, ephemeral and prod.
+      deploy.healthPath, database (with maxStorageGb), alerts, logs, expiresAt, ephemeral and
+      prod.
     - `host_names`: one EC2 instance each; default (None) the inventory's names.
     """
 
