@@ -42,6 +42,9 @@ AWS_LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 AWS_LBS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 AWS_LISTENERS = ("aws:lb/listener:Listener", "aws:alb/listener:Listener")
 AWS_CERTS = ("aws:acm/certificate:Certificate",)
+AWS_TOPIC = "aws:sns/topic:Topic"
+AWS_SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+AWS_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 HEROKU_APP = "heroku:app/app:App"
 HEROKU_ADDON = "heroku:addon/addon:Addon"
 HEROKU_FEATURE = "heroku:app/feature:Feature"
@@ -234,6 +237,61 @@ def deletion_problems(resource_type: str, props: Mapping[str, Any], protected: b
     return found
 
 
+# -- operations on prod (issue 22) ---------------------------------------------------------------
+def _on_aws_prod(resources: list[Any]) -> bool:
+    """A prod stack with AWS machines (the DigitalOcean and Heroku sides have no such rules yet)."""
+    return any(r.resource_type in (AWS_RDS, AWS_INSTANCE, *AWS_LBS) and stack_of(r.urn) in PROD_STACKS
+               for r in resources)
+
+
+def _waits_for(resource: Any, urn: str) -> bool:
+    return urn in {d.urn for d in resource.dependencies or []}
+
+
+def alert_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
+    """On prod, alarms reach a person: an SNS topic with a subscription, alarms on the database
+    and on each host, and every alarm sends its ALARM and its OK to a topic of the stack."""
+    resources = list(resources)
+    if not _on_aws_prod(resources):
+        return []
+    found = []
+    topics = [r for r in resources if r.resource_type == AWS_TOPIC]
+    heard = [t for t in topics if any(r.resource_type == AWS_SUBSCRIPTION and _waits_for(r, t.urn)
+                                      for r in resources)]
+    if not heard:
+        found.append(("", "no SNS topic with a subscription: an alarm would reach nobody "
+                          "(set alerts.email)"))
+    alarms = [r for r in resources if r.resource_type == AWS_ALARM]
+    for alarm in alarms:
+        for key in ("alarmActions", "okActions"):
+            if not alarm.props.get(key) or not any(_waits_for(alarm, t.urn) for t in topics):
+                found.append((alarm.urn, f"{key} does not send to the stack's SNS topic"))
+    for target in (r for r in resources if r.resource_type in (AWS_RDS, AWS_INSTANCE)):
+        if not any(_waits_for(alarm, target.urn) for alarm in alarms):
+            found.append((target.urn, "no CloudWatch alarm watches it"))
+    return found
+
+
+def access_log_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """On prod, the load balancer keeps access logs (who asked what, when it failed)."""
+    if resource_type in AWS_LBS:
+        logs = props.get("accessLogs") or {}
+        if logs.get("enabled") is not True or not logs.get("bucket"):
+            return ["access_logs is not enabled with a bucket: requests leave no trace"]
+    return []
+
+
+def storage_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
+    """On prod, the database's storage grows before it fills (RDS storage autoscaling)."""
+    if resource_type == AWS_RDS:
+        allocated = int(props.get("allocatedStorage") or 0)
+        ceiling = int(props.get("maxAllocatedStorage") or 0)
+        if ceiling <= allocated:
+            return [f"max_allocated_storage is {ceiling or 'unset'}: storage autoscaling is off, "
+                    "so a full disk stops the database"]
+    return []
+
+
 # -- Heroku ---------------------------------------------------------------------------------------
 def heroku_config_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """A credential never goes in a plain config var: Heroku shows those to every collaborator
@@ -333,6 +391,17 @@ def policies(level: EnforcementLevel) -> list:
             "deletion-protection-on-prod", "On prod, the database and the load balancer are "
             "protected from deletion.", level,
             lambda a: deletion_problems(a.resource_type, a.props, a.opts.protect)
+            if stack_of(a.urn) in PROD_STACKS else []),
+        _stack_policy(
+            "alerts-on-prod", "On prod, alarms on the database and each host reach an SNS topic "
+            "with a subscription.", level, alert_problems),
+        _resource_policy(
+            "access-logs-on-prod", "On prod, the load balancer keeps access logs in S3.", level,
+            lambda a: access_log_problems(a.resource_type, a.props)
+            if stack_of(a.urn) in PROD_STACKS else []),
+        _resource_policy(
+            "storage-autoscaling-on-prod", "On prod, the database's storage autoscales.", level,
+            lambda a: storage_problems(a.resource_type, a.props)
             if stack_of(a.urn) in PROD_STACKS else []),
         _resource_policy(
             "heroku-no-plain-secrets", "A Heroku app keeps credentials in sensitive config vars "

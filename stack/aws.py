@@ -6,6 +6,13 @@
     │    HTTPS with an ACM certificate (given, or issued and DNS-validated in Route 53)
     └─ RDS PostgreSQL in the private subnets: encrypted, SSL forced, never public
 
+Operations (issue 22): an SNS topic with the alerts.email / alerts.webhook subscriptions and the
+CloudWatch alarms of stack/aws_plan.py `alarms` (target group, balancer, each host, the database);
+the balancer's access logs in an S3 bucket of the stack's own (SSE-S3, no public access, written
+by the ELB log delivery only, expired after logs.retentionDays); the VPC's default security group
+emptied; VPC flow logs to CloudWatch Logs when logs.flowLogs is on; the database with storage
+autoscaling, Performance Insights, log exports, enhanced monitoring and IAM authentication.
+
 Security groups: the balancer takes 80/443 from the world; hosts take 80 only from the
 balancer's group and SSH only from ssh.adminCidrs; the database takes 5432 only from the hosts'
 group. Single-host mode (loadBalancer: false): no balancer, the host takes 80/443 itself and
@@ -19,6 +26,8 @@ wait for the database only where DATABASE_URL is written (the env step).
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -39,7 +48,8 @@ class AwsSiteArgs(SiteArgs):
     - `settings` (required): the sections read are region, network (zones, vpcCidr), hosts
       (image, arch, size, diskGb), ssh (public key, port, adminCidrs, bastion), load_balancer,
       domain (name, wwwRedirect, route53Zone, certificateArn, dnsRecords), tls,
-      deploy.healthPath, database, expiresAt, ephemeral and prod.
+      deploy.healthPath, database (with maxStorageGb), alerts, logs, expiresAt, ephemeral and
+      prod.
     - `host_names`: one EC2 instance each; default (None) the inventory's names.
     """
 
@@ -63,6 +73,7 @@ class Groups:
 class Database:
     url: pulumi.Output[str]  # secret
     endpoint: pulumi.Output[str]
+    instance: aws.rds.Instance
 
 
 class AwsSite(pulumi.ComponentResource):
@@ -82,6 +93,8 @@ class AwsSite(pulumi.ComponentResource):
         self._hosts = list(args.host_names or ())
         self._label = aws_plan.label(settings)
         self._zone: str | None = None  # the Route 53 zone's id, looked up once when needed
+        self._account: str | None = None  # the AWS account's id, looked up once when needed
+        self._balancer: tuple[aws.lb.LoadBalancer, aws.lb.TargetGroup] | None = None
         self.provider = aws.Provider(
             f"{name}-aws", region=settings.region,
             default_tags=aws.ProviderDefaultTagsArgs(tags=aws_plan.tags(settings)),
@@ -97,6 +110,8 @@ class AwsSite(pulumi.ComponentResource):
             url = self._load_balancer(net, groups, instances)
         else:
             addresses, url = self._single_host(instances[0])
+
+        self._alarms(instances, database.instance)
 
         hosts = [Host(host, address) for host, address in zip(self._hosts, addresses, strict=True)]
         self.site = Site(hosts=hosts, database_url=database.url,
@@ -164,7 +179,38 @@ class AwsSite(pulumi.ComponentResource):
                                           route_table_id=private_routes.id, opts=self._opts())
             public.append(pub)
             private.append(priv)
+        # The VPC's default security group: AWS lets its members reach each other and anything
+        # out; nothing here uses it, so it allows nothing (CIS / Security Hub EC2.2).
+        aws.ec2.DefaultSecurityGroup(f"{n}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
+                                     tags=self._tags("default-do-not-use"), opts=self._opts())
+        if s.logs is not None and s.logs.flow_logs:
+            self._flow_logs(vpc)
         return Network(vpc=vpc, public=public, private=private, internet=internet)
+
+    def _flow_logs(self, vpc: aws.ec2.Vpc) -> None:
+        """Every accepted and rejected flow of the VPC to a log group kept logs.retentionDays."""
+        n, s = self._name, self._s
+        assert s.logs is not None
+        group = aws.cloudwatch.LogGroup(f"{n}-flow-logs", retention_in_days=s.logs.retention_days,
+                                        tags=self._tags("flow-logs"), opts=self._opts())
+        role = aws.iam.Role(
+            f"{n}-flow-logs", description="flask-stack: VPC flow logs to their log group",
+            assume_role_policy=json.dumps(aws_plan.assume_role_policy(aws_plan.FLOW_LOGS,
+                                                                      self._account_id())),
+            tags=self._tags("flow-logs"), opts=self._opts())
+        aws.iam.RolePolicy(f"{n}-flow-logs", role=role.id,
+                           policy=group.arn.apply(lambda arn: json.dumps(aws_plan.flow_log_policy(arn))),
+                           opts=self._opts())
+        aws.ec2.FlowLog(f"{n}-flow-logs", vpc_id=vpc.id, traffic_type="ALL",
+                        log_destination_type="cloud-watch-logs", log_destination=group.arn,
+                        iam_role_arn=role.arn, max_aggregation_interval=600,
+                        tags=self._tags("flow-logs"), opts=self._opts())
+
+    def _account_id(self) -> str:
+        """The AWS account the stack runs in (the access logs' path, the roles' conditions)."""
+        if self._account is None:
+            self._account = aws.get_caller_identity(opts=self._invoke()).account_id
+        return self._account
 
     # -- security groups ---------------------------------------------------------------------
     def _security_groups(self, net: Network) -> Groups:
@@ -258,6 +304,12 @@ class AwsSite(pulumi.ComponentResource):
                        instances: list[aws.ec2.Instance]) -> pulumi.Output[str]:
         n, s = self._name, self._s
         assert groups.balancer is not None
+        logs, waits = None, list(net.internet)
+        if s.logs is not None and s.logs.access_logs:
+            bucket, policy = self._access_log_bucket()
+            logs = aws.lb.LoadBalancerAccessLogsArgs(bucket=bucket.id, prefix=aws_plan.ALB_LOG_PREFIX,
+                                                     enabled=True)
+            waits.append(policy)  # the balancer checks it may write there when logs are enabled
         alb = aws.lb.LoadBalancer(
             f"{n}-alb", load_balancer_type="application", internal=False, ip_address_type="ipv4",
             subnets=[subnet.id for subnet in net.public], security_groups=[groups.balancer.id],
@@ -265,7 +317,7 @@ class AwsSite(pulumi.ComponentResource):
             # 60 s idle: below the hosts' Nginx keep-alive behind a balancer (75 s, stack/render.py),
             # so the balancer, never Nginx, closes an idle connection (no 502 on a reused one).
             enable_deletion_protection=not s.ephemeral, enable_http2=True, idle_timeout=ALB.idle,
-            tags=self._tags("alb"), opts=self._opts(depends_on=net.internet))
+            access_logs=logs, tags=self._tags("alb"), opts=self._opts(depends_on=waits))
         target = aws.lb.TargetGroup(
             f"{n}-web", port=HTTP_PORT, protocol="HTTP", target_type="instance", vpc_id=net.vpc.id,
             deregistration_delay=30,
@@ -274,6 +326,7 @@ class AwsSite(pulumi.ComponentResource):
                 matcher="200", interval=ALB.interval, timeout=ALB.timeout,
                 healthy_threshold=ALB.healthy, unhealthy_threshold=ALB.unhealthy),
             tags=self._tags("web"), opts=self._opts())
+        self._balancer = (alb, target)
         for host, instance in zip(self._hosts, instances, strict=True):
             aws.lb.TargetGroupAttachment(f"{n}-{host}-target", target_group_arn=target.arn,
                                          target_id=instance.id, port=HTTP_PORT, opts=self._opts())
@@ -297,6 +350,104 @@ class AwsSite(pulumi.ComponentResource):
         self._dns(aliases=[aws.route53.RecordAliasArgs(name=alb.dns_name, zone_id=alb.zone_id,
                                                       evaluate_target_health=True)])
         return pulumi.Output.from_input(f"https://{s.domain.name}/")
+
+    def _access_log_bucket(self) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
+        """The balancer's access logs: a bucket of their own, encrypted with S3's keys (the only
+        kind ELB log delivery writes with), no public access by any route, objects owned by the
+        bucket (no ACLs), written only by the ELB log delivery, expired after logs.retentionDays.
+        An ephemeral stack's bucket is emptied on destroy; a lasting stack's must be emptied by
+        hand first (its logs are evidence)."""
+        n, s = self._name, self._s
+        assert s.logs is not None
+        bucket = aws.s3.Bucket(f"{n}-logs", force_destroy=s.ephemeral, tags=self._tags("logs"),
+                               opts=self._opts())
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{n}-logs", bucket=bucket.id,
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3
+                .BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"))],
+            opts=self._opts())
+        blocked = aws.s3.BucketPublicAccessBlock(
+            f"{n}-logs", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=self._opts())
+        aws.s3.BucketOwnershipControls(
+            f"{n}-logs", bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=self._opts())
+        aws.s3.BucketLifecycleConfiguration(
+            f"{n}-logs", bucket=bucket.id,
+            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-logs", status="Enabled",
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(
+                    days=s.logs.retention_days),
+                abort_incomplete_multipart_upload=aws.s3
+                .BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+                    days_after_initiation=1))],
+            opts=self._opts())
+        account = self._account_id()
+        policy = aws.s3.BucketPolicy(
+            f"{n}-logs", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(aws_plan.log_bucket_policy(arn, account))),
+            # The public access block first: a policy never lands on a bucket that could be public.
+            opts=self._opts(depends_on=[blocked]))
+        return bucket, policy
+
+    # -- alerts ------------------------------------------------------------------------------
+    def _alarms(self, instances: list[aws.ec2.Instance], database: aws.rds.Instance) -> None:
+        """The SNS topic with its subscriptions, and every alarm of aws_plan.alarms sending both
+        its ALARM and its OK to it."""
+        n, s = self._name, self._s
+        specs = aws_plan.alarms(s, self._hosts)
+        if not specs or s.alerts is None:
+            return
+        topic = aws.sns.Topic(f"{n}-alerts", display_name=f"{self._label} alerts"[:100],
+                              tags=self._tags("alerts"), opts=self._opts())
+        for address in s.alerts.email:
+            slug = re.sub(r"[^a-z0-9]+", "-", address.lower()).strip("-")
+            aws.sns.TopicSubscription(f"{n}-alerts-{slug}", topic=topic.arn, protocol="email",
+                                      endpoint=address, opts=self._opts())
+        if s.alerts.webhook is not None and s.alerts.webhook.value:
+            aws.sns.TopicSubscription(
+                f"{n}-alerts-webhook", topic=topic.arn, protocol="https",
+                endpoint=pulumi.Output.secret(s.alerts.webhook.value), endpoint_auto_confirms=False,
+                opts=self._opts())
+        hosts = dict(zip(self._hosts, instances, strict=True))
+        for spec in specs:
+            dimensions = self._dimensions(spec.on, hosts, database)
+            common = dict(
+                alarm_description=f"flask-stack {self._label}: {spec.description}",
+                comparison_operator=spec.comparison, threshold=spec.threshold,
+                evaluation_periods=spec.periods, datapoints_to_alarm=spec.datapoints,
+                treat_missing_data=spec.missing, alarm_actions=[topic.arn], ok_actions=[topic.arn],
+                tags=self._tags(f"alarm-{spec.part}"), opts=self._opts())
+            if spec.math:
+                queries = [aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id=ident, return_data=False, metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                        namespace=spec.namespace, metric_name=metric, stat=stat, period=spec.period,
+                        dimensions=dimensions)) for ident, metric, stat in spec.metrics]
+                queries.append(aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="rate", expression=spec.math, label=spec.metric, return_data=True))
+                aws.cloudwatch.MetricAlarm(f"{n}-alarm-{spec.part}", metric_queries=queries, **common)
+                continue
+            statistic = ({"extended_statistic": spec.statistic} if spec.percentile
+                         else {"statistic": spec.statistic})
+            aws.cloudwatch.MetricAlarm(
+                f"{n}-alarm-{spec.part}", namespace=spec.namespace, metric_name=spec.metric,
+                period=spec.period, dimensions=dimensions, **statistic, **common)
+
+    def _dimensions(self, on: str, hosts: dict[str, aws.ec2.Instance],
+                    database: aws.rds.Instance) -> dict[str, pulumi.Input[str]]:
+        if on == "db":
+            return {"DBInstanceIdentifier": database.identifier}
+        if on.startswith("host:"):
+            return {"InstanceId": hosts[on.split(":", 1)[1]].id}
+        assert self._balancer is not None
+        alb, target = self._balancer
+        if on == "balancer":
+            return {"LoadBalancer": alb.arn_suffix}
+        return {"TargetGroup": target.arn_suffix, "LoadBalancer": alb.arn_suffix}
 
     # -- DNS and certificate -------------------------------------------------------------------
     def _dns(self, **front) -> None:
@@ -362,6 +513,17 @@ class AwsSite(pulumi.ComponentResource):
             suffix = random.RandomId(f"{n}-db-final-snapshot", byte_length=4,
                                      opts=pulumi.ResourceOptions(parent=self))
             final_snapshot = pulumi.Output.concat(self._label, "-final-", suffix.hex)
+        # Enhanced monitoring and the log exports are billed as CloudWatch Logs ingestion: not on
+        # an ephemeral stack. Performance Insights' 7 days are free: on everywhere.
+        extras = not s.ephemeral
+        monitoring = None
+        if extras:
+            monitoring = aws.iam.Role(
+                f"{n}-db-monitoring", description="flask-stack: RDS enhanced monitoring",
+                assume_role_policy=json.dumps(aws_plan.assume_role_policy(aws_plan.RDS_MONITORING)),
+                tags=self._tags("db-monitoring"), opts=self._opts())
+            aws.iam.RolePolicyAttachment(f"{n}-db-monitoring", role=monitoring.id,
+                                         policy_arn=aws_plan.RDS_MONITORING_POLICY, opts=self._opts())
         instance = aws.rds.Instance(
             f"{n}-db", engine="postgres", engine_version=db.engine_version,
             instance_class=db.size, allocated_storage=db.storage_gb, storage_type="gp3",
@@ -372,14 +534,22 @@ class AwsSite(pulumi.ComponentResource):
             multi_az=db.high_availability, deletion_protection=not s.ephemeral,
             skip_final_snapshot=s.ephemeral, final_snapshot_identifier=final_snapshot,
             delete_automated_backups=s.ephemeral, copy_tags_to_snapshot=True,
-            auto_minor_version_upgrade=True, tags=self._tags("db"),
+            auto_minor_version_upgrade=True,
+            max_allocated_storage=db.max_storage_gb or None,
+            performance_insights_enabled=True,
+            performance_insights_retention_period=aws_plan.PERFORMANCE_INSIGHTS_DAYS,
+            enabled_cloudwatch_logs_exports=list(aws_plan.RDS_LOG_EXPORTS) if extras else [],
+            monitoring_interval=aws_plan.RDS_MONITORING_SECONDS if extras else 0,
+            monitoring_role_arn=monitoring.arn if monitoring else None,
+            engine_lifecycle_support=aws_plan.NO_EXTENDED_SUPPORT,
+            iam_database_authentication_enabled=True, tags=self._tags("db"),
             # On prod, Pulumi itself refuses to delete the database and a destroy leaves it be.
             opts=self._opts(protect=s.is_prod, retain_on_delete=s.is_prod))
         url = pulumi.Output.all(instance.address, instance.port, password.result).apply(
             lambda a: aws_plan.database_url(db.user, a[2], a[0], a[1], db.name))
         endpoint = pulumi.Output.all(instance.address, instance.port).apply(
             lambda a: f"{a[0]}:{int(a[1])}")
-        return Database(url=pulumi.Output.secret(url), endpoint=endpoint)
+        return Database(url=pulumi.Output.secret(url), endpoint=endpoint, instance=instance)
 
 
 def _option(options, fqdn: str):

@@ -70,10 +70,27 @@ DB = "aws:rds/instance:Instance"
 DB_SUBNETS = "aws:rds/subnetGroup:SubnetGroup"
 DB_PARAMS = "aws:rds/parameterGroup:ParameterGroup"
 PASSWORD = "random:index/randomPassword:RandomPassword"
+TOPIC = "aws:sns/topic:Topic"
+SUBSCRIPTION = "aws:sns/topicSubscription:TopicSubscription"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+BUCKET = "aws:s3/bucket:Bucket"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+BUCKET_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+BUCKET_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BUCKET_OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+BUCKET_LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+ATTACH_POLICY = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 RANDOM_ID = "random:index/randomId:RandomId"
 AZ_CALL = "aws:index/getAvailabilityZones:getAvailabilityZones"
 AMI_CALL = "aws:ec2/getAmi:getAmi"
 ZONE_CALL = "aws:route53/getZone:getZone"
+ACCOUNT_CALL = "aws:index/getCallerIdentity:getCallerIdentity"
+ACCOUNT = "123456789012"
 STEPS = ("bootstrap", "env", "upload", "release", "configure", "gate")
 AUTONAMED = (SG, DB_SUBNETS, DB_PARAMS, TARGET_GROUP, ALB)
 
@@ -92,6 +109,8 @@ class AwsMocks(StrictMocks):
                       "zoneIds": [f"euw1-az{i + 1}" for i in range(len(zones))]},
             AMI_CALL: {"id": AMI_ID, "name": "debian-12-amd64-20260101-2000", "architecture": "x86_64"},
             ZONE_CALL: {"id": ZONE_ID, "zoneId": ZONE_ID, "name": "example.com"},
+            ACCOUNT_CALL: {"id": ACCOUNT, "accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci",
+                           "userId": "AIDAEXAMPLE"},
         })
 
     def call(self, args):
@@ -114,9 +133,14 @@ class AwsMocks(StrictMocks):
         elif typ == EIP_TYPE:
             state["publicIp"] = EIP
         elif typ == ALB:
-            state.update(dnsName=ALB_DNS, zoneId=ALB_ZONE)
+            state.update(dnsName=ALB_DNS, zoneId=ALB_ZONE, arnSuffix=f"app/{name}/50dc6c495c0c9188")
+        elif typ == TARGET_GROUP:
+            state["arnSuffix"] = f"targetgroup/{name}/73e2d6bc24d8a067"
+        elif typ == BUCKET:
+            state.update(bucket=f"{name}-a1b2c3d", arn=f"arn:aws:s3:::{name}-a1b2c3d")
         elif typ == DB:
-            state.update(address=DB_ADDRESS, port=5432, endpoint=f"{DB_ADDRESS}:5432")
+            state.update(address=DB_ADDRESS, port=5432, endpoint=f"{DB_ADDRESS}:5432",
+                         identifier=f"{name}-a1b2c3d")
         elif typ == PASSWORD:
             state["result"] = DB_PASSWORD
         elif typ == RANDOM_ID:
@@ -772,6 +796,240 @@ def test_only_the_env_step_waits_for_the_database(g):
 
 
 # -- the program as a whole ----------------------------------------------------------------------
+# -- alerts, logs, the database's operations (issue 22) -------------------------------------------
+LASTING = ("minimal", "complete", "single-host", "certificate-arn", "bastion-ip")
+MISSING_DATA = {"breaching", "notBreaching", "missing", "ignore"}
+
+
+def alarms_by_part(g: Graph) -> dict[str, Registered]:
+    return {r.name.removeprefix("site-alarm-"): r for r in g.of(ALARM)}
+
+
+def policy_document(r: Registered, key: str) -> dict:
+    return json.loads(r.inputs[key])
+
+
+@each(*LASTING)
+def test_the_alerts_go_to_one_topic_with_the_configured_subscriptions(g):
+    topic = g.one(TOPIC)
+    alerts = g.settings.alerts
+    assert alerts is not None and alerts.enabled
+    subscriptions = g.of(SUBSCRIPTION)
+    email = sorted(r.inputs["endpoint"] for r in subscriptions if r.inputs["protocol"] == "email")
+    assert email == sorted(alerts.email) and email, [r.urn for r in subscriptions]
+    for r in subscriptions:
+        assert r.inputs["topic"] == f"arn:aws:sns:eu-west-1:123456789012:{topic.name}", r.urn
+        assert topic.urn in r.dependencies, r.urn
+    hooks = [r for r in subscriptions if r.inputs["protocol"] == "https"]
+    if alerts.webhook is None:
+        assert not hooks
+    else:  # the URL is a credential: it reaches the state as a secret only
+        assert len(hooks) == 1 and isinstance(hooks[0].inputs["endpoint"], Secret), hooks
+        assert hooks[0].inputs["endpoint"].value == alerts.webhook.value
+        assert hooks[0].inputs["endpointAutoConfirms"] is False
+
+
+@each(*LASTING)
+def test_every_alarm_sends_its_alarm_and_its_ok_to_the_topic(g):
+    topic = g.one(TOPIC)
+    arn = f"arn:aws:sns:eu-west-1:123456789012:{topic.name}"
+    assert g.of(ALARM)
+    for r in g.of(ALARM):
+        assert r.inputs["alarmActions"] == [arn] and r.inputs["okActions"] == [arn], r.urn
+        assert r.inputs["treatMissingData"] in MISSING_DATA, r.urn
+        assert topic.urn in r.dependencies, r.urn
+        assert r.inputs["alarmDescription"].startswith(f"flask-stack flask-stack-{g.stack}: "), r.urn
+
+
+@each(*LASTING)
+def test_the_alarms_watch_the_balancer_each_host_and_the_database(g):
+    a = g.settings.alerts
+    found = alarms_by_part(g)
+    hosts = [f"web-{i}" for i in range(g.settings.hosts.count)]
+    balancer = ["unhealthy-hosts", "target-5xx-rate", "response-time-p95", "balancer-5xx"]
+    expected = ((balancer if g.settings.load_balancer else [])
+                + [f"{h}-{kind}" for h in hosts for kind in ("status", "cpu")]
+                + ["db-cpu", "db-free-storage", "db-connections", "db-free-memory"])
+    assert sorted(found) == sorted(expected)
+    want = {  # part: (namespace, metric, statistic, comparison, threshold, missing data)
+        "db-cpu": ("AWS/RDS", "CPUUtilization", "Average", "GreaterThanThreshold", a.cpu_percent,
+                   "missing"),
+        "db-free-storage": ("AWS/RDS", "FreeStorageSpace", "Minimum", "LessThanThreshold",
+                            a.free_storage_gb * 1024 ** 3, "breaching"),
+        "db-connections": ("AWS/RDS", "DatabaseConnections", "Maximum", "GreaterThanThreshold",
+                           a.database_connections, "missing"),
+        "db-free-memory": ("AWS/RDS", "FreeableMemory", "Minimum", "LessThanThreshold",
+                           a.free_memory_mb * 1024 ** 2, "breaching"),
+    }
+    for h in hosts:
+        want[f"{h}-status"] = ("AWS/EC2", "StatusCheckFailed", "Maximum",
+                               "GreaterThanOrEqualToThreshold", 1, "breaching")
+        want[f"{h}-cpu"] = ("AWS/EC2", "CPUUtilization", "Average", "GreaterThanThreshold",
+                            a.cpu_percent, "missing")
+    if g.settings.load_balancer:
+        want.update({
+            "unhealthy-hosts": ("AWS/ApplicationELB", "UnHealthyHostCount", "Maximum",
+                                "GreaterThanThreshold", 0, "breaching"),
+            "balancer-5xx": ("AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", "Sum",
+                             "GreaterThanThreshold", 10, "notBreaching"),
+        })
+    for part, (namespace, metric, statistic, comparison, threshold, missing) in want.items():
+        i = found[part].inputs
+        assert (i["namespace"], i["metricName"], i["statistic"]) == (namespace, metric, statistic), part
+        assert i["comparisonOperator"] == comparison and i["threshold"] == threshold, part
+        assert i["treatMissingData"] == missing, part
+    instances = {r.name.removeprefix("site-"): r for r in g.of(INSTANCE)}
+    for h in hosts:
+        for kind in ("status", "cpu"):
+            assert found[f"{h}-{kind}"].inputs["dimensions"] == {"InstanceId": ident(instances[h])}
+    db = g.one(DB)
+    for part in ("db-cpu", "db-free-storage", "db-connections", "db-free-memory"):
+        assert found[part].inputs["dimensions"] == {"DBInstanceIdentifier": "site-db-a1b2c3d"}, part
+        assert db.urn in found[part].dependencies, part
+
+
+@each("minimal", "complete", "certificate-arn", "bastion-ip")
+def test_the_app_alarms_name_the_target_group_and_the_balancer(g):
+    found = alarms_by_part(g)
+    alb, target = g.one(ALB), g.one(TARGET_GROUP)
+    both = {"TargetGroup": f"targetgroup/{target.name}/73e2d6bc24d8a067",
+            "LoadBalancer": f"app/{alb.name}/50dc6c495c0c9188"}
+    assert found["unhealthy-hosts"].inputs["dimensions"] == both
+    assert found["balancer-5xx"].inputs["dimensions"] == {"LoadBalancer": both["LoadBalancer"]}
+    p95 = found["response-time-p95"].inputs
+    assert p95["extendedStatistic"] == "p95" and "statistic" not in p95
+    assert p95["metricName"] == "TargetResponseTime" and p95["dimensions"] == both
+    assert p95["threshold"] == g.settings.alerts.response_time_ms / 1000  # the metric is in seconds
+    periods = 3 if g.settings.is_prod else 5
+    for part in ("unhealthy-hosts", "target-5xx-rate", "response-time-p95", "balancer-5xx"):
+        i = found[part].inputs
+        assert num(i["evaluationPeriods"]) == num(i["datapointsToAlarm"]) == periods, part
+    # The 5xx rate: metric math over the target group's 5xx count and its request count.
+    rate = found["target-5xx-rate"].inputs
+    assert "metricName" not in rate and rate["threshold"] == g.settings.alerts.error_rate_percent
+    queries = {q["id"]: q for q in rate["metricQueries"]}
+    assert queries["errors"]["metric"]["metricName"] == "HTTPCode_Target_5XX_Count"
+    assert queries["requests"]["metric"]["metricName"] == "RequestCount"
+    for name in ("errors", "requests"):
+        metric = queries[name]["metric"]
+        assert metric["stat"] == "Sum" and metric["dimensions"] == both and num(metric["period"]) == 60
+        assert queries[name]["returnData"] is False
+    assert queries["rate"]["returnData"] is True
+    assert queries["rate"]["expression"] == \
+        "IF(requests >= 20, 100 * FILL(errors, 0) / requests, 0)"
+
+
+def test_the_thresholds_are_sized_per_environment(graphs):
+    prod = program(MINIMAL, MINIMAL_KEYS, stack="prod")
+    found, dev = alarms_by_part(prod), alarms_by_part(graphs["minimal"])
+    assert found["web-0-cpu"].inputs["threshold"] == 80 and dev["web-0-cpu"].inputs["threshold"] == 90
+    assert found["target-5xx-rate"].inputs["threshold"] == 1
+    assert dev["target-5xx-rate"].inputs["threshold"] == 5
+    assert found["response-time-p95"].inputs["threshold"] == 1.0
+    assert dev["response-time-p95"].inputs["threshold"] == 2.0
+    assert num(found["unhealthy-hosts"].inputs["evaluationPeriods"]) == 3
+    # db.t4g.micro: 1 GiB, so max_connections ~ 101 and the alarm at 80% of it
+    assert found["db-connections"].inputs["threshold"] == 80
+
+
+@each("ephemeral")
+def test_an_ephemeral_stack_gets_no_paid_extras(g):
+    for typ in (TOPIC, SUBSCRIPTION, ALARM, BUCKET, FLOW_LOG, LOG_GROUP, ROLE):
+        assert not g.of(typ), f"{typ} on a review stack: {[r.urn for r in g.of(typ)]}"
+    i = g.one(DB).inputs
+    assert num(i["monitoringInterval"]) == 0 and not i.get("monitoringRoleArn")
+    assert i["enabledCloudwatchLogsExports"] == [] and not i.get("maxAllocatedStorage")
+    assert i["performanceInsightsEnabled"] is True and num(i["performanceInsightsRetentionPeriod"]) == 7
+    assert not g.one(ALB).inputs.get("accessLogs")
+
+
+@each("minimal", "complete", "certificate-arn", "bastion-ip")
+def test_the_access_logs_go_to_a_private_encrypted_bucket_of_the_stack(g):
+    bucket = g.one(BUCKET)
+    arn = f"arn:aws:s3:::{bucket.name}-a1b2c3d"
+    assert bucket.inputs["forceDestroy"] is False, f"{bucket.urn}: a destroy would delete the logs"
+    for typ in (BUCKET_SSE, BUCKET_BLOCK, BUCKET_OWNERSHIP, BUCKET_LIFECYCLE, BUCKET_POLICY):
+        assert g.one(typ).inputs["bucket"] == ident(bucket), typ
+    sse = g.one(BUCKET_SSE).inputs["rules"]
+    assert sse == [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]  # SSE-S3
+    block = g.one(BUCKET_BLOCK).inputs
+    for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+        assert block[key] is True, key
+    assert g.one(BUCKET_OWNERSHIP).inputs["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    rules = g.one(BUCKET_LIFECYCLE).inputs["rules"]
+    assert len(rules) == 1 and rules[0]["status"] == "Enabled" and rules[0]["filter"] == {"prefix": ""}
+    assert num(rules[0]["expiration"]["days"]) == g.settings.logs.retention_days
+    policy = g.one(BUCKET_POLICY)
+    assert g.one(BUCKET_BLOCK).urn in policy.dependencies
+    statements = policy_document(policy, "policy")["Statement"]
+    allows = [s for s in statements if s["Effect"] == "Allow"]
+    assert allows == [{"Sid": "ElbLogDelivery", "Effect": "Allow",
+                       "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                       "Action": "s3:PutObject", "Resource": f"{arn}/alb/AWSLogs/{ACCOUNT}/*"}]
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    assert denies == [{"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                       "Resource": [arn, f"{arn}/*"],
+                       "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]
+    alb = g.one(ALB)
+    assert alb.inputs["accessLogs"] == {"bucket": ident(bucket), "prefix": "alb", "enabled": True}
+    assert policy.urn in alb.dependencies, "the balancer is created before it may write its logs"
+
+
+def test_an_ephemeral_stack_asking_for_access_logs_gets_a_bucket_a_destroy_empties():
+    config = with_changes(MINIMAL, expiresAt=REVIEW_EXPIRY, logs={"accessLogs": True})
+    g = program(config, MINIMAL_KEYS, stack="pr-8")
+    assert g.one(BUCKET).inputs["forceDestroy"] is True
+    days = g.one(BUCKET_LIFECYCLE).inputs["rules"][0]["expiration"]["days"]
+    assert num(days) == 7
+
+
+@each()
+def test_the_vpcs_default_security_group_allows_nothing(g):
+    default = g.one(DEFAULT_SG)
+    assert default.inputs["vpcId"] == ident(g.one(VPC))
+    assert default.inputs["ingress"] == [] and default.inputs["egress"] == [], default.urn
+
+
+@each()
+def test_flow_logs_only_when_asked_to_a_log_group_kept_for_the_retention(g):
+    if not g.settings.logs.flow_logs:
+        assert not g.of(FLOW_LOG) and not g.of(LOG_GROUP)
+        return
+    flow, group = g.one(FLOW_LOG), g.one(LOG_GROUP)
+    assert flow.inputs["vpcId"] == ident(g.one(VPC)) and flow.inputs["trafficType"] == "ALL"
+    assert flow.inputs["logDestinationType"] == "cloud-watch-logs"
+    assert flow.inputs["logDestination"] == f"arn:aws:cloudwatch:eu-west-1:123456789012:{group.name}"
+    assert num(group.inputs["retentionInDays"]) == g.settings.logs.retention_days
+    role = g.named("site-flow-logs", ROLE)
+    assume = policy_document(role, "assumeRolePolicy")["Statement"]
+    assert [s["Principal"] for s in assume] == [{"Service": "vpc-flow-logs.amazonaws.com"}]
+    assert assume[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    writes = policy_document(g.one(ROLE_POLICY), "policy")["Statement"]
+    group_arn = flow.inputs["logDestination"]
+    assert writes[0]["Resource"] == [group_arn, f"{group_arn}:*"]
+    assert writes[1] == {"Effect": "Allow", "Action": "logs:DescribeLogGroups", "Resource": "*"}
+
+
+@each(*LASTING)
+def test_the_database_grows_is_seen_and_never_enrols_in_extended_support(g):
+    db = g.one(DB)
+    i, want = db.inputs, g.settings.database
+    assert num(i["maxAllocatedStorage"]) == want.max_storage_gb > num(i["allocatedStorage"]), db.urn
+    assert i["performanceInsightsEnabled"] is True, db.urn
+    assert num(i["performanceInsightsRetentionPeriod"]) == 7, "beyond 7 days Performance Insights is paid"
+    assert i["enabledCloudwatchLogsExports"] == ["postgresql", "upgrade"], db.urn
+    assert i["engineLifecycleSupport"] == "open-source-rds-extended-support-disabled", db.urn
+    assert i["iamDatabaseAuthenticationEnabled"] is True, db.urn
+    assert num(i["monitoringInterval"]) == 60, db.urn
+    role = g.named("site-db-monitoring", ROLE)
+    assert i["monitoringRoleArn"] == f"arn:aws:iam:eu-west-1:123456789012:{role.name}"
+    assume = policy_document(role, "assumeRolePolicy")["Statement"]
+    assert [s["Principal"] for s in assume] == [{"Service": "monitoring.rds.amazonaws.com"}]
+    attached = g.one(ATTACH_POLICY).inputs
+    assert attached["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+    assert attached["role"] == ident(role), attached  # an IAM role's id is its name
+
+
 def test_the_args_take_the_inventorys_host_names_unless_given(graphs):
     from stack.aws import AwsSiteArgs  # here: importing the module imports pulumi_aws
 
@@ -798,12 +1056,13 @@ def test_a_second_run_declares_identical_inputs(g, variant):
     assert not changed, changed
 
 
-def test_each_extra_host_adds_fewer_than_ten_resources():
+def test_each_extra_host_adds_fewer_than_twelve_resources():
+    """The instance, its target, its steps, and its two alarms (status check, CPU)."""
     def run(count: int) -> Run:
         return program(with_changes(COMPLETE, hosts={**COMPLETE["hosts"], "count": count}),
                        COMPLETE_KEYS).run
 
-    assert growth_per_host(run) < 10
+    assert growth_per_host(run) < 12
 
 
 def test_pulumi_aws_is_imported_for_aws_and_only_by_stack_aws():

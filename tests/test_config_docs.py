@@ -15,7 +15,8 @@ from stack.settings.platforms import HOST_SECTIONS
 ROOT = Path(__file__).resolve().parent.parent
 DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)
 SECTIONS = ("hosts", "database", "app", "domain", "tls", "rateLimit", "deploy", "ssh", "network",
-            "heroku")
+            "heroku", "alerts", "logs")
+AWS_SECTIONS = ("alerts", "logs")  # refused as a whole on the other platforms
 BASE = {
     "digitalocean": {"platform": "digitalocean", "region": "fra1"},
     "aws": {"platform": "aws", "region": "eu-west-1"},
@@ -46,9 +47,13 @@ def code_keys() -> set[str]:
     for platform, base in BASE.items():
         top = known_keys({**base, "zzzz": 1}, "")
         keys |= top - set(SECTIONS)
+        if platform == "aws":
+            keys |= set(AWS_SECTIONS)  # documented as a whole too (the platform table's rows)
         for section in SECTIONS:
             if platform == "heroku" and section in HOST_SECTIONS:
                 continue  # refused there as a whole
+            if platform != "aws" and section in AWS_SECTIONS:
+                continue
             raw = {**base, section: {**base.get(section, {}), "zzzz": 1}}
             keys |= {f"{section}.{k}" for k in known_keys(raw, f"{section}.") if k != "bastion"}
         if platform == "heroku":
@@ -94,7 +99,8 @@ def test_documented_defaults_are_the_code_defaults():
                      "hosts.count": ["aws", "digitalocean", "heroku"],  # existing: len(hosts.addresses)
                      "hosts.python": ["aws", "digitalocean", "existing"],  # heroku: its own default
                      "heroku.stack": ["heroku"],
-                     }.get(key, list(loaded))
+                     "database.maxStorageGb": ["aws"],
+                     }.get(key, ["aws"] if key.split(".")[0] in AWS_SECTIONS else list(loaded))
         for platform in platforms:
             value = loaded[platform]
             for part in key.split("."):

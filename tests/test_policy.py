@@ -198,6 +198,58 @@ def test_aws_prod_without_deletion_protection_is_caught(aws_graphs, type_, props
     assert violations(aws_graphs["ephemeral"]) == {}  # pr-7: no protection, and rightly so
 
 
+# -- operations on prod (issue 22) ---------------------------------------------------------------
+AWS_PROD = "complete@prod"
+
+
+def without(resources: list[PolicyResource], type_: str) -> list[PolicyResource]:
+    """A copy of the graph with every `type_` resource gone (and every dependency on one)."""
+    out = [r for r in copy.deepcopy(resources) if r.resource_type != type_]
+    kept = {r.urn for r in out}
+    for r in out:
+        r.dependencies = [d for d in r.dependencies if d.urn in kept]
+    return out
+
+
+@pytest.mark.parametrize("type_, props, policy", [
+    (baseline.AWS_LBS[0], {"accessLogs": None}, "access-logs-on-prod"),
+    (baseline.AWS_LBS[0], {"accessLogs": {"bucket": "logs", "enabled": False}}, "access-logs-on-prod"),
+    (baseline.AWS_RDS, {"maxAllocatedStorage": None}, "storage-autoscaling-on-prod"),
+    (baseline.AWS_RDS, {"maxAllocatedStorage": 50}, "storage-autoscaling-on-prod"),  # = allocated
+    (baseline.AWS_ALARM, {"okActions": []}, "alerts-on-prod"),
+    (baseline.AWS_ALARM, {"alarmActions": None}, "alerts-on-prod"),
+])
+def test_each_aws_prod_operations_rule_catches_its_mutation(aws_graphs, type_, props, policy):
+    assert violations(aws_graphs[AWS_PROD]) == {}
+    target = find(aws_graphs[AWS_PROD], type_)
+    found = violations(changed(aws_graphs[AWS_PROD], type_, **props))
+    assert list(found) == [policy], found
+    assert found[policy][0].startswith(target.urn + ": "), found
+
+
+def test_a_prod_stack_whose_alarms_reach_nobody_is_caught(aws_graphs):
+    found = violations(without(aws_graphs[AWS_PROD], baseline.AWS_SUBSCRIPTION))
+    assert list(found) == ["alerts-on-prod"]
+    assert found["alerts-on-prod"] == ["no SNS topic with a subscription: an alarm would reach "
+                                       "nobody (set alerts.email)"]
+    found = violations(without(aws_graphs[AWS_PROD], baseline.AWS_ALARM))
+    assert list(found) == ["alerts-on-prod"]
+    watched = {r.urn for r in aws_graphs[AWS_PROD]
+               if r.resource_type in (baseline.AWS_RDS, baseline.AWS_INSTANCE)}
+    assert len(watched) == 4  # the database and the three hosts
+    assert sorted(found["alerts-on-prod"]) == sorted(f"{urn}: no CloudWatch alarm watches it"
+                                                     for urn in watched)
+
+
+def test_the_operations_rules_hold_only_on_prod(aws_graphs):
+    """Staging and review stacks may go without (the rules are mandatory on prod only)."""
+    for name in ("complete", "ephemeral"):
+        resources = without(changed(aws_graphs[name], baseline.AWS_RDS, maxAllocatedStorage=None),
+                            baseline.AWS_SUBSCRIPTION)
+        resources = changed(resources, baseline.AWS_LBS[0], accessLogs=None)
+        assert violations(resources) == {}, name
+
+
 def test_world_open_ssh_is_caught_on_a_digitalocean_firewall(do_graphs):
     resources = do_graphs["digitalocean-complete"]
     firewall = find(resources, baseline.DO_FIREWALL)

@@ -89,6 +89,7 @@ def good(platform: str) -> dict[str, Any]:
             "database": {**database, "size": "db.t4g.small", "storageGb": 50,
                          "backupRetentionDays": 14},
             "network": {**cloud["network"], "zones": 3},
+            "alerts": {"email": ["ops@example.com"]},  # prod needs someone to hear an alarm
         })
     return copy.deepcopy({
         **cloud, "region": "fra1", "doProject": True,
@@ -1043,6 +1044,8 @@ NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
                              "schedules"}  # refused on heroku: a clock process instead
 for _platform in ("digitalocean", "aws", "existing"):
     NOT_IN_COMPLETE[_platform] |= {"heroku", "heroku.appName", "heroku.team", "heroku.stack"}
+for _platform in ("digitalocean", "existing", "heroku"):  # refused there (AWS only so far)
+    NOT_IN_COMPLETE[_platform] |= {"alerts", "logs", "database.maxStorageGb"}
 for _unset in NOT_IN_COMPLETE.values():
     _unset.add("tls.acmeCaBundle")  # only for a private ACME server; the examples use Let's Encrypt
 
@@ -1104,6 +1107,7 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "deploy.healthTimeout": 60, "deploy.releasesKept": 5, "deploy.drainSeconds": 40,
     "deploy.undrainSeconds": 25,
     "heroku.appName": "rocket-web", "heroku.team": "acme", "heroku.stack": "heroku-24",
+    "database.maxStorageGb": 200, "alerts": {"email": "ops@example.com"}, "logs": {"flowLogs": True},
 }
 
 

@@ -25,6 +25,9 @@ def read_database(r: Reader, p: Platform, *, prod: bool = False) -> Database:
         size = r.string("size", p.default("database.size"), pattern=pattern, expect=expect)
     if p.takes(r, "storageGb"):
         storage = r.integer("storageGb", p.default("database.storageGb"), 20, 65536, unit="GB")
+    max_storage = 0
+    if p.takes(r, "maxStorageGb"):
+        max_storage = read_max_storage(r, storage)
     version = p.default("database.engineVersion")
     if p.takes(r, "engineVersion"):
         version = r.string("engineVersion", version, pattern=r"1[3-7]",
@@ -47,7 +50,20 @@ def read_database(r: Reader, p: Platform, *, prod: bool = False) -> Database:
     r.finish()
     return Database(engine_version=version, size=size, storage_gb=storage,
                     backup_retention_days=backups, high_availability=ha, name=name, user=user,
-                    url=url)
+                    url=url, max_storage_gb=max_storage)
+
+
+def read_max_storage(r: Reader, storage: int) -> int:
+    """database.maxStorageGb: storage autoscaling's ceiling (RDS max_allocated_storage), default
+    4 x storageGb; 0 turns autoscaling off. RDS wants it at least 10% above storageGb."""
+    default = min(4 * storage, 65536)
+    value = r.integer("maxStorageGb", default, 0, 65536, unit="GB", also="or 0 (off)")
+    least = -(-storage * 11 // 10)
+    if value and storage and value < least and not r.reported("maxStorageGb"):
+        r.error("maxStorageGb", f"must be 0 (no storage autoscaling) or at least {least} (10% "
+                                f"above database.storageGb, {storage}), got {value}")
+        return default
+    return value
 
 
 def ensure_user_allowed(r: Reader, user: str | None) -> None:

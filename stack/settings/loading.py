@@ -3,12 +3,14 @@ frozen `Settings` (or a `SettingsError` listing all that is wrong)."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stack.settings.alerts import read_alerts, read_logs, unheard
 from stack.settings.app import read_app
 from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
@@ -96,6 +98,14 @@ def load(
     elif ephemeral and not p.hosted:
         hosts, database = smallest_on_heroku(hosts, database)
         processes = smallest_processes(processes)
+    if ephemeral and p.cloud and not top.reported("database"):
+        database = dataclasses.replace(database, max_storage_gb=0)  # a review stack stays small
+    alerts = logs = None
+    prod = stack in PROD_STACKS
+    if p.takes(top, "alerts"):
+        alerts = read_alerts(section("alerts"), database, prod=prod, ephemeral=ephemeral)
+    if p.takes(top, "logs"):
+        logs = read_logs(section("logs"), prod=prod, ephemeral=ephemeral)
     do_project = p.takes(top, "doProject") and top.boolean("doProject", p.default("doProject"))
     top.finish()
 
@@ -107,9 +117,10 @@ def load(
         tls=tls, front=front, front_workers=front_workers, rate_limit=rate_limit, deploy=deploy,
         ssh=ssh, network=network,
         ephemeral=ephemeral, expires_at=expires_at, do_project=bool(do_project), heroku=heroku,
-        processes=processes, schedules=schedules,
+        processes=processes, schedules=schedules, alerts=alerts, logs=logs,
         deferred=tuple(deferred.lines() if deferred else ()),
-        warnings=tuple(warnings(p, hosts, database, app.name)),
+        warnings=tuple(warnings(p, hosts, database, app.name)
+                       + [w for w in [unheard(alerts, prod=prod)] if w]),
     )
 
 

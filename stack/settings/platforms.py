@@ -120,6 +120,14 @@ RULES: dict[str, Rule] = {
         HEROKU: "has no meaning on platform heroku: Common Runtime dynos get no private network "
                 "from the program; remove it"}),
     "network.zones": Rule((AWS,), {AWS: 2}),
+    "database.maxStorageGb": Rule((AWS,), refusals={
+        DO: "is set by database.size on DigitalOcean; remove it",
+        HEROKU: "is set by the Heroku Postgres plan (database.size); remove it"},
+        why="the program creates no database there"),
+    # Whole sections (stack/settings/alerts.py): CloudWatch alarms, ALB access logs, flow logs.
+    "alerts": Rule((AWS,), why="the alarms are built on AWS only so far, CloudWatch through SNS; "
+                               "DigitalOcean's monitor alerts are not built yet"),
+    "logs": Rule((AWS,), why="access logs and flow logs are built on AWS only so far"),
     # Keys of a front (Nginx or HAProxy) and of the hosts' rollout: a dyno has neither.
     "front": Rule(HOSTED, refusals={HEROKU: f"has no meaning: {DYNOS}; Heroku's router is the "
                                             "front; remove it"}),

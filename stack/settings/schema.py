@@ -55,6 +55,7 @@ class Database:
     name: str
     user: str
     url: Secret | None  # platform existing: the database the user already has
+    max_storage_gb: int = 0  # aws: storage autoscaling's ceiling (max_allocated_storage); 0 = off
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,30 @@ class Network:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """aws: where alarms go and when they fire (stack/settings/alerts.py has the defaults)."""
+
+    enabled: bool  # the SNS topic and the CloudWatch alarms are declared (off on ephemeral stacks)
+    email: tuple[str, ...]  # SNS email subscriptions (each confirms by a link in a mail)
+    webhook: Secret | None  # an https:// endpoint subscribed to the topic (secret: it often is one)
+    cpu_percent: int  # hosts' and database's average CPU above this
+    error_rate_percent: int  # the app's 5xx answers, in % of the requests
+    response_time_ms: int  # the app's p95 response time (TargetResponseTime) above this
+    free_storage_gb: int  # the database's free storage below this
+    free_memory_mb: int  # the database's freeable memory below this
+    database_connections: int  # the database's connections above this
+
+
+@dataclass(frozen=True)
+class Logs:
+    """aws: what the stack keeps of its traffic, and for how long."""
+
+    retention_days: int  # access logs (S3 lifecycle) and flow logs (CloudWatch Logs retention)
+    access_logs: bool  # the load balancer's access logs to an S3 bucket the stack creates
+    flow_logs: bool  # the VPC's flow logs to CloudWatch Logs
+
+
+@dataclass(frozen=True)
 class Heroku:
     """platform heroku: the app the program creates and what it runs on."""
 
@@ -208,6 +233,8 @@ class Settings:
     expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     heroku: Heroku | None = None  # platform heroku only
+    alerts: Alerts | None = None  # platform aws only
+    logs: Logs | None = None  # platform aws only
     processes: tuple[Process, ...] = ()  # sorted by name
     schedules: tuple[Schedule, ...] = ()  # sorted by name; hosts only
     deferred: tuple[str, ...] = ()  # offline only: what a deploy will still need set

@@ -21,6 +21,9 @@ TEST_SECRET = "test-secret-value-5d1e"  # noqa: S105 - a stand-in value the test
 COMMANDS = ("command:remote:Command", "command:remote:CopyToRemote")
 
 
+TEST_WEBHOOK = "https://hooks.example.com/sns/T0KEN"
+
+
 def stack_file_config(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     """A stack file's config as `run_program` takes it: `secure:` values replaced by test
     values (the SSH private key, TEST_SECRET elsewhere), deploy-only values the file leaves to
@@ -31,6 +34,8 @@ def stack_file_config(path: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     def fill(value: Any, section: str, key: str) -> Any:
         if isinstance(value, Secret):
             secret_sections.add(section)
+            if key == "webhook":  # alerts.webhook: an https:// URL
+                return TEST_WEBHOOK
             return TEST_PRIVATE_KEY if key == "privateKey" else TEST_SECRET
         if isinstance(value, dict):
             return {k: fill(v, section, k) for k, v in value.items()}
