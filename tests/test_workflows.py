@@ -350,8 +350,10 @@ def test_every_job_that_previews_or_updates_sets_up_the_policy_packs_venv():
     setup = load(GITHUB / "actions" / "setup" / "action.yml")["runs"]["steps"]
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     venv = pack["runtime"]["options"]["virtualenv"]
-    made = [s["run"] for s in setup if f"policy/{venv}/bin/python -m pip install" in s.get("run", "")]
-    assert made and "-r policy/requirements.txt" in made[0] and f"-m venv policy/{venv}" in made[0]
+    made = [s["run"] for s in setup if "ensure_policy_venv" in s.get("run", "")]
+    assert made and ". bin/common.sh" in made[0]
+    assert re.search(rf'^ensure_policy_venv\(\) {{ sync_venv "\$ROOT/policy/{venv}" ',
+                     (ROOT / "bin" / "common.sh").read_text(), re.M)
     for workflow, name, job in jobs():
         runs_pulumi = "--policy-pack" in json.dumps(job) or "policyPacks" in json.dumps(job) or \
             ".github/scripts/pr-preview" in runs(job)
@@ -786,14 +788,15 @@ def test_deploy_prepare_stops_on_an_incomplete_stack_file(project):
 
 
 # bin/deploy, against the same fake pulumi
-def fake_venv(path: Path, requirements: Path) -> None:
-    """A virtualenv bin/deploy takes as up to date (its stamp is that of `requirements`, so
-    nothing is installed), whose python is this one."""
+def fake_venv(path: Path, lock: Path) -> None:
+    """A virtualenv bin/deploy takes as up to date (its stamp is that of requirements-build.lock
+    and `lock`, so nothing is installed), whose python is this one."""
     (path / "bin").mkdir(parents=True)
     python = path / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
-    (path / ".requirements.sha256").write_text(hashlib.sha256(requirements.read_bytes()).hexdigest() + "\n")
+    locks = (ROOT / "requirements-build.lock").read_bytes() + lock.read_bytes()
+    (path / ".lock.sha256").write_text(hashlib.sha256(locks).hexdigest() + "\n")
 
 
 @pytest.fixture
@@ -801,10 +804,11 @@ def deployable(project) -> Project:
     root = project.root
     shutil.copytree(ROOT / "bin", root / "bin")
     shutil.copytree(ROOT / "policy", root / "policy", ignore=shutil.ignore_patterns("venv", "__pycache__"))
-    shutil.copy2(ROOT / "requirements.txt", root / "requirements.txt")
+    for name in ("requirements.txt", "requirements.lock", "requirements-build.lock"):
+        shutil.copy2(ROOT / name, root / name)
     (root / ".venv").unlink()
-    fake_venv(root / ".venv", root / "requirements.txt")
-    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.txt")
+    fake_venv(root / ".venv", root / "requirements.lock")
+    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.lock")
     (root / "Pulumi.staging.yaml").write_text(full_stack_file("staging"))
     return project
 
