@@ -66,9 +66,10 @@ PY
 # REQUIREMENTS (a path under the project: requirements.txt -> requirements.lock) into it, every
 # file checked against the lock's sha256 (pip --require-hashes). The build tools come first, from
 # requirements-build.lock, so an sdist in the lock builds with them (--no-build-isolation), not
-# with tools pip would fetch unchecked. A no-op when the locks have not changed since. It refuses
-# a lock that no longer matches REQUIREMENTS (check_lock) unless told `any` (bin/lock, which
-# needs the venv's uv to make the lock again).
+# with tools pip would fetch unchecked (--use-pep517: Debian 12's pip 23.0 would otherwise run the
+# deprecated `setup.py install` for an sdist with no pyproject.toml). A no-op when the locks have
+# not changed since. It refuses a lock that no longer matches REQUIREMENTS (check_lock) unless
+# told `any` (bin/lock, which needs the venv's uv to make the lock again).
 sync_venv() {
   local dir=$1 requirements=$2 drift=${3:-} stamp want lock build name
   lock=${requirements%.txt}.lock
@@ -92,7 +93,7 @@ sync_venv() {
       -r "$build" 2> >(grep -v "^WARNING: Location 'file:" >&2) \
       || die "pip install --require-hashes -r ${build#"$ROOT/"} failed (see above)"
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
-      --no-build-isolation -r "$lock" 2> >(grep -v "^WARNING: Location 'file:" >&2) \
+      --no-build-isolation --use-pep517 -r "$lock" 2> >(grep -v "^WARNING: Location 'file:" >&2) \
       || die "pip install --require-hashes -r $name failed (see above)"
     echo "$want" > "$stamp"
   fi
