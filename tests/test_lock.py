@@ -9,7 +9,9 @@ import base64
 import hashlib
 import os
 import re
+import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -79,11 +81,12 @@ def bash(script: str, root: Path, **env: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def wheel(folder: Path, name: str, version: str, body: str = "") -> Path:
+def wheel(folder: Path, name: str, version: str, body: str = "", requires: str = "") -> Path:
     """A pure-Python wheel of one module, made by hand (no build tool, no network)."""
     info = f"{name}-{version}.dist-info"
+    needs = f"Requires-Dist: {requires}\n" if requires else ""
     files = {f"{name}.py": f"VERSION = {version!r}\n{body}",
-             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{needs}",
              f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\n"
                               "Tag: py3-none-any\n"}
     record = []
@@ -220,3 +223,59 @@ def test_shellcheck_passes_on_bin(path):
     result = subprocess.run([shellcheck, "-x", "--source-path=SCRIPTDIR", "--shell=bash", path], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def setuptools_wheel(tmp_path_factory) -> Path:
+    """The setuptools wheel the build lock names (pip's cache, or the index, once)."""
+    version = pins((ROOT / "requirements-build.lock").read_text())["setuptools"]
+    folder = tmp_path_factory.mktemp("setuptools")
+    got = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                          "--only-binary=:all:", "--dest", str(folder), f"setuptools=={version}"],
+                         capture_output=True, text=True, check=False, timeout=300)
+    assert got.returncode == 0, got.stderr
+    [found] = folder.glob("*.whl")
+    return found
+
+
+def test_bin_lock_makes_the_three_locks_that_sync_venv_accepts(tmp_path, setuptools_wheel):
+    """bin/lock in a project of one pin, against a folder of wheels (uv's --no-index
+    --find-links, given as bin/lock's extra arguments), then again after the pin moves."""
+    links = tmp_path / "wheels"
+    for version in ("1.0", "1.1"):
+        wheel(links, "tiny", version, requires="setuptools")  # as pulumi-policy needs it
+    shutil.copy(setuptools_wheel, links)
+    root = tmp_path / "project"
+    (root / "policy").mkdir(parents=True)
+    shutil.copytree(ROOT / "bin", root / "bin")
+    (root / ".venv").symlink_to(ROOT / ".venv")  # its uv; bin/lock installs nothing when it has one
+    (root / "requirements.txt").write_text("tiny==1.0\n")
+    (root / "policy" / "requirements.txt").write_text("tiny==1.0\n")
+
+    def lock() -> subprocess.CompletedProcess:
+        return subprocess.run([str(root / "bin" / "lock"), "--no-index", "--find-links", str(links)],
+                              cwd=root, capture_output=True, text=True, timeout=300, check=False)
+
+    made = lock()
+    assert made.returncode == 0, made.stderr
+    assert made.stderr.splitlines()[-3:] == [f"wrote {name}" for name in (
+        "requirements.lock", "policy/requirements.lock", "requirements-build.lock")]
+    program = (root / "requirements.lock").read_text()
+    assert program.splitlines()[1] == "#    bin/lock"
+    digest = hashlib.sha256((links / "tiny-1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    assert f"tiny==1.0 \\\n    --hash=sha256:{digest}\n" in program
+    build = pins((root / "requirements-build.lock").read_text())
+    assert build == {"setuptools": setuptools_wheel.name.split("-")[1]} == {
+        "setuptools": pins(program)["setuptools"]}
+    (root / "requirements.txt").write_text("tiny==1.1\n")
+    refused = bash('check_lock "$ROOT/requirements.txt" "$ROOT/requirements.lock"', root)
+    assert refused.returncode == 1 and "tiny==1.1 (the lock has 1.0)" in refused.stderr
+    alone = lock()  # the policy pack's lock takes the program's versions (-c requirements.lock)
+    assert alone.returncode == 1
+    assert ("error: uv pip compile policy/requirements.txt failed (see above); policy/requirements.txt "
+            "pins what requirements.txt pins at the same version") in alone.stderr, alone.stderr
+    (root / "policy" / "requirements.txt").write_text("tiny==1.1\n")
+    again = lock()
+    assert again.returncode == 0, again.stderr
+    assert pins((root / "requirements.lock").read_text())["tiny"] == "1.1"
+    assert pins((root / "policy" / "requirements.lock").read_text())["tiny"] == "1.1"
