@@ -74,15 +74,15 @@ def ids(items: list[tuple[str, str, dict]]) -> list[str]:
 # -- linters --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_actionlint_passes(path):
-    actionlint = tool("actionlint", "pip install -r requirements.txt")
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    actionlint = tool("actionlint", "bin/test installs it from requirements.lock")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     result = subprocess.run([actionlint, "-no-color", "-shellcheck", shellcheck, str(path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_actionlint_finds_a_broken_workflow(tmp_path):
-    actionlint = tool("actionlint", "pip install -r requirements.txt")
+    actionlint = tool("actionlint", "bin/test installs it from requirements.lock")
     bad = tmp_path / ".github/workflows/bad.yml"
     bad.parent.mkdir(parents=True)
     bad.write_text(textwrap.dedent("""\
@@ -105,7 +105,7 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
 def zizmor(*args: str, cwd: Path = ROOT) -> list[dict[str, Any]]:
     # --strict-collection: a file that does not match GitHub's schema (dependabot.yml included)
     # fails instead of being skipped with a warning
-    result = subprocess.run([tool("zizmor", "pip install -r requirements.txt"), "--offline",
+    result = subprocess.run([tool("zizmor", "bin/test installs it from requirements.lock"), "--offline",
                              "--strict-collection", "--format", "json-v1", *args], cwd=cwd,
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("["), result.stdout + result.stderr
@@ -155,14 +155,14 @@ def test_zizmor_finds_a_tag_pin_and_a_secret_outside_an_environment(tmp_path):
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
 def test_shellcheck_passes(path):
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     result = subprocess.run([shellcheck, "-x", "--source-path=SCRIPTDIR", str(path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_shellcheck_finds_a_broken_script(tmp_path):
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     bad = tmp_path / "bad"
     bad.write_text("#!/usr/bin/env bash\nfor f in $(ls $1); do rm $f; done\n")
     result = subprocess.run([shellcheck, str(bad)], capture_output=True, text=True, timeout=120)
@@ -182,7 +182,7 @@ def run_blocks() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "script"), run_blocks(), ids=[w for w, _ in run_blocks()])
 def test_shellcheck_passes_on_every_run_block(where, script, tmp_path):
     """What actionlint does with shellcheck, also where actionlint cannot be installed."""
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     path = tmp_path / "step.sh"
     path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)  # GitHub's bash -e {0}
     result = subprocess.run([shellcheck, str(path)], capture_output=True, text=True, timeout=120)
