@@ -12,10 +12,13 @@ sdists) by stack/wheels.py, cached by what decides them, not by the app's own fi
 Layout inside the archive (and under /srv/<app>/releases/<id>/ on a host):
   <the app's files>             the app's own tree, so `current/static` is its static folder
   .flaskstack/requirements.txt  what the venv installs: the locked pins (`name==version`, for the
-                                hosts' Python), the app's requirements + Gunicorn
+                                hosts' Python), the app's requirements + Gunicorn, each with the
+                                sha256 of its wheel in the wheelhouse (`--hash=sha256:...`): the
+                                hosts install with `pip --require-hashes`
   .flaskstack/python            the hosts' Python version the pins were resolved for ("3.11.2")
   .flaskstack/wheelhouse/       a wheel of every pin
   .flaskstack/project/*.whl     the app itself, when it is a pyproject package
+  .flaskstack/project.txt       then: its `name==version --hash=sha256:...`, installed the same way
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from stack.settings import Settings
-from stack.wheels import DependencyError, Input, Locked, Target, lock_and_fetch
+from stack.wheels import DependencyError, Input, Locked, Target, lock_and_fetch, pin_line
 
 # What the hosts' Python runs Gunicorn with: pinned here, unless the app pins its own.
 GUNICORN = "gunicorn==27.0.1"
@@ -188,6 +191,17 @@ def build_wheelhouse(settings: Settings, target: Target, cache: Path) -> tuple[L
     return locked, project_wheel(settings, target, cache) if is_package(settings) else []
 
 
+def project_requirements(wheels: list[Path]) -> str:
+    """The app's own wheel as the hosts install it (`pip --require-hashes --no-deps
+    --find-links .flaskstack/project -r .flaskstack/project.txt`): its name, version and sha256."""
+    lines = []
+    for wheel in wheels:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        lines.append(pin_line(f"{name}=={version}", [hashlib.sha256(wheel.read_bytes()).hexdigest()]))
+    return "# The app's own package, checked against its sha256 (pip --require-hashes).\n" + \
+        "".join(f"{line}\n" for line in lines)
+
+
 def add_data(tar: tarfile.TarFile, name: str, data: bytes, executable: bool = False,
          mtime: int = FIXED_MTIME) -> None:
     info = tarfile.TarInfo(name)
@@ -244,6 +258,8 @@ def build(settings: Settings, cache: Path) -> Release:
             add_data(tar, f".flaskstack/wheelhouse/{wheel.name}", wheel.read_bytes())
         for wheel in project:
             add_data(tar, f".flaskstack/project/{wheel.name}", wheel.read_bytes())
+        if project:
+            add_data(tar, ".flaskstack/project.txt", project_requirements(project).encode())
 
     release_id, digest, out = pack(cache, app.name, write)
     return Release(id=release_id, sha256=digest, archive=out,

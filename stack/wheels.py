@@ -12,6 +12,9 @@
    `pip wheel --no-deps --no-binary <those>` builds the packages that have no wheel from their
    sdists here. A built wheel must install on the hosts (pure Python, `py3-none-any`): a
    compiled one is refused with what to do instead.
+3. Record. The release's requirements file names each pin with the sha256 of the very wheel the
+   wheelhouse ships for it (`Locked.requirements`); the hosts install with `pip
+   --require-hashes`, so no other file can be installed in its place.
 
 Where packages come from: the index options in the app's requirements.txt (`--index-url`,
 `--extra-index-url`, `--find-links`, `--no-index`, `--trusted-host`, also in files it includes
@@ -135,9 +138,23 @@ class Locked:
 
     @property
     def requirements(self) -> str:
-        """What the hosts install with `pip install --no-index --find-links <wheelhouse> -r`."""
-        head = "# Locked by flask-stack for the hosts (uv pip compile); installed from the wheelhouse.\n"
-        return head + "".join(f"{p.line}\n" for p in self.pins)
+        """What the hosts install with `pip install --require-hashes --no-index --find-links
+        <wheelhouse> -r`: each pin with the sha256 of the wheel the wheelhouse ships for it (the
+        file itself, whether downloaded or built here), so pip installs no other file."""
+        head = ("# Locked by flask-stack for the hosts (uv pip compile); installed from the wheelhouse,\n"
+                "# each wheel checked against its sha256 (pip --require-hashes).\n")
+        return head + "".join(f"{pin_line(p.line, shipped(self.wheelhouse, p.name))}\n" for p in self.pins)
+
+
+def shipped(folder: Path, name: str) -> list[str]:
+    """The sha256 of each wheel of project `name` in `folder`."""
+    return [hashlib.sha256(wheel.read_bytes()).hexdigest() for wheel in sorted(folder.glob("*.whl"))
+            if canonicalize_name(parse_wheel_filename(wheel.name)[0]) == canonicalize_name(name)]
+
+
+def pin_line(line: str, hashes: list[str]) -> str:
+    """`name==version --hash=sha256:...`: a requirements line pip checks in --require-hashes mode."""
+    return line + "".join(f" --hash=sha256:{digest}" for digest in hashes)
 
 
 # -- index options ----------------------------------------------------------------------------

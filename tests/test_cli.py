@@ -162,7 +162,8 @@ def test_diff_of_a_heroku_stack_says_a_change_is_a_new_build(tmp_path):
 def test_deploy_of_a_heroku_stack_asks_for_the_heroku_api_key_only(tmp_path):
     from tests.support.project import copy_project
 
-    root = copy_project(tmp_path / "project", ("bin", "stack", "app", "Pulumi.yaml", "requirements.txt"))
+    root = copy_project(tmp_path / "project", ("bin", "stack", "app", "Pulumi.yaml", "requirements.txt",
+                                                 "requirements.lock", "requirements-build.lock"))
     shutil.copy(ROOT / "examples" / "heroku-minimal.yaml", root / "Pulumi.hk.yaml")
     (root / ".venv").symlink_to(ROOT / ".venv")
     env = {k: v for k, v in os.environ.items()

@@ -107,7 +107,8 @@ def citing_files(root: Path = ROOT):
         base = root / name
         paths = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
         for path in paths:
-            if "__pycache__" in path.parts or path.suffix in {".pyc", ".png", ".gz", ".zst"}:
+            # (policy/venv, which bin/deploy makes, is not the project's: its packages cite their own docs)
+            if {"__pycache__", "venv"} & set(path.parts) or path.suffix in {".pyc", ".png", ".gz", ".zst"}:
                 continue
             try:
                 yield path, path.read_text()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import http.server
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -152,9 +155,14 @@ def test_a_pure_package_with_only_an_sdist_is_built_into_a_wheel(tmp_path, tools
     assert "mailish-0.9.1-py3-none-any.whl" in rel.wheels
     assert rel.python == "3.11.2"
     assert rel.requirements == ("gunicorn==27.0.1", "mailish==0.9.1")
-    # What the host installs is the lock, exact pins only; and the Python it was made for.
+    # What the host installs is the lock, exact pins only, each with the sha256 of the wheel the
+    # release ships for it; and the Python it was made for.
     pins = [ln for ln in archived(rel, ".flaskstack/requirements.txt").splitlines() if not ln.startswith("#")]
-    assert pins == ["gunicorn==27.0.1", "mailish==0.9.1"]
+    with tarfile.open(rel.archive) as tar:
+        digest = {name: hashlib.sha256(tar.extractfile(f".flaskstack/wheelhouse/{name}").read()).hexdigest()
+                  for name in rel.wheels}
+    assert pins == [f"gunicorn==27.0.1 --hash=sha256:{digest['gunicorn-27.0.1-py3-none-any.whl']}",
+                    f"mailish==0.9.1 --hash=sha256:{digest['mailish-0.9.1-py3-none-any.whl']}"]
     assert archived(rel, ".flaskstack/python") == "3.11.2\n"
 
 
@@ -221,6 +229,77 @@ def test_a_package_app_gets_its_own_wheel_and_its_dependencies_from_pip_environm
     with tarfile.open(second.archive) as tar:
         assert [n for n in tar.getnames() if n.startswith(".flaskstack/project/")] == [
             ".flaskstack/project/rocket-1.0-py3-none-any.whl"]
+
+
+def package_app(tmp_path: Path, tools: Path, links: Path, monkeypatch) -> settings.Settings:
+    """A pyproject app `rocket` (its own wheel) that needs mailish (an sdist built into a wheel)."""
+    sdist(links, "mailish", "0.9.1")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # a package's dependencies have no requirements file
+    monkeypatch.setenv("PIP_FIND_LINKS", f"{links} {tools}")
+    app = tmp_path / "app"
+    (app / "rocket").mkdir(parents=True)
+    (app / "rocket" / "__init__.py").write_text("app = None\n")
+    (app / "pyproject.toml").write_text(
+        '[project]\nname = "rocket"\nversion = "1.0"\ndependencies = ["mailish>=0.9"]\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n')
+    (app / "backend.py").write_text(BACKEND)
+    (app / "PKG-INFO").write_text("Metadata-Version: 2.2\nName: rocket\nVersion: 1.0\n"
+                                  "Requires-Dist: mailish>=0.9\n")
+    raw = {**RAW, "app": {"path": "app", "entry": "rocket:app"}}
+    return settings.load(raw, stack="dev", project_dir=tmp_path, offline=True)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# The release step's installs, as the template has them: the wheelhouse, then the app's own wheel.
+HOST_INSTALLS = re.findall(r'^ *"\$rel/venv/bin/python" -m pip install (?:.|\\\n)*?\|\| fail "[^"\n]*"',
+                           (ROOT / "templates" / "scripts" / "release.sh.j2").read_text(), re.M)
+
+
+def host_install(rel: release.Release, into: Path, tamper: str = "") -> subprocess.CompletedProcess:
+    """The release unpacked into `into` and installed into `into`/venv by the release step's own
+    pip commands (with this machine's Python, offline); `tamper` names a wheel in the archive
+    whose bytes are changed after packing."""
+    into.mkdir()
+    with tarfile.open(rel.archive) as tar:
+        tar.extractall(into, filter="data")
+    if tamper:
+        wheel = next(into.glob(f".flaskstack/*/{tamper}"))
+        wheel.write_bytes(wheel.read_bytes() + b"\0")
+    subprocess.run([sys.executable, "-m", "venv", str(into / "venv")], check=True, timeout=120)
+    script = 'fail() { echo "failed: $*" >&2; exit 1; }\n' + "\n".join(HOST_INSTALLS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(rel=str(into), PIP_CONFIG_FILE=os.devnull)
+    return subprocess.run(["bash", "-c", script], env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def test_the_hosts_install_every_wheel_checked_against_the_sha256_the_release_records(
+        tmp_path, tools, links, monkeypatch):
+    assert len(HOST_INSTALLS) == 2 and all("--require-hashes" in cmd for cmd in HOST_INSTALLS)
+    rel = release.build(package_app(tmp_path, tools, links, monkeypatch), tmp_path / "cache")
+    own = archived(rel, ".flaskstack/project.txt").splitlines()[1]
+    with tarfile.open(rel.archive) as tar:
+        wheel = tar.extractfile(".flaskstack/project/rocket-1.0-py3-none-any.whl").read()
+    assert own == f"rocket==1.0 --hash=sha256:{hashlib.sha256(wheel).hexdigest()}"
+    done = host_install(rel, tmp_path / "host")
+    assert done.returncode == 0, done.stderr
+    got = subprocess.run([tmp_path / "host" / "venv" / "bin" / "python", "-c",
+                          "import rocket, mailish, gunicorn; print(mailish.VERSION)"],
+                         capture_output=True, text=True, check=False)
+    assert got.stdout == "0.9.1\n", got.stderr
+
+
+@pytest.mark.parametrize(("wheel", "said"), [
+    ("mailish-0.9.1-py3-none-any.whl", "installing the app's requirements from its wheelhouse failed"),
+    ("rocket-1.0-py3-none-any.whl", "installing the app's own package failed"),
+])
+def test_a_wheel_changed_after_the_release_was_made_is_not_installed(
+        tmp_path, tools, links, monkeypatch, wheel, said):
+    rel = release.build(package_app(tmp_path, tools, links, monkeypatch), tmp_path / "cache")
+    done = host_install(rel, tmp_path / "host", tamper=wheel)
+    assert done.returncode == 1
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in done.stderr, done.stderr
+    assert f"failed: {said}" in done.stderr
 
 
 def test_an_unchanged_deploy_runs_neither_uv_nor_pip(tmp_path, tools, links, monkeypatch):

@@ -43,10 +43,11 @@ def cli(*args: str, stdin: str = "", cwd: Path = ROOT) -> subprocess.CompletedPr
     (["templates/nginx/site.conf.j2"], ["staging", "prod"]),
     (["app/README.md"], ["staging", "prod"]),  # the app's files ship in the release
     (["requirements.txt"], ["staging", "prod"]),
+    (["requirements.lock", "policy/requirements.lock"], ["staging", "prod"]),  # what the program runs with
     (["Pulumi.yaml"], ["staging", "prod"]),
     (["Pulumi.prod.yaml", "stack/rollout.py"], ["staging", "prod"]),
 ], ids=["own-file", "docs-and-own-file", "nothing-deployed", "another-stack", "template", "app-docs",
-        "requirements", "project-file", "file-and-code"])
+        "requirements", "locks", "project-file", "file-and-code"])
 def test_affected_stacks(changed, expected):
     assert affected.affected(changed, ["staging", "prod"]) == expected
 

@@ -74,15 +74,15 @@ def ids(items: list[tuple[str, str, dict]]) -> list[str]:
 # -- linters --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.name)
 def test_actionlint_passes(path):
-    actionlint = tool("actionlint", "pip install -r requirements.txt")
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    actionlint = tool("actionlint", "bin/test installs it from requirements.lock")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     result = subprocess.run([actionlint, "-no-color", "-shellcheck", shellcheck, str(path)],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_actionlint_finds_a_broken_workflow(tmp_path):
-    actionlint = tool("actionlint", "pip install -r requirements.txt")
+    actionlint = tool("actionlint", "bin/test installs it from requirements.lock")
     bad = tmp_path / ".github/workflows/bad.yml"
     bad.parent.mkdir(parents=True)
     bad.write_text(textwrap.dedent("""\
@@ -105,7 +105,7 @@ def test_actionlint_finds_a_broken_workflow(tmp_path):
 def zizmor(*args: str, cwd: Path = ROOT) -> list[dict[str, Any]]:
     # --strict-collection: a file that does not match GitHub's schema (dependabot.yml included)
     # fails instead of being skipped with a warning
-    result = subprocess.run([tool("zizmor", "pip install -r requirements.txt"), "--offline",
+    result = subprocess.run([tool("zizmor", "bin/test installs it from requirements.lock"), "--offline",
                              "--strict-collection", "--format", "json-v1", *args], cwd=cwd,
                             capture_output=True, text=True, timeout=120)
     assert result.stdout.startswith("["), result.stdout + result.stderr
@@ -155,14 +155,14 @@ def test_zizmor_finds_a_tag_pin_and_a_secret_outside_an_environment(tmp_path):
 
 @pytest.mark.parametrize("path", SCRIPT_FILES, ids=lambda p: p.name)
 def test_shellcheck_passes(path):
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     result = subprocess.run([shellcheck, "-x", "--source-path=SCRIPTDIR", str(path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_shellcheck_finds_a_broken_script(tmp_path):
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     bad = tmp_path / "bad"
     bad.write_text("#!/usr/bin/env bash\nfor f in $(ls $1); do rm $f; done\n")
     result = subprocess.run([shellcheck, str(bad)], capture_output=True, text=True, timeout=120)
@@ -182,7 +182,7 @@ def run_blocks() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "script"), run_blocks(), ids=[w for w, _ in run_blocks()])
 def test_shellcheck_passes_on_every_run_block(where, script, tmp_path):
     """What actionlint does with shellcheck, also where actionlint cannot be installed."""
-    shellcheck = tool("shellcheck", "pip install -r requirements.txt")
+    shellcheck = tool("shellcheck", "bin/test installs it from requirements.lock")
     path = tmp_path / "step.sh"
     path.write_text("#!/usr/bin/env bash\nset -eo pipefail\n" + script)  # GitHub's bash -e {0}
     result = subprocess.run([shellcheck, str(path)], capture_output=True, text=True, timeout=120)
@@ -350,8 +350,10 @@ def test_every_job_that_previews_or_updates_sets_up_the_policy_packs_venv():
     setup = load(GITHUB / "actions" / "setup" / "action.yml")["runs"]["steps"]
     pack = yaml.safe_load((ROOT / "policy" / "PulumiPolicy.yaml").read_text())
     venv = pack["runtime"]["options"]["virtualenv"]
-    made = [s["run"] for s in setup if f"policy/{venv}/bin/python -m pip install" in s.get("run", "")]
-    assert made and "-r policy/requirements.txt" in made[0] and f"-m venv policy/{venv}" in made[0]
+    made = [s["run"] for s in setup if "ensure_policy_venv" in s.get("run", "")]
+    assert made and ". bin/common.sh" in made[0]
+    assert re.search(rf'^ensure_policy_venv\(\) {{ sync_venv "\$ROOT/policy/{venv}" ',
+                     (ROOT / "bin" / "common.sh").read_text(), re.M)
     for workflow, name, job in jobs():
         runs_pulumi = "--policy-pack" in json.dumps(job) or "policyPacks" in json.dumps(job) or \
             ".github/scripts/pr-preview" in runs(job)
@@ -786,14 +788,15 @@ def test_deploy_prepare_stops_on_an_incomplete_stack_file(project):
 
 
 # bin/deploy, against the same fake pulumi
-def fake_venv(path: Path, requirements: Path) -> None:
-    """A virtualenv bin/deploy takes as up to date (its stamp is that of `requirements`, so
-    nothing is installed), whose python is this one."""
+def fake_venv(path: Path, lock: Path) -> None:
+    """A virtualenv bin/deploy takes as up to date (its stamp is that of requirements-build.lock
+    and `lock`, so nothing is installed), whose python is this one."""
     (path / "bin").mkdir(parents=True)
     python = path / "bin" / "python"
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
-    (path / ".requirements.sha256").write_text(hashlib.sha256(requirements.read_bytes()).hexdigest() + "\n")
+    locks = (ROOT / "requirements-build.lock").read_bytes() + lock.read_bytes()
+    (path / ".lock.sha256").write_text(hashlib.sha256(locks).hexdigest() + "\n")
 
 
 @pytest.fixture
@@ -801,10 +804,11 @@ def deployable(project) -> Project:
     root = project.root
     shutil.copytree(ROOT / "bin", root / "bin")
     shutil.copytree(ROOT / "policy", root / "policy", ignore=shutil.ignore_patterns("venv", "__pycache__"))
-    shutil.copy2(ROOT / "requirements.txt", root / "requirements.txt")
+    for name in ("requirements.txt", "requirements.lock", "requirements-build.lock"):
+        shutil.copy2(ROOT / name, root / name)
     (root / ".venv").unlink()
-    fake_venv(root / ".venv", root / "requirements.txt")
-    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.txt")
+    fake_venv(root / ".venv", root / "requirements.lock")
+    fake_venv(root / "policy" / "venv", root / "policy" / "requirements.lock")
     (root / "Pulumi.staging.yaml").write_text(full_stack_file("staging"))
     return project
 

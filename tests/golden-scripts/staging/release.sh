@@ -106,11 +106,12 @@ if [ ! -f "$rel/.flaskstack/complete" ]; then
   else
     tar -xzf "$archive" -C "$rel" --no-same-owner --no-same-permissions
     python3 -m venv "$rel/venv" || fail "python3 -m venv failed (is python3-venv installed?)"
-    "$rel/venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check --no-warn-script-location --find-links "$rel/.flaskstack/wheelhouse" -r "$rel/.flaskstack/requirements.txt" || fail "installing the app's requirements from its wheelhouse failed"
+    # Every wheel is checked against the sha256 its requirements line gives (--require-hashes).
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --require-hashes --disable-pip-version-check --no-warn-script-location --find-links "$rel/.flaskstack/wheelhouse" -r "$rel/.flaskstack/requirements.txt" || fail "installing the app's requirements from its wheelhouse failed"
   fi
-  if compgen -G "$rel/.flaskstack/project/*.whl" >/dev/null; then
-    "$rel/venv/bin/python" -m pip install --quiet --no-index --no-deps --force-reinstall \
-      --disable-pip-version-check "$rel"/.flaskstack/project/*.whl \
+  if [ -f "$rel/.flaskstack/project.txt" ]; then
+    "$rel/venv/bin/python" -m pip install --quiet --no-index --require-hashes --no-deps --force-reinstall \
+      --disable-pip-version-check --find-links "$rel/.flaskstack/project" -r "$rel/.flaskstack/project.txt" \
       || fail "installing the app's own package failed"
   fi
   echo "$deps" > "$rel/.flaskstack/deps"
