@@ -132,8 +132,8 @@ def systemd_prefix(files: dict[str, str], root: Path) -> list[Path]:
     Exec*= program that lands there is created as an executable stub: `verify` refuses a unit
     whose program does not exist. The plain environment file is written where the unit reads it."""
     units = {p: c for p, c in files.items() if p.startswith("/etc/systemd/system/")}
-    service = next(p for p in units if p.endswith(".service"))
-    etc = Paths(PurePosixPath(service).stem).etc
+    socket = next(p for p in units if p.endswith(".socket"))  # <app>.socket: one per app
+    etc = Paths(PurePosixPath(socket).stem).etc
     prefixes = ("/srv/", etc + "/")
     out = {p: relocate(c, root, prefixes) for p, c in units.items()}
     out.update({p: c for p, c in files.items() if p.startswith(etc + "/") and p.endswith(".env")})

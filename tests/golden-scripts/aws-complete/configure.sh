@@ -573,7 +573,7 @@ if [ "$restart" != no ]; then
 fi
 FLASKSTACK_3CB892470788D6F5
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/rocket.failed@.service <<'FLASKSTACK_963D16454C5DFB7A'
+cat > "$stage/files"/etc/systemd/system/rocket.failed@.service <<'FLASKSTACK_677B2EE6649082D8'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=rocket: reports that %i failed
@@ -587,7 +587,39 @@ Type=oneshot
 SyslogIdentifier=flask-stack-alert
 SyslogLevel=err
 ExecStart=/bin/bash /etc/rocket/report-failure %i
-FLASKSTACK_963D16454C5DFB7A
+UMask=0077
+# Root (it asks systemd about the unit and may arm its start), but with no capability and no
+# network: what it needs is the journal and systemd's own socket.
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+IPAddressDeny=any
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+DevicePolicy=closed
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+FLASKSTACK_677B2EE6649082D8
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/rocket.service <<'FLASKSTACK_EA10C9202E1FBFAE'
 # Rendered by flask-stack for rocket. Do not edit here: the next deploy replaces it.

@@ -523,7 +523,7 @@ server {
 }
 FLASKSTACK_D76C25E20EDD8D0E
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/app.failed@.service <<'FLASKSTACK_2CB6362D71575EE9'
+cat > "$stage/files"/etc/systemd/system/app.failed@.service <<'FLASKSTACK_790899F4E12C9408'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=app: reports that %i failed
@@ -537,7 +537,39 @@ Type=oneshot
 SyslogIdentifier=flask-stack-alert
 SyslogLevel=err
 ExecStart=/bin/bash /etc/app/report-failure %i
-FLASKSTACK_2CB6362D71575EE9
+UMask=0077
+# Root (it asks systemd about the unit and may arm its start), but with no capability and no
+# network: what it needs is the journal and systemd's own socket.
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+IPAddressDeny=any
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+DevicePolicy=closed
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+FLASKSTACK_790899F4E12C9408
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/app.service <<'FLASKSTACK_B4F83A3FBD7DAFB8'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.

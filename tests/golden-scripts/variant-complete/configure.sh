@@ -581,7 +581,7 @@ if [ "$restart" != no ]; then
 fi
 FLASKSTACK_E43A880D25B1E4BE
 mkdir -p "$stage/files"/etc/systemd/system
-cat > "$stage/files"/etc/systemd/system/rocket-shop.failed@.service <<'FLASKSTACK_A15D5C5BF449EB56'
+cat > "$stage/files"/etc/systemd/system/rocket-shop.failed@.service <<'FLASKSTACK_AA3AF03F4FDBA6B7'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 [Unit]
 Description=rocket-shop: reports that %i failed
@@ -595,7 +595,39 @@ Type=oneshot
 SyslogIdentifier=flask-stack-alert
 SyslogLevel=err
 ExecStart=/bin/bash /etc/rocket-shop/report-failure %i
-FLASKSTACK_A15D5C5BF449EB56
+UMask=0077
+# Root (it asks systemd about the unit and may arm its start), but with no capability and no
+# network: what it needs is the journal and systemd's own socket.
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+PrivateNetwork=yes
+IPAddressDeny=any
+ProtectHostname=yes
+ProtectClock=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectProc=invisible
+RestrictAddressFamilies=AF_UNIX
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+MemoryDenyWriteExecute=yes
+RemoveIPC=yes
+DevicePolicy=closed
+KeyringMode=private
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+FLASKSTACK_AA3AF03F4FDBA6B7
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/rocket-shop.service <<'FLASKSTACK_FAF96870F49D5E2A'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
