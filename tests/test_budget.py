@@ -10,7 +10,7 @@ import pytest
 
 from stack import settings
 from stack.settings import SettingsError
-from stack.settings.budget import droplet_cpus, usable_connections
+from stack.settings.budget import droplet_cpus, instance_cpus, rds_usable_connections, usable_connections
 from tests.support.cloud import example_config, with_changes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +79,33 @@ def test_a_pool_takes_the_stack_that_would_not_fit_and_is_sized_to_the_limit():
     small = with_changes(DO, database={"pool": True})
     assert load(small).database.pool_size == 4  # 2 hosts x (1 CPU + 1) workers
     assert load(DO).database.pool_size == 0  # no pool unless asked
+
+
+# -- AWS: RDS's estimate (alerts.max_connections), no pool ---------------------------------------
+AWS, AWS_KEYS = example_config("aws-minimal")
+
+
+@pytest.mark.parametrize(("size", "cpus"), [("t3.small", 2), ("t2.micro", 1), ("t4g.large", 2),
+                                            ("m7g.medium", 1), ("c6i.xlarge", 4), ("m6i.4xlarge", 16),
+                                            ("weird", None)])
+def test_an_instance_types_cpus_come_from_its_name(size, cpus):
+    assert instance_cpus(size) == cpus
+
+
+def test_rds_leaves_its_estimated_max_connections_less_the_superuser_reserve():
+    assert (rds_usable_connections("db.t4g.micro"), rds_usable_connections("db.t4g.small")) == (98, 199)
+    assert rds_usable_connections("db.unknown.class") is None
+
+
+def test_an_aws_stack_past_the_rds_limit_is_refused_with_the_numbers():
+    for name in ("aws-minimal", "aws-complete"):
+        config, keys = example_config(name)
+        settings.load(config, stack="staging", project_dir=ROOT, secret_keys=frozenset(keys))
+    config = with_changes(AWS, hosts={"count": 3}, app={"workers": 40})
+    with pytest.raises(SettingsError) as caught:
+        settings.load(config, stack="staging", project_dir=ROOT, secret_keys=frozenset(AWS_KEYS))
+    assert caught.value.errors == [
+        "flask-stack:database.size: db.t4g.micro allows about 98 connections to the app (RDS's "
+        "default max_connections for the class, estimated from its memory, less 3 reserved), but 3 "
+        "hosts x 40 Gunicorn workers would open 120; set fewer workers (app.workers) or hosts, or a "
+        "bigger database.size"]

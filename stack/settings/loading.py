@@ -104,8 +104,8 @@ def load(
         database = dataclasses.replace(database, max_storage_gb=0)  # a review stack stays small
         if not database_reader.has("storageAutoscale"):
             database = dataclasses.replace(database, storage_autoscale=False)
-    if p.name == "digitalocean" and not top.reported("database"):
-        pool_size = connection_budget(top, app, hosts, database, processes, schedules)
+    if p.cloud and not top.reported("database"):
+        pool_size = connection_budget(top, app, hosts, database, processes, schedules, p.name or "")
         database = dataclasses.replace(database, pool_size=pool_size)
     alerts = logs = None
     prod = stack in PROD_STACKS
