@@ -373,7 +373,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
                 **scope, opts=self._opts())
         health = s.deploy.health_path
         target = pulumi.Output.from_input(url).apply(lambda u: u.rstrip("/") + health)
-        https = (bool(self._domains_served()) and s.load_balancer) or s.tls.enabled
+        https = (bool(s.domain.name) and s.load_balancer) or s.tls.enabled  # as _url's scheme
         check = do.UptimeCheck(f"{n}-uptime", name=f"{self._prefix}-health", target=target,
                                type="https" if https else "http",
                                regions=do_plan.uptime_regions(s.region), enabled=True, opts=self._opts())
@@ -386,10 +386,6 @@ class DigitalOceanSite(pulumi.ComponentResource):
                            name=f"{self._prefix}-{spec.part}", type=spec.type, comparison=spec.comparison,
                            threshold=spec.threshold, period=spec.period, notifications=[notify],
                            opts=self._opts())
-
-    def _domains_served(self) -> bool:
-        """Does the site answer on its domain (the uptime check then checks its TLS)?"""
-        return bool(self._s.domain.name)
 
 
 def _require_domain_in_account(domain: str, opts: pulumi.InvokeOptions) -> None:

@@ -568,6 +568,8 @@ def test_the_uptime_check_probes_the_health_path_with_down_latency_and_certifica
                                    "type": "https", "regions": ["eu_west", "us_east"], "enabled": True}
     alerts = {r.name: plain(r.inputs) for r in complete.monitor.by_type(UPTIME_ALERT)}
     assert set(alerts) == {"site-uptime-down", "site-uptime-latency", "site-uptime-ssl-expiry"}
+    for registered in complete.monitor.by_type(UPTIME_ALERT):  # the Slack webhook is a credential
+        assert isinstance(registered.inputs["notifications"], Secret), registered.urn
     for name, alert in alerts.items():
         assert alert["checkId"] == id_of(check), name
         assert alert["notifications"] == [{"emails": ["ops@example.com"],
