@@ -33,6 +33,11 @@ DO_CLUSTER = "digitalocean:index/databaseCluster:DatabaseCluster"
 DO_DB_FIREWALL = "digitalocean:index/databaseFirewall:DatabaseFirewall"
 DO_LB = "digitalocean:index/loadBalancer:LoadBalancer"
 DO_CERT = "digitalocean:index/certificate:Certificate"
+DO_DROPLET = "digitalocean:index/droplet:Droplet"
+DO_TAG = "digitalocean:index/tag:Tag"
+DO_ALERT = "digitalocean:index/monitorAlert:MonitorAlert"
+DO_UPTIME = "digitalocean:index/uptimeCheck:UptimeCheck"
+DO_UPTIME_ALERT = "digitalocean:index/uptimeAlert:UptimeAlert"
 AWS_SG = "aws:ec2/securityGroup:SecurityGroup"
 AWS_SG_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 AWS_INGRESS = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -239,7 +244,7 @@ def deletion_problems(resource_type: str, props: Mapping[str, Any], protected: b
 
 # -- operations on prod (issue 22) ---------------------------------------------------------------
 def _on_aws_prod(resources: list[Any]) -> bool:
-    """A prod stack with AWS machines (the DigitalOcean and Heroku sides have no such rules yet)."""
+    """A prod stack with AWS machines (DigitalOcean's: _on_do_prod; Heroku's: heroku_prod_problems)."""
     return any(r.resource_type in (AWS_RDS, AWS_INSTANCE, *AWS_LBS) and stack_of(r.urn) in PROD_STACKS
                for r in resources)
 
@@ -250,8 +255,12 @@ def _waits_for(resource: Any, urn: str) -> bool:
 
 def alert_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
     """On prod, alarms reach a person: an SNS topic with a subscription, alarms on the database
-    and on each host, and every alarm sends its ALARM and its OK to a topic of the stack."""
+    and on each host, and every alarm sends its ALARM and its OK to a topic of the stack (AWS);
+    monitor alerts with a recipient on the database and each droplet, and an uptime check with
+    an alert (DigitalOcean)."""
     resources = list(resources)
+    if _on_do_prod(resources):
+        return do_alert_problems(resources)
     if not _on_aws_prod(resources):
         return []
     found = []
@@ -272,6 +281,50 @@ def alert_problems(resources: Iterable[Any]) -> list[tuple[str, str]]:
     return found
 
 
+def _on_do_prod(resources: list[Any]) -> bool:
+    return any(r.resource_type in (DO_CLUSTER, DO_DROPLET) and stack_of(r.urn) in PROD_STACKS
+               for r in resources)
+
+
+def _recipients(notify: Any) -> bool:
+    """Does an alert's `alerts` (MonitorAlert) or `notifications` item (UptimeAlert) name an
+    email address or a Slack channel?"""
+    return isinstance(notify, Mapping) and bool(notify.get("emails") or notify.get("slacks"))
+
+
+def _tags_of(resource: Any) -> set[str]:
+    return {d.urn for d in resource.dependencies or [] if d.resource_type == DO_TAG}
+
+
+def do_alert_problems(resources: list[Any]) -> list[tuple[str, str]]:
+    """DigitalOcean prod: every monitor alert has a recipient; the cluster is watched (the alert
+    names it) and each droplet too (the alert names it or a tag it carries); the public URL has
+    an uptime check with an alert that has a recipient."""
+    found = []
+    alerts = [r for r in resources if r.resource_type == DO_ALERT]
+    heard = [a for a in alerts if _recipients(a.props.get("alerts"))]
+    for alert in alerts:
+        if alert not in heard:
+            found.append((alert.urn, "alerts names no email address or Slack channel"))
+    if not heard:
+        found.append(("", "no monitor alert with a recipient: nothing would tell anyone "
+                          "(set alerts.email)"))
+    for cluster in (r for r in resources if r.resource_type == DO_CLUSTER):
+        if not any(_waits_for(a, cluster.urn) for a in heard):
+            found.append((cluster.urn, "no monitor alert watches it"))
+    for droplet in (r for r in resources if r.resource_type == DO_DROPLET):
+        if not any(_waits_for(a, droplet.urn) or _tags_of(a) & _tags_of(droplet) for a in heard):
+            found.append((droplet.urn, "no monitor alert watches it (by its id or a tag it carries)"))
+    checks = [r for r in resources if r.resource_type == DO_UPTIME]
+    told = [c for c in checks if any(
+        r.resource_type == DO_UPTIME_ALERT and _waits_for(r, c.urn)
+        and any(_recipients(n) for n in r.props.get("notifications") or []) for r in resources)]
+    if not told:
+        found.append(("", "no uptime check with an alert that reaches someone: a site that is "
+                          "down from outside would go unnoticed"))
+    return found
+
+
 def access_log_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
     """On prod, the load balancer keeps access logs (who asked what, when it failed)."""
     if resource_type in AWS_LBS:
@@ -282,7 +335,12 @@ def access_log_problems(resource_type: str, props: Mapping[str, Any]) -> list[st
 
 
 def storage_problems(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """On prod, the database's storage grows before it fills (RDS storage autoscaling)."""
+    """On prod, the database's storage grows before it fills (RDS storage autoscaling, a
+    DigitalOcean cluster's storage_autoscale)."""
+    if resource_type == DO_CLUSTER:
+        autoscale = props.get("storageAutoscale") or {}
+        if not isinstance(autoscale, Mapping) or autoscale.get("enabled") is not True:
+            return ["storage_autoscale is not enabled: a full disk stops the database"]
     if resource_type == AWS_RDS:
         allocated = int(props.get("allocatedStorage") or 0)
         ceiling = int(props.get("maxAllocatedStorage") or 0)
@@ -393,8 +451,9 @@ def policies(level: EnforcementLevel) -> list:
             lambda a: deletion_problems(a.resource_type, a.props, a.opts.protect)
             if stack_of(a.urn) in PROD_STACKS else []),
         _stack_policy(
-            "alerts-on-prod", "On prod, alarms on the database and each host reach an SNS topic "
-            "with a subscription.", level, alert_problems),
+            "alerts-on-prod", "On prod, alarms on the database and each host reach someone (an "
+            "SNS topic with a subscription; DigitalOcean alerts with a recipient, and an uptime "
+            "check).", level, alert_problems),
         _resource_policy(
             "access-logs-on-prod", "On prod, the load balancer keeps access logs in S3.", level,
             lambda a: access_log_problems(a.resource_type, a.props)

@@ -13,7 +13,12 @@ What `DigitalOceanSite` declares, all parented under it:
 - managed PostgreSQL in the VPC (version, size and nodes from settings), the app's database and
   user, a database firewall that trusts only the web tag; DATABASE_URL from the private host with
   sslmode=require, as a secret;
-- optionally a project that groups all of it.
+- optionally a project that groups all of it;
+- alerts (issue 22, stack/do_plan.py): monitor alerts on the web droplets (by their tag), the
+  load balancer and the database cluster, and an uptime check of the public URL's health path
+  with its alerts, all sent to alerts.email and alerts.webhook (a Slack incoming webhook);
+- the database's storage autoscaling and, with database.pool, a PgBouncer pool (transaction
+  mode, sized by stack/settings/budget.py) that DATABASE_URL then points at.
 
 The database does not depend on any droplet, so both are created at the same time; only the
 hosts' env step (which takes DATABASE_URL) and the one-off database grant wait for it.
@@ -31,6 +36,7 @@ from urllib.parse import quote
 import pulumi
 import pulumi_digitalocean as do
 
+from stack import do_plan
 from stack.balancer import DO_LB
 from stack.inventory import Host
 from stack.settings import Settings
@@ -73,7 +79,8 @@ class DigitalOceanSiteArgs(SiteArgs):
 
     - `settings` (required): the sections read are region, hosts (image, size),
       network.vpcCidr, ssh (public key, port, adminCidrs, bastion), load_balancer, domain, tls,
-      deploy.healthPath, database, doProject, expiresAt, ephemeral and prod.
+      deploy.healthPath, database (with storageAutoscale and pool), alerts, app.workers and
+      processes (the pool's size), doProject, expiresAt, ephemeral and prod.
     - `host_names`: one droplet each; default (None) the inventory's names.
     """
 
@@ -90,6 +97,7 @@ class Database:
     url: pulumi.Output[str]  # secret
     endpoint: pulumi.Output[str]
     admin: DatabaseAdmin
+    cluster: do.DatabaseCluster
 
 
 class DigitalOceanSite(pulumi.ComponentResource):
@@ -125,6 +133,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
             do.ProjectResources(f"{name}-project-droplets", project=project.id,
                                 resources=[d.droplet_urn for d in droplets], opts=self._opts())
         url = self._url(domains, balancer, droplets[0])
+        self._alerts(tags.web, balancer, database.cluster, url)
 
         self.site = Site(hosts=[Host(host, d.ipv4_address)
                                 for host, d in zip(self._hosts, droplets, strict=True)],
@@ -262,7 +271,8 @@ class DigitalOceanSite(pulumi.ComponentResource):
             # Below the front's keepalive_timeout (75 s behind a balancer), so the balancer
             # never reuses a connection the host is closing.
             http_idle_timeout_seconds=DO_LB.idle, enable_backend_keepalive=True, project_id=project_id,
-            opts=self._opts())
+            # With TLS at the balancer: TLS 1.2+ with forward-secret AEAD suites only.
+            tls_cipher_policy="STRONG" if domains else None, opts=self._opts())
 
     def _dns(self, droplet: do.Droplet, domains: list[tuple[str, str]]) -> None:
         """Single-host mode: the domain's records point at the one droplet."""
@@ -289,6 +299,10 @@ class DigitalOceanSite(pulumi.ComponentResource):
             size=db.size, region=s.region, node_count=2 if db.high_availability else 1,
             private_network_uuid=vpc.id, tags=[tags.stack.name, *tags.expiry], project_id=project_id,
             maintenance_windows=[do.DatabaseClusterMaintenanceWindowArgs(day="sunday", hour="03:00:00")],
+            # The cluster adds storage before its disk fills (DigitalOcean's own threshold and
+            # step); off on an ephemeral stack unless asked.
+            storage_autoscale=(do.DatabaseClusterStorageAutoscaleArgs(enabled=True)
+                               if db.storage_autoscale else None),
             # Not even `pulumi destroy` deletes the database of a lasting stack; on prod a
             # destroy after `pulumi state unprotect` still leaves it in the account.
             opts=self._opts(protect=not s.ephemeral, retain_on_delete=s.is_prod))
@@ -305,9 +319,16 @@ class DigitalOceanSite(pulumi.ComponentResource):
                     f"{host}:{int(port or 25060)}/{quote(database_name, safe='')}?sslmode=require")
 
         # Waiting on the user, the database and the firewall too: a host must not try the URL
-        # before it works.
+        # before it works. With a pool, the app connects to PgBouncer: its port, and the pool's
+        # name as the database.
+        target = (cluster.private_host, cluster.port, database.name)
+        if db.pool:
+            pool = do.DatabaseConnectionPool(
+                f"{n}-db-pool", cluster_id=cluster.id, name=f"{db.name}-pool", mode="transaction",
+                size=db.pool_size, db_name=database.name, user=user.name, opts=self._opts())
+            target = (pool.private_host, pool.port, pool.name)
         database_url = pulumi.Output.secret(pulumi.Output.all(
-            user.password, cluster.private_host, cluster.port, database.name, firewall.id).apply(url))
+            user.password, *target, firewall.id).apply(url))
         endpoint = pulumi.Output.all(cluster.private_host, cluster.port).apply(
             lambda a: f"{a[0]}:{int(a[1] or 25060)}")
 
@@ -322,7 +343,49 @@ class DigitalOceanSite(pulumi.ComponentResource):
                 cluster.private_host, cluster.port, cluster.user, cluster.password,
                 pulumi.Output.all(user.id, database.id, firewall.id)).apply(admin_env)),
             database=db.name, user=db.user)
-        return Database(url=database_url, endpoint=endpoint, admin=admin)
+        return Database(url=database_url, endpoint=endpoint, admin=admin, cluster=cluster)
+
+    # -- alerts ------------------------------------------------------------------------------
+    def _alerts(self, web_tag: do.Tag, balancer: do.LoadBalancer | None,
+                cluster: do.DatabaseCluster, url: pulumi.Input[str]) -> None:
+        """The monitor alerts of do_plan.monitor_alerts and the uptime check with its alerts,
+        each sent to every alerts.email address and the Slack webhook."""
+        n, s = self._name, self._s
+        alerts = s.alerts
+        specs = do_plan.monitor_alerts(s)
+        if alerts is None or not specs:
+            return
+        emails = list(alerts.email)
+        webhook = (pulumi.Output.secret(alerts.webhook.value)
+                   if alerts.webhook is not None and alerts.webhook.value else None)
+        slacks = ([do.MonitorAlertAlertsSlackArgs(channel=alerts.slack_channel or "", url=webhook)]
+                  if webhook is not None else [])
+        for spec in specs:
+            scope: dict = {"tags": [web_tag.name]}
+            if spec.on == "balancer" and balancer is not None:
+                scope = {"entities": [balancer.id]}
+            elif spec.on == "db":
+                scope = {"entities": [cluster.id]}
+            do.MonitorAlert(
+                f"{n}-alert-{spec.part}", type=spec.type, compare=spec.compare, value=spec.value,
+                window=spec.window, enabled=True, description=f"{self._prefix}: {spec.description}",
+                alerts=do.MonitorAlertAlertsArgs(emails=emails or None, slacks=slacks or None),
+                **scope, opts=self._opts())
+        health = s.deploy.health_path
+        target = pulumi.Output.from_input(url).apply(lambda u: u.rstrip("/") + health)
+        https = (bool(s.domain.name) and s.load_balancer) or s.tls.enabled  # as _url's scheme
+        check = do.UptimeCheck(f"{n}-uptime", name=f"{self._prefix}-health", target=target,
+                               type="https" if https else "http",
+                               regions=do_plan.uptime_regions(s.region), enabled=True, opts=self._opts())
+        notify = do.UptimeAlertNotificationArgs(
+            emails=emails or None,
+            slacks=[do.UptimeAlertNotificationSlackArgs(channel=alerts.slack_channel or "", url=webhook)]
+            if webhook is not None else None)
+        for spec in do_plan.uptime_alerts(s, https):
+            do.UptimeAlert(f"{n}-uptime-{spec.part}", check_id=check.id,
+                           name=f"{self._prefix}-{spec.part}", type=spec.type, comparison=spec.comparison,
+                           threshold=spec.threshold, period=spec.period, notifications=[notify],
+                           opts=self._opts())
 
 
 def _require_domain_in_account(domain: str, opts: pulumi.InvokeOptions) -> None:

@@ -146,16 +146,70 @@ def test_prod_without_a_destination_is_warned_about():
     assert not any("alerts" in w for w in load(AWS, "prod").warnings)
 
 
-@pytest.mark.parametrize("platform", ["digitalocean", "existing", "heroku"])
-def test_the_sections_are_refused_off_aws(platform):
+@pytest.mark.parametrize("platform", ["existing", "heroku"])
+def test_the_sections_are_refused_off_the_clouds(platform):
     config, keys = example_config(f"{platform}-minimal")
     config = {**config, "alerts": {"email": "a@example.com"}, "logs": {"flowLogs": True}}
     with pytest.raises(SettingsError) as caught:
         settings.load(config, stack="staging", project_dir=ROOT, secret_keys=frozenset(keys))
     found = [e for e in caught.value.errors if e.startswith(("flask-stack:alerts", "flask-stack:logs"))]
     assert found == [
-        "flask-stack:alerts: is only for platform aws (the alarms are built on AWS only so far, "
-        "CloudWatch through SNS; DigitalOcean's monitor alerts are not built yet); this stack's "
-        f"platform is {platform}, remove it",
+        "flask-stack:alerts: is only for platforms aws and digitalocean (the alerts are built on "
+        "AWS (CloudWatch through SNS) and DigitalOcean (monitor alerts and an uptime check) so "
+        f"far); this stack's platform is {platform}, remove it",
         "flask-stack:logs: is only for platform aws (access logs and flow logs are built on AWS "
-        f"only so far); this stack's platform is {platform}, remove it"]
+        "only so far; DigitalOcean's load balancer keeps no access logs); this stack's platform "
+        f"is {platform}, remove it"]
+
+
+# -- DigitalOcean ------------------------------------------------------------------------------
+DO, DO_KEYS = example_config("digitalocean-minimal")
+
+
+def load_do(config: dict[str, Any], stack: str = "staging") -> settings.Settings:
+    return settings.load(config, stack=stack, project_dir=ROOT, secret_keys=frozenset(DO_KEYS))
+
+
+def do_errors(config: dict[str, Any], stack: str = "staging") -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        load_do(config, stack)
+    return caught.value.errors
+
+
+def test_digitalocean_takes_alerts_with_percent_thresholds_per_environment():
+    staging = load_do(with_changes(DO, alerts={"email": "ops@example.com"})).alerts
+    assert (staging.cpu_percent, staging.memory_percent, staging.disk_percent) == (90, 90, 90)
+    prod = load_do(with_changes(DO, alerts={"email": "ops@example.com"}), "prod").alerts
+    assert (prod.cpu_percent, prod.memory_percent, prod.disk_percent) == (80, 85, 80)
+    assert (prod.error_rate_percent, prod.response_time_ms) == (1, 1000)
+    review = load_do(with_changes(DO, expiresAt=REVIEW), "pr-7")
+    assert not review.alerts.enabled  # no paid extras (the uptime check) on a review stack
+    assert not review.database.storage_autoscale
+
+
+def test_digitalocean_refuses_the_rds_thresholds_and_aws_the_percentages():
+    found = do_errors(with_changes(DO, alerts={"freeStorageGb": 5, "databaseConnections": 10}))
+    assert found == [f"flask-stack:alerts.{key}: is only for platform aws (it sizes an RDS alarm); on "
+                     "digitalocean the database's alerts are percentages: alerts.cpuPercent, "
+                     "alerts.memoryPercent, alerts.diskPercent; remove it"
+                     for key in ("freeStorageGb", "databaseConnections")]
+    assert errors(with_changes(AWS, alerts={"diskPercent": 80})) == [
+        "flask-stack:alerts.diskPercent: is only for platform digitalocean (CloudWatch has no memory "
+        "or disk metric of an instance without the CloudWatch agent); remove it"]
+
+
+def test_a_digitalocean_webhook_is_slack_and_names_its_channel():
+    hook = Secret("https://hooks.slack.com/services/T0/B0/x")
+    assert do_errors(with_changes(DO, alerts={"webhook": hook})) == [
+        'flask-stack:alerts.slackChannel: is required with alerts.webhook on digitalocean: '
+        'DigitalOcean posts to a Slack incoming webhook and names its channel; pulumi config set '
+        '--path alerts.slackChannel "#ops"']
+    loaded = load_do(with_changes(DO, alerts={"webhook": hook, "slackChannel": "#ops"})).alerts
+    assert loaded.slack_channel == "#ops"
+    assert do_errors(with_changes(DO, alerts={"slackChannel": "#ops"}))[0].startswith(
+        "flask-stack:alerts.slackChannel: has no webhook to post through")
+
+
+def test_prod_on_digitalocean_without_a_destination_is_warned_about():
+    warned = load_do(DO, "prod").warnings
+    assert any(w.startswith("flask-stack:alerts.email: not set on prod") for w in warned), warned

@@ -17,6 +17,7 @@ DOC_LINE = re.compile(r"^#   ([A-Za-z0-9.]+) \(([^,]+), (.+?)\): ", re.M)
 SECTIONS = ("hosts", "database", "app", "domain", "tls", "rateLimit", "deploy", "ssh", "network",
             "heroku", "alerts", "logs")
 AWS_SECTIONS = ("alerts", "logs")  # refused as a whole on the other platforms
+SECTION_PLATFORMS = {"alerts": ("aws", "digitalocean"), "logs": ("aws",)}  # who reads them
 BASE = {
     "digitalocean": {"platform": "digitalocean", "region": "fra1"},
     "aws": {"platform": "aws", "region": "eu-west-1"},
@@ -52,7 +53,7 @@ def code_keys() -> set[str]:
         for section in SECTIONS:
             if platform == "heroku" and section in HOST_SECTIONS:
                 continue  # refused there as a whole
-            if platform != "aws" and section in AWS_SECTIONS:
+            if section in SECTION_PLATFORMS and platform not in SECTION_PLATFORMS[section]:
                 continue
             raw = {**base, section: {**base.get(section, {}), "zzzz": 1}}
             keys |= {f"{section}.{k}" for k in known_keys(raw, f"{section}.") if k != "bastion"}
@@ -100,6 +101,7 @@ def test_documented_defaults_are_the_code_defaults():
                      "hosts.python": ["aws", "digitalocean", "existing"],  # heroku: its own default
                      "heroku.stack": ["heroku"],
                      "database.maxStorageGb": ["aws"],
+                     "database.storageAutoscale": ["digitalocean"], "database.pool": ["digitalocean"],
                      }.get(key, ["aws"] if key.split(".")[0] in AWS_SECTIONS else list(loaded))
         for platform in platforms:
             value = loaded[platform]

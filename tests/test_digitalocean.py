@@ -17,6 +17,7 @@ from stack.digitalocean import DigitalOceanSiteArgs, fingerprint
 from tests.support import snapshot
 from tests.support.cloud import (
     TEST_PUBLIC_KEY,
+    TEST_WEBHOOK,
     ancestors,
     example_config,
     growth_per_host,
@@ -36,6 +37,9 @@ DB, DB_USER = f"{DO}databaseDb:DatabaseDb", f"{DO}databaseUser:DatabaseUser"
 DB_FIREWALL, CERT = f"{DO}databaseFirewall:DatabaseFirewall", f"{DO}certificate:Certificate"
 KEY, VPC, TAG, PROJECT = f"{DO}sshKey:SshKey", f"{DO}vpc:Vpc", f"{DO}tag:Tag", f"{DO}project:Project"
 PROJECT_RESOURCES, DNS = f"{DO}projectResources:ProjectResources", f"{DO}dnsRecord:DnsRecord"
+POOL = f"{DO}databaseConnectionPool:DatabaseConnectionPool"
+ALERT, UPTIME = f"{DO}monitorAlert:MonitorAlert", f"{DO}uptimeCheck:UptimeCheck"
+UPTIME_ALERT = f"{DO}uptimeAlert:UptimeAlert"
 SITE = "flask-stack:digitalocean:Site"
 USER_PASSWORD = "db-user-pw/+="  # noqa: S105 - what the mock database hands out; needs quoting
 ADMIN_PASSWORD = "db-admin-pw"  # noqa: S105
@@ -75,6 +79,7 @@ def do_mocks(*, account_keys: list[dict] | None = None, domains: tuple[str, ...]
             CLUSTER: lambda a: {"privateHost": PRIVATE_HOST, "port": 25060, "user": "doadmin",
                                 "password": ADMIN_PASSWORD},
             DB_USER: lambda a: {"password": USER_PASSWORD},
+            POOL: lambda a: {"privateHost": PRIVATE_HOST, "port": 25061},
         })
 
 
@@ -301,13 +306,20 @@ def test_database_firewall_trusts_only_the_droplets_tag(either):
     assert fw.inputs["rules"] == [{"type": "tag", "value": web_tag.inputs["name"]}], fw.urn
 
 
-def test_database_url_is_a_secret_from_the_private_host_with_sslmode_require(either):
-    env = steps_of_host(either.monitor, "web-0")["env"]
+def database_url(run: Run):
+    env = steps_of_host(run.monitor, "web-0")["env"]
     assert isinstance(env.inputs["stdin"], Secret), f"{env.urn}: the env step's stdin is not secret"
     line = next(x for x in plain(env.inputs["stdin"]).splitlines() if x.startswith("DATABASE_URL="))
-    url = urlsplit(line.split("=", 1)[1].strip('"'))
+    return env, urlsplit(line.split("=", 1)[1].strip('"'))
+
+
+def test_database_url_is_a_secret_from_the_private_host_with_sslmode_require(either):
+    env, url = database_url(either)
     got = (url.scheme, url.hostname, url.port, url.path)
-    assert got == ("postgresql", PRIVATE_HOST, 25060, "/app"), env.urn
+    # The complete example has database.pool: PgBouncer's port, the pool's name as the database.
+    pooled = either.monitor.by_type(POOL)
+    expected = (25061, "/app-pool") if pooled else (25060, "/app")
+    assert got == ("postgresql", PRIVATE_HOST, *expected), env.urn
     assert url.query == "sslmode=require", env.urn
     assert url.username == "app" and url.password == "db-user-pw%2F%2B%3D", f"{env.urn}: password not quoted"
     assert isinstance(either.resolved["databaseUrl"], Secret)
@@ -510,3 +522,107 @@ def test_a_droplets_steps_name_it_with_its_address(minimal):
     for step in ("env", "release", "configure", "gate"):
         assert f"on host web-0 ({address})" in steps[step], step
         assert "web-0 ()" not in steps[step], step
+
+
+# -- operations (issue 22) --------------------------------------------------------------------
+def by_name(run: Run, type_: str) -> dict[str, Registered]:
+    return {r.name: r for r in run.monitor.by_type(type_)}
+
+
+def test_monitor_alerts_watch_the_droplets_balancer_and_database_and_reach_the_recipients(complete):
+    alerts = by_name(complete, ALERT)
+    web_tag = next(t for t in complete.monitor.by_type(TAG) if t.name == "site-web-tag")
+    lb, cluster = one(complete, LB), one(complete, CLUSTER)
+    expected = {  # part: (type, value, window, scope)
+        "droplet-cpu": ("v1/insights/droplet/cpu", 80, "10m", "tag"),
+        "droplet-memory": ("v1/insights/droplet/memory_utilization_percent", 85, "10m", "tag"),
+        "droplet-disk": ("v1/insights/droplet/disk_utilization_percent", 80, "5m", "tag"),
+        "lb-5xx-rate": ("v1/insights/lbaas/increase_in_http_error_rate_percentage_5xx", 1, "5m", "lb"),
+        "lb-response-time-p95": ("v1/insights/lbaas/high_http_request_response_time_95p", 1000, "5m", "lb"),
+        "db-cpu": ("v1/dbaas/alerts/cpu_alerts", 80, "10m", "db"),
+        "db-memory": ("v1/dbaas/alerts/memory_utilization_alerts", 85, "10m", "db"),
+        "db-disk": ("v1/dbaas/alerts/disk_utilization_alerts", 80, "5m", "db"),
+    }
+    assert set(alerts) == {f"site-alert-{part}" for part in expected}
+    for part, (type_, value, window, scope) in expected.items():
+        alert = alerts[f"site-alert-{part}"]
+        inputs = plain(alert.inputs)
+        assert (inputs["type"], inputs["value"], inputs["window"], inputs["compare"]) == (
+            type_, value, window, "GreaterThan"), alert.urn
+        assert inputs["enabled"] is True, alert.urn
+        if scope == "tag":
+            assert inputs["tags"] == [web_tag.inputs["name"]] and "entities" not in inputs, alert.urn
+            assert web_tag.urn in alert.dependencies, alert.urn
+        else:
+            target = lb if scope == "lb" else cluster
+            assert inputs["entities"] == [id_of(target)] and "tags" not in inputs, alert.urn
+        assert inputs["alerts"]["emails"] == ["ops@example.com"], alert.urn
+        # The Slack webhook's URL is a credential: the recipients go to the engine as a secret.
+        assert isinstance(alert.inputs["alerts"], Secret), f"{alert.urn}: the webhook in the open"
+        assert inputs["alerts"]["slacks"] == [{"channel": "#ops", "url": TEST_WEBHOOK}], alert.urn
+
+
+def test_the_uptime_check_probes_the_health_path_with_down_latency_and_certificate_alerts(complete):
+    check = one(complete, UPTIME)
+    assert plain(check.inputs) == {"name": "flask-stack-test-health", "target": "https://example.com/healthz",
+                                   "type": "https", "regions": ["eu_west", "us_east"], "enabled": True}
+    alerts = {r.name: plain(r.inputs) for r in complete.monitor.by_type(UPTIME_ALERT)}
+    assert set(alerts) == {"site-uptime-down", "site-uptime-latency", "site-uptime-ssl-expiry"}
+    for registered in complete.monitor.by_type(UPTIME_ALERT):  # the Slack webhook is a credential
+        assert isinstance(registered.inputs["notifications"], Secret), registered.urn
+    for name, alert in alerts.items():
+        assert alert["checkId"] == id_of(check), name
+        assert alert["notifications"] == [{"emails": ["ops@example.com"],
+                                           "slacks": [{"channel": "#ops", "url": TEST_WEBHOOK}]}], name
+    assert (alerts["site-uptime-down"]["type"], alerts["site-uptime-down"]["period"]) == ("down_global", "5m")
+    latency = alerts["site-uptime-latency"]
+    assert (latency["comparison"], latency["threshold"], latency["period"]) == ("greater_than", 1000, "5m")
+    expiry = alerts["site-uptime-ssl-expiry"]
+    assert (expiry["type"], expiry["comparison"], expiry["threshold"]) == ("ssl_expiry", "less_than", 14)
+
+
+def test_prod_hears_sooner_and_over_plain_http_there_is_no_certificate_alert():
+    prod = run("prod", stack="prod")
+    assert plain(by_name(prod, UPTIME_ALERT)["site-uptime-down"].inputs)["period"] == "2m"
+    staging = run("staging", stack="staging")  # no domain: the balancer's address, over HTTP
+    assert plain(one(staging, UPTIME).inputs)["type"] == "http"
+    assert plain(one(staging, UPTIME).inputs)["target"] == "http://198.51.100.80/healthz"
+    assert set(by_name(staging, UPTIME_ALERT)) == {"site-uptime-down", "site-uptime-latency"}
+    assert plain(by_name(staging, ALERT)["site-alert-droplet-cpu"].inputs)["value"] == 90
+
+
+def test_without_a_recipient_or_on_a_review_stack_nothing_is_declared(minimal):
+    review = run("review", stack="pr-7", expiresAt="2030-01-01T00:00:00Z",
+                 alerts={"email": "ops@example.com"})
+    for quiet in (minimal, review):  # minimal: no alerts.email; review: alerts off by default
+        for type_ in (ALERT, UPTIME, UPTIME_ALERT):
+            assert not quiet.monitor.by_type(type_), type_
+    asked = run("review", stack="pr-7", expiresAt="2030-01-01T00:00:00Z",
+                alerts={"email": "ops@example.com", "enabled": True})
+    assert len(asked.monitor.by_type(ALERT)) == 6  # no balancer in single-host mode
+
+
+def test_the_balancer_terminating_tls_takes_the_strong_cipher_policy(minimal, complete):
+    assert one(complete, LB).inputs["tlsCipherPolicy"] == "STRONG"
+    assert "tlsCipherPolicy" not in one(minimal, LB).inputs  # HTTP only: DigitalOcean's default
+
+
+def test_storage_autoscales_on_a_lasting_stack_only(minimal, complete):
+    for lasting in (minimal, complete):
+        assert one(lasting, CLUSTER).inputs["storageAutoscale"] == {"enabled": True}
+    review = run("digitalocean-minimal", stack="pr-7")
+    assert "storageAutoscale" not in one(review, CLUSTER).inputs
+    asked = run("digitalocean-minimal", stack="pr-7", database={"storageAutoscale": True})
+    assert one(asked, CLUSTER).inputs["storageAutoscale"] == {"enabled": True}
+
+
+def test_the_pool_is_pgbouncer_in_transaction_mode_sized_from_workers_and_hosts(minimal, complete):
+    pool = one(complete, POOL)
+    cluster, database, user = one(complete, CLUSTER), one(complete, DB), one(complete, DB_USER)
+    # 3 hosts x 5 workers + the worker process on every host (3) and the clock on the first (1).
+    assert plain(pool.inputs) == {"clusterId": id_of(cluster), "name": "app-pool", "mode": "transaction",
+                                  "size": 19, "dbName": "app", "user": "app"}
+    assert {database.urn, user.urn} <= set(pool.dependencies)
+    assert not minimal.monitor.by_type(POOL)  # database.pool is off by default
+    # The grant and the admin tools still go to the cluster itself, not through the pool.
+    assert complete.resolved["databaseEndpoint"] == f"{PRIVATE_HOST}:25060"

@@ -96,6 +96,7 @@ def do_graphs() -> dict[str, list[PolicyResource]]:
     graphs = {name: graph_of(run_do(name)) for name in DO_EXAMPLES}
     graphs["digitalocean-complete@prod"] = graph_of(run_do("digitalocean-complete", stack="prod"))
     graphs["digitalocean-minimal@pr-7"] = graph_of(run_do("digitalocean-minimal", stack="pr-7"))
+    graphs["prod@prod"] = graph_of(run_do("prod", stack="prod"))
     return graphs
 
 
@@ -247,6 +248,54 @@ def test_the_operations_rules_hold_only_on_prod(aws_graphs):
         resources = without(changed(aws_graphs[name], baseline.AWS_RDS, maxAllocatedStorage=None),
                             baseline.AWS_SUBSCRIPTION)
         resources = changed(resources, baseline.AWS_LBS[0], accessLogs=None)
+        assert violations(resources) == {}, name
+
+
+DO_PROD = "prod@prod"
+
+
+@pytest.mark.parametrize("prod", [DO_PROD, "digitalocean-complete@prod"])
+@pytest.mark.parametrize("type_, props, policy", [
+    (baseline.DO_CLUSTER, {"storageAutoscale": None}, "storage-autoscaling-on-prod"),
+    (baseline.DO_CLUSTER, {"storageAutoscale": {"enabled": False}}, "storage-autoscaling-on-prod"),
+    (baseline.DO_ALERT, {"alerts": {"emails": []}}, "alerts-on-prod"),
+    (baseline.DO_ALERT, {"alerts": None}, "alerts-on-prod"),
+])
+def test_each_digitalocean_prod_operations_rule_catches_its_mutation(do_graphs, prod, type_, props,
+                                                                     policy):
+    assert violations(do_graphs[prod]) == {}
+    target = find(do_graphs[prod], type_)
+    found = violations(changed(do_graphs[prod], type_, **props))
+    assert list(found) == [policy], found
+    assert found[policy][0].startswith(target.urn + ": "), found
+
+
+def test_a_digitalocean_prod_stack_whose_alerts_reach_nobody_is_caught(do_graphs):
+    resources = do_graphs[DO_PROD]
+    found = violations(without(resources, baseline.DO_ALERT))
+    assert list(found) == ["alerts-on-prod"]
+    clusters = [r.urn for r in resources if r.resource_type == baseline.DO_CLUSTER]
+    droplets = [r.urn for r in resources if r.resource_type == baseline.DO_DROPLET]
+    assert (len(clusters), len(droplets)) == (1, 3)
+    assert sorted(found["alerts-on-prod"]) == sorted(
+        ["no monitor alert with a recipient: nothing would tell anyone (set alerts.email)"]
+        + [f"{urn}: no monitor alert watches it" for urn in clusters]
+        + [f"{urn}: no monitor alert watches it (by its id or a tag it carries)" for urn in droplets])
+    found = violations(without(resources, baseline.DO_UPTIME_ALERT))
+    assert found == {"alerts-on-prod": ["no uptime check with an alert that reaches someone: a site "
+                                        "that is down from outside would go unnoticed"]}
+    # Alerts that no longer share the droplets' tag leave the three droplets unwatched.
+    untagged = copy.deepcopy(resources)
+    for alert in (r for r in untagged if r.resource_type == baseline.DO_ALERT):
+        alert.dependencies = [d for d in alert.dependencies if d.resource_type != baseline.DO_TAG]
+    found = violations(untagged)
+    assert list(found) == ["alerts-on-prod"] and len(found["alerts-on-prod"]) == 3, found
+
+
+def test_the_digitalocean_operations_rules_hold_only_on_prod(do_graphs):
+    for name in ("digitalocean-complete", "digitalocean-minimal@pr-7"):
+        resources = without(changed(do_graphs[name], baseline.DO_CLUSTER, storageAutoscale=None),
+                            baseline.DO_ALERT)
         assert violations(resources) == {}, name
 
 

@@ -1045,7 +1045,15 @@ NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
 for _platform in ("digitalocean", "aws", "existing"):
     NOT_IN_COMPLETE[_platform] |= {"heroku", "heroku.appName", "heroku.team", "heroku.stack"}
 for _platform in ("digitalocean", "existing", "heroku"):  # refused there (AWS only so far)
-    NOT_IN_COMPLETE[_platform] |= {"alerts", "logs", "database.maxStorageGb"}
+    NOT_IN_COMPLETE[_platform] |= {"logs", "database.maxStorageGb"}
+for _platform in ("existing", "heroku"):  # refused there (the clouds only)
+    NOT_IN_COMPLETE[_platform] |= {"alerts"}
+for _platform in ("aws", "existing", "heroku"):  # refused there (DigitalOcean only)
+    NOT_IN_COMPLETE[_platform] |= {"database.storageAutoscale", "database.pool"}
+# Read on the other cloud only to refuse them by name.
+NOT_IN_COMPLETE["digitalocean"] |= {"alerts.freeStorageGb", "alerts.freeMemoryMb",
+                                    "alerts.databaseConnections"}
+NOT_IN_COMPLETE["aws"] |= {"alerts.memoryPercent", "alerts.diskPercent", "alerts.slackChannel"}
 for _unset in NOT_IN_COMPLETE.values():
     _unset.add("tls.acmeCaBundle")  # only for a private ACME server; the examples use Let's Encrypt
 
@@ -1108,6 +1116,7 @@ RESTRICTED_VALUES: dict[str, Any] = {
     "deploy.undrainSeconds": 25,
     "heroku.appName": "rocket-web", "heroku.team": "acme", "heroku.stack": "heroku-24",
     "database.maxStorageGb": 200, "alerts": {"email": "ops@example.com"}, "logs": {"flowLogs": True},
+    "database.storageAutoscale": True, "database.pool": True,
 }
 
 

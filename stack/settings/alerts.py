@@ -1,5 +1,9 @@
-"""The `alerts` and `logs` sections (platform aws): who hears that the stack is unwell, what makes
-it unwell, and what the stack keeps of its traffic.
+"""The `alerts` section (platforms aws and digitalocean) and the `logs` section (aws): who hears
+that the stack is unwell, what makes it unwell, and what the stack keeps of its traffic.
+
+On DigitalOcean the database's alerts are percentages of the cluster's own metrics (CPU, memory,
+disk), so the RDS-sized keys (freeStorageGb, freeMemoryMb, databaseConnections) are AWS only,
+and memoryPercent / diskPercent (droplets and database) are DigitalOcean only.
 
 Defaults are sized by environment: prod alarms sooner (lower CPU, error rate and response time
 limits) than staging or dev; an ephemeral (review) stack gets no paid extras unless its config
@@ -31,11 +35,21 @@ RESERVED_MEMORY = 0.1  # what DBInstanceClassMemory leaves out of the class's me
 GIB = 1024 ** 3
 
 
+SLACK_CHANNEL = r"#[a-z0-9][a-z0-9._-]{0,79}"
+AWS_ONLY = "is only for platform aws (it sizes an RDS alarm); on digitalocean the database's " \
+           "alerts are percentages: alerts.cpuPercent, alerts.memoryPercent, alerts.diskPercent; " \
+           "remove it"
+DO_ONLY = "is only for platform digitalocean (CloudWatch has no memory or disk metric of an " \
+          "instance without the CloudWatch agent); remove it"
+
+
 def environment_defaults(prod: bool) -> dict[str, int]:
     """The thresholds that depend on the environment: prod hears sooner."""
     if prod:
-        return {"cpuPercent": 80, "errorRatePercent": 1, "responseTimeMs": 1000}
-    return {"cpuPercent": 90, "errorRatePercent": 5, "responseTimeMs": 2000}
+        return {"cpuPercent": 80, "errorRatePercent": 1, "responseTimeMs": 1000,
+                "memoryPercent": 85, "diskPercent": 80}
+    return {"cpuPercent": 90, "errorRatePercent": 5, "responseTimeMs": 2000,
+            "memoryPercent": 90, "diskPercent": 90}
 
 
 def class_memory_gib(size: str) -> float | None:
@@ -64,7 +78,8 @@ def max_connections(size: str) -> int | None:
     return min(int(memory * GIB * (1 - RESERVED_MEMORY) / CONNECTION_BYTES), MAX_CONNECTIONS)
 
 
-def read_alerts(r: Reader, database: Database, *, prod: bool, ephemeral: bool) -> Alerts:
+def read_alerts(r: Reader, database: Database, *, prod: bool, ephemeral: bool,
+                platform: str = "aws") -> Alerts:
     """alerts.*: the destinations, and the thresholds with their per-environment defaults."""
     defaults = environment_defaults(prod)
     enabled = bool(r.boolean("enabled", not ephemeral))
@@ -73,6 +88,33 @@ def read_alerts(r: Reader, database: Database, *, prod: bool, ephemeral: bool) -
     cpu = r.integer("cpuPercent", defaults["cpuPercent"], 1, 100, unit="%")
     errors = r.integer("errorRatePercent", defaults["errorRatePercent"], 1, 100, unit="%")
     response = r.integer("responseTimeMs", defaults["responseTimeMs"], 10, 60000, unit="ms")
+    if platform == "digitalocean":
+        for key in ("freeStorageGb", "freeMemoryMb", "databaseConnections"):
+            r.raw(key)
+            if r.has(key):
+                r.error(key, AWS_ONLY)
+        memory = r.integer("memoryPercent", defaults["memoryPercent"], 1, 100, unit="%")
+        disk = r.integer("diskPercent", defaults["diskPercent"], 1, 100, unit="%")
+        channel = read_slack_channel(r, webhook)
+        r.finish()
+        return Alerts(enabled=enabled, email=email, webhook=webhook, cpu_percent=cpu,
+                      error_rate_percent=errors, response_time_ms=response, free_storage_gb=0,
+                      free_memory_mb=0, database_connections=0, memory_percent=memory,
+                      disk_percent=disk, slack_channel=channel)
+    for key in ("memoryPercent", "diskPercent", "slackChannel"):
+        r.raw(key)
+        if r.has(key):
+            r.error(key, DO_ONLY if key != "slackChannel" else
+                    "is only for platform digitalocean (SNS posts to alerts.webhook itself); remove it")
+    free_storage, free_memory, connections = read_rds_thresholds(r, database, enabled)
+    r.finish()
+    return Alerts(enabled=enabled, email=email, webhook=webhook, cpu_percent=cpu,
+                  error_rate_percent=errors, response_time_ms=response, free_storage_gb=free_storage,
+                  free_memory_mb=free_memory, database_connections=connections)
+
+
+def read_rds_thresholds(r: Reader, database: Database, enabled: bool) -> tuple[int, int, int]:
+    """alerts.freeStorageGb, freeMemoryMb, databaseConnections (aws): sized from the RDS class."""
     storage_default = max(1, database.storage_gb * 5 // 100)
     free_storage = r.integer("freeStorageGb", storage_default, 1, 65536, unit="GB")
     if database.storage_gb and free_storage >= database.storage_gb and not r.reported("freeStorageGb"):
@@ -95,10 +137,22 @@ def read_alerts(r: Reader, database: Database, *, prod: bool, ephemeral: bool) -
             connections = 1
         else:
             connections = max(1, limit * 80 // 100)
-    r.finish()
-    return Alerts(enabled=enabled, email=email, webhook=webhook, cpu_percent=cpu,
-                  error_rate_percent=errors, response_time_ms=response, free_storage_gb=free_storage,
-                  free_memory_mb=free_memory, database_connections=connections)
+    return free_storage, free_memory, connections
+
+
+def read_slack_channel(r: Reader, webhook: Secret | None) -> str | None:
+    """alerts.slackChannel (digitalocean): the channel DigitalOcean posts to through
+    alerts.webhook, a Slack incoming webhook; required with it, meaningless without."""
+    channel = r.string("slackChannel", None, pattern=SLACK_CHANNEL,
+                       expect='a Slack channel like "#ops"')
+    if webhook is not None and channel is None and not r.reported("slackChannel"):
+        r.error("slackChannel", 'is required with alerts.webhook on digitalocean: DigitalOcean '
+                                'posts to a Slack incoming webhook and names its channel; pulumi '
+                                'config set --path alerts.slackChannel "#ops"')
+    if webhook is None and channel is not None:
+        r.error("slackChannel", "has no webhook to post through: set alerts.webhook (a Slack "
+                                "incoming webhook's URL, as a secret) or remove it")
+    return channel
 
 
 def unheard(alerts: Alerts | None, *, prod: bool) -> str | None:

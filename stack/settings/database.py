@@ -35,6 +35,9 @@ def read_database(r: Reader, p: Platform, *, prod: bool = False) -> Database:
     backups = p.default("database.backupRetentionDays")
     if p.takes(r, "backupRetentionDays"):
         backups = r.integer("backupRetentionDays", backups, 1, 35, unit="days")
+    autoscale = bool(p.takes(r, "storageAutoscale")
+                     and r.boolean("storageAutoscale", p.default("database.storageAutoscale")))
+    pool = bool(p.takes(r, "pool") and r.boolean("pool", p.default("database.pool")))
     ha = p.default("database.highAvailability")
     if p.takes(r, "highAvailability"):
         ha = r.boolean("highAvailability", ha)
@@ -50,7 +53,8 @@ def read_database(r: Reader, p: Platform, *, prod: bool = False) -> Database:
     r.finish()
     return Database(engine_version=version, size=size, storage_gb=storage,
                     backup_retention_days=backups, high_availability=ha, name=name, user=user,
-                    url=url, max_storage_gb=max_storage)
+                    url=url, max_storage_gb=max_storage,
+                    storage_autoscale=autoscale, pool=pool)
 
 
 def read_max_storage(r: Reader, storage: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from stack.settings.alerts import read_alerts, read_logs, unheard
 from stack.settings.app import read_app
+from stack.settings.budget import check as connection_budget
 from stack.settings.checks import exact_choice
 from stack.settings.database import read_database
 from stack.settings.heroku import check_dynos, read_heroku, refuse_host_sections, smallest_processes
@@ -68,7 +69,8 @@ def load(
     if not p.hosted:
         check_dynos(hosts_reader, hosts, stack in PROD_STACKS)
     ensure_single_host_without_balancer(top, p, load_balancer, hosts)
-    database = read_database(section("database"), p, prod=stack in PROD_STACKS)
+    database_reader = section("database")
+    database = read_database(database_reader, p, prod=stack in PROD_STACKS)
     app = read_app(section("app"), project_dir, p)
     domain = read_domain(section("domain"), p, region, load_balancer)
     front = exact_choice(top, "front", FRONTS, "nginx") if p.takes(top, "front") else "nginx"
@@ -100,10 +102,16 @@ def load(
         processes = smallest_processes(processes)
     if ephemeral and p.cloud and not top.reported("database"):
         database = dataclasses.replace(database, max_storage_gb=0)  # a review stack stays small
+        if not database_reader.has("storageAutoscale"):
+            database = dataclasses.replace(database, storage_autoscale=False)
+    if p.cloud and not top.reported("database"):
+        pool_size = connection_budget(top, app, hosts, database, processes, schedules, p.name or "")
+        database = dataclasses.replace(database, pool_size=pool_size)
     alerts = logs = None
     prod = stack in PROD_STACKS
     if p.takes(top, "alerts"):
-        alerts = read_alerts(section("alerts"), database, prod=prod, ephemeral=ephemeral)
+        alerts = read_alerts(section("alerts"), database, prod=prod, ephemeral=ephemeral,
+                             platform=p.name or "")
     if p.takes(top, "logs"):
         logs = read_logs(section("logs"), prod=prod, ephemeral=ephemeral)
     do_project = p.takes(top, "doProject") and top.boolean("doProject", p.default("doProject"))

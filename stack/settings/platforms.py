@@ -121,13 +121,21 @@ RULES: dict[str, Rule] = {
                 "from the program; remove it"}),
     "network.zones": Rule((AWS,), {AWS: 2}),
     "database.maxStorageGb": Rule((AWS,), refusals={
-        DO: "is set by database.size on DigitalOcean; remove it",
+        DO: "is for RDS; DigitalOcean grows the cluster's storage by database.storageAutoscale "
+            "(its ceiling is the size's own); remove it",
         HEROKU: "is set by the Heroku Postgres plan (database.size); remove it"},
         why="the program creates no database there"),
-    # Whole sections (stack/settings/alerts.py): CloudWatch alarms, ALB access logs, flow logs.
-    "alerts": Rule((AWS,), why="the alarms are built on AWS only so far, CloudWatch through SNS; "
-                               "DigitalOcean's monitor alerts are not built yet"),
-    "logs": Rule((AWS,), why="access logs and flow logs are built on AWS only so far"),
+    # DigitalOcean's managed PostgreSQL: storage that grows, and PgBouncer in front of it.
+    "database.storageAutoscale": Rule((DO,), {DO: True}, switch=True,
+                                      why="RDS storage autoscaling is database.maxStorageGb"),
+    "database.pool": Rule((DO,), {DO: False}, switch=True,
+                          why="a DigitalOcean cluster's PgBouncer pool"),
+    # Whole sections (stack/settings/alerts.py): CloudWatch alarms or DigitalOcean monitor
+    # alerts and uptime checks; ALB access logs, flow logs.
+    "alerts": Rule((AWS, DO), why="the alerts are built on AWS (CloudWatch through SNS) and "
+                                  "DigitalOcean (monitor alerts and an uptime check) so far"),
+    "logs": Rule((AWS,), why="access logs and flow logs are built on AWS only so far; "
+                             "DigitalOcean's load balancer keeps no access logs"),
     # Keys of a front (Nginx or HAProxy) and of the hosts' rollout: a dyno has neither.
     "front": Rule(HOSTED, refusals={HEROKU: f"has no meaning: {DYNOS}; Heroku's router is the "
                                             "front; remove it"}),

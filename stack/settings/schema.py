@@ -56,6 +56,9 @@ class Database:
     user: str
     url: Secret | None  # platform existing: the database the user already has
     max_storage_gb: int = 0  # aws: storage autoscaling's ceiling (max_allocated_storage); 0 = off
+    storage_autoscale: bool = False  # digitalocean: the cluster grows its storage (storage_autoscale)
+    pool: bool = False  # digitalocean: the app connects through a PgBouncer pool
+    pool_size: int = 0  # digitalocean: the pool's backend connections (stack/settings/budget.py)
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,8 @@ class Network:
 
 @dataclass(frozen=True)
 class Alerts:
-    """aws: where alarms go and when they fire (stack/settings/alerts.py has the defaults)."""
+    """aws and digitalocean: where alarms go and when they fire (stack/settings/alerts.py has
+    the defaults)."""
 
     enabled: bool  # the SNS topic and the CloudWatch alarms are declared (off on ephemeral stacks)
     email: tuple[str, ...]  # SNS email subscriptions (each confirms by a link in a mail)
@@ -164,6 +168,9 @@ class Alerts:
     free_storage_gb: int  # the database's free storage below this
     free_memory_mb: int  # the database's freeable memory below this
     database_connections: int  # the database's connections above this
+    memory_percent: int = 90  # digitalocean: droplets' and database's memory use above this
+    disk_percent: int = 90  # digitalocean: droplets' and database's disk use above this
+    slack_channel: str | None = None  # digitalocean: the channel alerts.webhook (Slack) posts to
 
 
 @dataclass(frozen=True)
@@ -233,7 +240,7 @@ class Settings:
     expires_at: str | None  # ephemeral stacks: when the cleanup job may destroy it (UTC, ISO 8601)
     do_project: bool  # digitalocean: group the stack's resources in a DigitalOcean project
     heroku: Heroku | None = None  # platform heroku only
-    alerts: Alerts | None = None  # platform aws only
+    alerts: Alerts | None = None  # platforms aws and digitalocean
     logs: Logs | None = None  # platform aws only
     processes: tuple[Process, ...] = ()  # sorted by name
     schedules: tuple[Schedule, ...] = ()  # sorted by name; hosts only
