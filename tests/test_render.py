@@ -388,6 +388,15 @@ def test_nginx_tls_uses_the_domain_certificate_and_hsts(case):
     assert server.values("ssl_certificate") == [[paths.tls_fullchain]]
     assert server.values("ssl_certificate_key") == [[paths.tls_key]]
     assert server.values("add_header")[0][:2] == ["Strict-Transport-Security", "max-age=63072000"]
+    # Mozilla intermediate's curves only (OpenSSL's defaults add X448 and secp521r1).
+    assert http.values("ssl_ecdh_curve") == [["X25519:prime256v1:secp384r1"]]
+    assert http.values("ssl_ciphers") == [[render.INTERMEDIATE.ciphers]]
+    # `always`: the redirects Nginx answers itself (return 301) carry it too.
+    for tls_server in (s for s in servers if s.values("ssl_certificate")):
+        assert tls_server.values("add_header")[0] == ["Strict-Transport-Security", "max-age=63072000",
+                                                      "always"]
+        # A location's own add_header would drop the server's.
+        assert not [loc.args for loc in tls_server.all("location") if loc.all("add_header")]
 
 
 # -- HAProxy ---------------------------------------------------------------------------------
@@ -405,6 +414,23 @@ def test_haproxy_uses_http_request_rules_only(case):
     assert re.search(r"^\s+option forwardfor$", cfg, flags=re.M)
     assert re.search(r"^\s+http-response del-header Server$", cfg, flags=re.M)
     assert re.search(r"^backend acme$", cfg, flags=re.M)
+
+
+@pytest.mark.parametrize("case", HAPROXY_CASES, ids=ids(HAPROXY_CASES))
+def test_haproxy_tls_is_mozilla_intermediate_with_hsts_on_its_own_answers_too(case):
+    config = case.load()
+    cfg = haproxy_of(case)
+    if not config.tls.enabled:
+        assert "ssl-default-bind" not in cfg and "Strict-Transport-Security" not in cfg
+        return
+    profile = render.INTERMEDIATE
+    assert f"\n    ssl-default-bind-ciphers {profile.ciphers}\n" in cfg
+    assert f"\n    ssl-default-bind-ciphersuites {profile.ciphersuites}\n" in cfg
+    assert "\n    ssl-default-bind-curves X25519:prime256v1:secp384r1\n" in cfg
+    # http-after-response, not http-response: HAProxy's own redirects (www., HTTP to HTTPS) and
+    # denials carry it as well as the app's answers.
+    hsts = re.findall(r"^\s+(\S+) set-header Strict-Transport-Security (.*)$", cfg, flags=re.M)
+    assert hsts == [("http-after-response", f'"{render.HSTS}" if {{ ssl_fc }}')], hsts
 
 
 @pytest.mark.parametrize("case", HAPROXY_CASES, ids=ids(HAPROXY_CASES))
