@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from stack import assets, hostfiles
+from stack import assets, hostfiles, sshd
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
 from stack.settings import Process, Schedule, Settings, processes
@@ -181,6 +181,8 @@ TOKENS = {
     "size": re.compile(r"[0-9]+[kKmMgG]?"),
     "listen address": re.compile(r"unix|[0-9.]+:[0-9]+|\[[0-9a-fA-F:.]+\]:[0-9]+"),
     "calendar": re.compile(r"[A-Za-z0-9*.,:/~+_-]+( [A-Za-z0-9*.,:/~+_-]+)*"),
+    # No `*`, `?`, `@` or space: in AllowUsers each of those would widen who may log in.
+    "login": re.compile(r"[a-z_][a-z0-9_-]{0,31}"),
 }
 
 
@@ -312,6 +314,7 @@ def context(settings: Settings, host: Host) -> dict:
         "socket": {"listen": listen, "unix": unix},
         "units": {"service": paths.service_name, "socket": paths.socket_name},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
+        "sshd": sshd.context(settings),
     }
 
 
