@@ -26,9 +26,11 @@ PASSWORD = "a-Password-that-works-9"
 
 def password_login(host, askpass: Path, user: str = "deploy") -> subprocess.CompletedProcess:
     """ssh offering only a password (from SSH_ASKPASS), no key at all."""
-    options = [o for o in host.ssh_options() if o not in ("BatchMode=yes", "IdentitiesOnly=yes")]
-    key = options.index("-i")
-    del options[key:key + 2]
+    given = host.ssh_options()
+    pairs = [given[i:i + 2] for i in range(2, len(given), 2)]  # after "-F /dev/null": flag, value
+    assert given[:2] == ["-F", "/dev/null"] and all(len(p) == 2 for p in pairs), given
+    options = [word for flag, value in pairs if flag != "-i" and value not in
+               ("BatchMode=yes", "IdentitiesOnly=yes") for word in (flag, value)]
     return subprocess.run(
         ["ssh", *options, "-o", "PreferredAuthentications=password,keyboard-interactive",
          "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1", "-l", user, host.address,
