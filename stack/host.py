@@ -99,7 +99,7 @@ class AppHost(pulumi.ComponentResource):
         app_env = args.files[paths.env_file]
         admin = args.database_admin
         makers: dict[str, Callable[[str], scripts.Script]] = {
-            "bootstrap": lambda where: scripts.bootstrap(s, host, where),
+            "bootstrap": lambda where: scripts.bootstrap(s, host, where, files=args.files),
             "env": lambda where: scripts.env(s, host, app_env, where),
             "release": lambda where: scripts.release(
                 s, host, args.release, release_command=args.run_release_command, address=where,

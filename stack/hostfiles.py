@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from stack.inventory import host_names
-from stack.paths import Paths
+from stack.paths import SSHD_DROPIN, Paths
 from stack.settings import Process, Schedule, Settings
 
 
 class Step(StrEnum):
     """The remote step that installs a file (stack/host.py runs them in this order)."""
 
+    BOOTSTRAP = "bootstrap"  # the host's own settings (sshd), before anything of the app
     ENV = "env"
     RELEASE = "release"  # the process and schedule units, which switch together with the code
     CONFIGURE = "configure"
@@ -42,6 +43,7 @@ class Reload(StrEnum):
     TIMER = "timer"  # that schedule's timer is set again; the web app and the processes do not
     DAEMON = "daemon"  # systemd re-reads its units; nothing restarts (the failure report)
     NOTHING = "nothing"  # used when it runs next (certbot's renewal hook)
+    SSHD = "sshd"  # sshd reloads: new logins follow it, open sessions (the deploy's own) stay
 
     def describe(self, settings: Settings) -> str:
         front = "Nginx" if settings.front == "nginx" else "HAProxy"
@@ -55,6 +57,7 @@ class Reload(StrEnum):
             Reload.TIMER: "that schedule's timer is set again (nothing restarts)",
             Reload.DAEMON: "systemd re-reads its units (nothing restarts)",
             Reload.NOTHING: "nothing reloads (used from its next run)",
+            Reload.SSHD: "sshd reloads (open SSH sessions stay; new logins follow the new file)",
         }[self]
 
 
@@ -65,6 +68,7 @@ class Validator(StrEnum):
     HAPROXY = "haproxy -c"
     GUNICORN = "gunicorn --check-config"  # loads the app with the new config, as its own user
     SYSTEMD = "systemd-analyze verify"
+    SSHD = "sshd -t"  # with the host's whole sshd config, the staged file in it
     NONE = "none"
 
 
@@ -103,7 +107,13 @@ def _tls(settings: Settings) -> bool:
     return settings.tls.enabled
 
 
+def _ssh(settings: Settings) -> bool:
+    return bool(settings.ssh.user)  # hosts the deploy logs in to (not a Heroku app)
+
+
 TABLE: tuple[HostFile, ...] = (
+    HostFile("sshd-config", lambda p: SSHD_DROPIN, "ssh/sshd.conf.j2",
+             Step.BOOTSTRAP, "0644", "root", Validator.SSHD, Reload.SSHD, _ssh),
     HostFile("gunicorn-conf", lambda p: p.gunicorn_conf, "gunicorn/gunicorn.conf.py.j2",
              Step.CONFIGURE, "0640", "app", Validator.GUNICORN, Reload.GUNICORN),
     HostFile("wsgi-entry", lambda p: p.wsgi, "gunicorn/wsgi.py.j2",

@@ -10,6 +10,10 @@ if TYPE_CHECKING:
 
 WSGI_MODULE = "flaskstack_wsgi"
 LETSENCRYPT_LIVE = "/etc/letsencrypt/live"
+# The host's sshd settings (one per host, whatever apps it runs). Debian's sshd_config includes
+# sshd_config.d/*.conf at its top, and sshd keeps the first value it reads of each keyword: the
+# 10- prefix puts this file before the cloud images' own (e.g. 50-cloud-init.conf).
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-flask-stack.conf"
 
 
 @dataclass(frozen=True)

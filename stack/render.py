@@ -14,11 +14,12 @@ import ipaddress
 import json
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from stack import assets, hostfiles
+from stack import assets, hostfiles, sshd
 from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, WSGI_MODULE, Paths
 from stack.settings import Process, Schedule, Settings, processes
@@ -26,13 +27,29 @@ from stack.settings import Process, Schedule, Settings, processes
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 HEADER = "# Rendered by flask-stack for {app}. Do not edit here: the next deploy replaces it."
 
-# Mozilla's "intermediate" TLS profile (TLS 1.2 ciphers; TLS 1.3 suites are fixed by OpenSSL).
-INTERMEDIATE_CIPHERS = ":".join([
-    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
-    "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
-    "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
-    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
-])
+
+@dataclass(frozen=True)
+class TlsProfile:
+    """What both fronts offer over TLS, in OpenSSL's spelling (Nginx and HAProxy pass each list
+    to OpenSSL as it is). The one place the TLS parameters come from."""
+
+    ciphers: str  # TLS 1.2 suites
+    ciphersuites: str  # TLS 1.3 suites (HAProxy's line; Nginx keeps OpenSSL's default, the same three)
+    curves: str  # key exchange groups; unset, OpenSSL 3 would also offer X448 and secp521r1
+
+
+# Mozilla's "intermediate" server-side TLS profile (v5.7): TLS 1.2 and 1.3, forward-secret AEAD
+# suites only, and its three curves.
+INTERMEDIATE = TlsProfile(
+    ciphers=":".join([
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+    ]),
+    ciphersuites="TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+    curves="X25519:prime256v1:secp384r1",
+)
 FRONT_USERS = {"nginx": "www-data", "haproxy": "haproxy"}
 # What every HTTPS answer says: browsers use only HTTPS for this site for two years.
 HSTS = "max-age=63072000"
@@ -164,6 +181,8 @@ TOKENS = {
     "size": re.compile(r"[0-9]+[kKmMgG]?"),
     "listen address": re.compile(r"unix|[0-9.]+:[0-9]+|\[[0-9a-fA-F:.]+\]:[0-9]+"),
     "calendar": re.compile(r"[A-Za-z0-9*.,:/~+_-]+( [A-Za-z0-9*.,:/~+_-]+)*"),
+    # No `*`, `?`, `@` or space: in AllowUsers each of those would widen who may log in.
+    "login": re.compile(r"[a-z_][a-z0-9_-]{0,31}"),
 }
 
 
@@ -245,7 +264,9 @@ def context(settings: Settings, host: Host) -> dict:
         "env_lines": [env_file_line(k, v) for k, v in app.env],
         "tls": {
             "enabled": tls.enabled,
-            "ciphers": INTERMEDIATE_CIPHERS,
+            "ciphers": INTERMEDIATE.ciphers,
+            "ciphersuites": INTERMEDIATE.ciphersuites,
+            "curves": INTERMEDIATE.curves,
             "certificate": paths.tls_fullchain,
             "certificate_key": paths.tls_key,
             "haproxy_pem": paths.tls_pem,
@@ -295,6 +316,7 @@ def context(settings: Settings, host: Host) -> dict:
                   "on_failure": paths.on_failure},
         "failure": {"retry": FAILURE_RETRY, "lines": 20},
         "systemd": {"stop_timeout": app.graceful_timeout + 10},
+        "sshd": sshd.context(settings),
     }
 
 

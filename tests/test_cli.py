@@ -26,6 +26,7 @@ def test_render_writes_every_host_file(tmp_path):
         "web-0/etc/app/report-failure",
         "web-0/etc/nginx/nginx.conf",
         "web-0/etc/nginx/sites-available/app.conf",
+        "web-0/etc/ssh/sshd_config.d/10-flask-stack.conf",
         "web-0/etc/systemd/system/app.failed@.service",
         "web-0/etc/systemd/system/app.service",
         "web-0/etc/systemd/system/app.socket",

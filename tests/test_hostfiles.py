@@ -104,3 +104,28 @@ def test_the_units_systemd_checks_are_the_tables():
     line = next(line for line in configure.splitlines() if line.startswith("out=$(systemd-analyze verify"))
     assert line == "out=$(systemd-analyze verify " + " ".join(
         f'"$stage/files"{unit}' for unit in sorted(units)) + " 2>&1) \\"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_the_bootstrap_step_installs_sshds_drop_in_checked_by_sshd(case):
+    config = case.load()
+    files = render.render_host(config, inventory.planned(config)[0])
+    (row,) = [r for r in hostfiles.files_of(config) if r.step is Step.BOOTSTRAP]
+    assert (row.remote(config), row.validator, row.reloads) == (
+        "/etc/ssh/sshd_config.d/10-flask-stack.conf", Validator.SSHD, Reload.SSHD)
+    assert row.reloads.describe(config).startswith("sshd reloads (open SSH sessions stay")
+    body = scripts.bootstrap(config, "web-0", "203.0.113.10", files=files).body
+    drop_in = files[row.remote(config)]
+    assert drop_in in body  # the rendered file itself, in a quoted heredoc
+    # Staged, checked in a copy of the whole config, then moved into place and sshd reloaded.
+    order = ['"$sshd_stage/sshd_config.d/"10-flask-stack.conf <<', 'sshd -t -f "$sshd_stage/sshd_config"',
+             'sshd -T -f "$sshd_stage/sshd_config"', "mv -f /etc/ssh/sshd_config.d/10-flask-stack.conf",
+             "systemctl reload ssh.service"]
+    assert [body.index(step) for step in order] == sorted(body.index(step) for step in order)
+    assert "systemctl restart ssh" not in body
+
+
+def test_a_stack_without_hosts_has_no_sshd_file():
+    heroku = stacks.Case(id="example:heroku-minimal", path=ROOT / "examples/heroku-minimal.yaml").load()
+    assert heroku.platform == "heroku"
+    assert not [r for r in hostfiles.files_of(heroku) if r.step is Step.BOOTSTRAP]

@@ -17,6 +17,7 @@ The behavioural tests read the rendered text of every stack file, example and va
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 import re
 import shutil
@@ -388,6 +389,15 @@ def test_nginx_tls_uses_the_domain_certificate_and_hsts(case):
     assert server.values("ssl_certificate") == [[paths.tls_fullchain]]
     assert server.values("ssl_certificate_key") == [[paths.tls_key]]
     assert server.values("add_header")[0][:2] == ["Strict-Transport-Security", "max-age=63072000"]
+    # Mozilla intermediate's curves only (OpenSSL's defaults add X448 and secp521r1).
+    assert http.values("ssl_ecdh_curve") == [["X25519:prime256v1:secp384r1"]]
+    assert http.values("ssl_ciphers") == [[render.INTERMEDIATE.ciphers]]
+    # `always`: the redirects Nginx answers itself (return 301) carry it too.
+    for tls_server in (s for s in servers if s.values("ssl_certificate")):
+        assert tls_server.values("add_header")[0] == ["Strict-Transport-Security", "max-age=63072000",
+                                                      "always"]
+        # A location's own add_header would drop the server's.
+        assert not [loc.args for loc in tls_server.all("location") if loc.all("add_header")]
 
 
 # -- HAProxy ---------------------------------------------------------------------------------
@@ -405,6 +415,23 @@ def test_haproxy_uses_http_request_rules_only(case):
     assert re.search(r"^\s+option forwardfor$", cfg, flags=re.M)
     assert re.search(r"^\s+http-response del-header Server$", cfg, flags=re.M)
     assert re.search(r"^backend acme$", cfg, flags=re.M)
+
+
+@pytest.mark.parametrize("case", HAPROXY_CASES, ids=ids(HAPROXY_CASES))
+def test_haproxy_tls_is_mozilla_intermediate_with_hsts_on_its_own_answers_too(case):
+    config = case.load()
+    cfg = haproxy_of(case)
+    if not config.tls.enabled:
+        assert "ssl-default-bind" not in cfg and "Strict-Transport-Security" not in cfg
+        return
+    profile = render.INTERMEDIATE
+    assert f"\n    ssl-default-bind-ciphers {profile.ciphers}\n" in cfg
+    assert f"\n    ssl-default-bind-ciphersuites {profile.ciphersuites}\n" in cfg
+    assert "\n    ssl-default-bind-curves X25519:prime256v1:secp384r1\n" in cfg
+    # http-after-response, not http-response: HAProxy's own redirects (www., HTTP to HTTPS) and
+    # denials carry it as well as the app's answers.
+    hsts = re.findall(r"^\s+(\S+) set-header Strict-Transport-Security (.*)$", cfg, flags=re.M)
+    assert hsts == [("http-after-response", f'"{render.HSTS}" if {{ ssl_fc }}')], hsts
 
 
 @pytest.mark.parametrize("case", HAPROXY_CASES, ids=ids(HAPROXY_CASES))
@@ -505,3 +532,42 @@ def test_the_renew_hook_comes_with_tls_only_and_reloads_the_front(case):
     assert f"lineage=/etc/letsencrypt/live/{config.domain.name}\n" in hook
     assert f"systemctl reload {config.front}" in hook
     assert f"-servername {config.domain.name}" in hook
+
+
+# -- sshd ------------------------------------------------------------------------------------
+def sshd_of(case: stacks.Case) -> dict[str, list[str]]:
+    text = first_host(case)["/etc/ssh/sshd_config.d/10-flask-stack.conf"]
+    values: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, value = line.split(None, 1)
+            values.setdefault(key, []).append(value)
+    return values
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_sshd_takes_keys_only_from_the_deploy_user_with_modern_algorithms(case):
+    config = case.load()
+    sshd = sshd_of(case)
+    user = config.ssh.user
+    assert sshd["PasswordAuthentication"] == ["no"] and sshd["KbdInteractiveAuthentication"] == ["no"]
+    assert sshd["AuthenticationMethods"] == ["publickey"]
+    assert sshd["AllowUsers"] == [user]
+    # Root only when the deploy itself logs in as root (DigitalOcean), and then by key only.
+    assert sshd["PermitRootLogin"] == ["prohibit-password" if user == "root" else "no"]
+    kex, ciphers, macs = (sshd[k][0].split(",") for k in ("KexAlgorithms", "Ciphers", "MACs"))
+    assert kex[0] == "sntrup761x25519-sha512@openssh.com" and "curve25519-sha256" in kex
+    assert not [k for k in kex if "sha1" in k or k.startswith("diffie-hellman-group1")]
+    assert not [c for c in ciphers if "cbc" in c or "3des" in c]
+    assert macs and all(m.endswith("-etm@openssh.com") for m in macs)
+    assert sshd["HostKey"][0] == "/etc/ssh/ssh_host_ed25519_key"
+
+
+def test_a_login_that_would_widen_allowusers_is_refused():
+    from stack import sshd
+
+    config = stacks.case("stack:dev").load()
+    for login in ("deploy *", "*", "deploy@10.0.0.1", "de?loy"):
+        broken = dataclasses.replace(config, ssh=dataclasses.replace(config.ssh, user=login))
+        with pytest.raises(ValueError, match="ssh.user"):
+            sshd.context(broken)

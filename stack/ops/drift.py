@@ -153,6 +153,10 @@ def fix(target: Target, ssh: Session, result: HostDrift, say: Callable[[str], No
            for item in result.items):
         steps.add(Step.CONFIGURE)  # it enables and starts the app's units and the front again
     ok = True
+    if Step.BOOTSTRAP in steps:
+        # The host's sshd drop-in: the bootstrap step checks and installs it (pulumi up would not
+        # run that step again, its script being unchanged).
+        ok = run_step(ssh, host, scripts.bootstrap(s, host.name, str(host.address), files=files), say) and ok
     if Step.ENV in steps:
         if not target.secrets_known:
             say(f"{named(host)}: the env files drifted, and putting them back needs the stack's "
@@ -164,7 +168,7 @@ def fix(target: Target, ssh: Session, result: HostDrift, say: Callable[[str], No
             ok = run_step(ssh, host, made, say, stdin=secret_env_text(s, target.database_url)) and ok
     if Step.CONFIGURE in steps:
         ok = run_step(ssh, host, scripts.configure(s, host.name, files, str(host.address)), say) and ok
-    for step in sorted(steps - {Step.ENV, Step.CONFIGURE, None}, key=str):
+    for step in sorted(steps - {Step.BOOTSTRAP, Step.ENV, Step.CONFIGURE, None}, key=str):
         say(f"{named(host)}: files of the {step} step drifted "
             f"({', '.join(i.path for i in result.items if i.step is step)}); that step runs with "
             "pulumi up (for the release step: the next release), not with --fix")

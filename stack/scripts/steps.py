@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from stack import assets, balancer, hostfiles
+from stack import assets, balancer, hostfiles, sshd
+from stack.inventory import Host
 from stack.paths import LETSENCRYPT_LIVE, Paths
 from stack.release import Release
-from stack.render import ACME_PORT, HEADER, environment
+from stack.render import ACME_PORT, HEADER, environment, render_host
 from stack.scripts.shell import Shell, cmd, render
 from stack.settings import Settings
 
@@ -133,12 +134,27 @@ def packages(settings: Settings) -> list[str]:
     return sorted(wanted)
 
 
-def bootstrap(settings: Settings, host: str, address: str = "") -> Script:
+def bootstrap(settings: Settings, host: str, address: str = "",
+              files: dict[str, str] | None = None) -> Script:
+    """The OS packages, the app's user and directories, and the host's own files of the table's
+    bootstrap rows (sshd's drop-in). `files`: the host's rendered files (rendered here if not
+    given)."""
     # What every unit flask-stack writes for this app begins with (render.HEADER).
     mark = HEADER.format(app=settings.app.name).split(". ")[0]
+    if files is None:
+        files = render_host(settings, Host(host, address or None))
+    rows = hostfiles.installed_by(settings, hostfiles.Step.BOOTSTRAP, files)
+    sshd_row = next((row for row in rows if row.validator is hostfiles.Validator.SSHD), None)
+    sshd_values = None
+    if sshd_row is not None:
+        path = sshd_row.remote(settings)
+        directory, name = path.rsplit("/", 1)
+        sshd_values = {"path": path, "dir": directory, "name": name, "content": files[path],
+                       "user": settings.ssh.user, "expected": sshd.expected(settings)}
     body = render("bootstrap.sh.j2", **context(settings, host, address), packages=packages(settings),
-                  auto_upgrades=AUTO_UPGRADES, header_mark=mark)
-    return Script("bootstrap", host, body, address)
+                  auto_upgrades=AUTO_UPGRADES, header_mark=mark, sshd=sshd_values)
+    parts = ((f"the host file {sshd_values['path']}", sshd_values["content"]),) if sshd_values else ()
+    return Script("bootstrap", host, body, address, parts=parts)
 
 
 # -- database -------------------------------------------------------------------------------

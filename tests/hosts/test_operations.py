@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.paths import SSHD_DROPIN
 from tests.hosts.deploying import APP_SECRET, ROOT, get, load, new_stack, wait_for
 from tests.support.fake_pulumi import FakePulumi
 
@@ -199,12 +200,14 @@ def test_drift_finds_a_hand_edited_site_and_a_chmoded_env_file_and_fix_restores_
     before = first.ssh(f"sudo -n cat {site}").stdout
     first.ssh(f"echo '# edited by hand' | sudo -n tee -a {site} >/dev/null")
     first.ssh("sudo -n chmod 0644 /etc/app/app.env")
+    first.ssh(f"echo 'PasswordAuthentication yes' | sudo -n tee -a {SSHD_DROPIN} >/dev/null")
     if bed["front"] == "nginx":
         first.ssh("sudo -n ln -s /etc/nginx/sites-available/default /etc/nginx/sites-enabled/stray")
     found = ops(bed, "drift")
     assert found.returncode == 1, found.stdout
     assert f"{site}: content" in found.stdout and "+# edited by hand" in found.stdout, found.stdout
     assert "/etc/app/app.env: mode 644 (the stack sets 600)" in found.stdout
+    assert f"{SSHD_DROPIN}: content" in found.stdout and "+PasswordAuthentication yes" in found.stdout
     assert f"web-1 ({bed['hosts'][1].address}): no drift" in found.stdout
     if bed["front"] == "nginx":
         assert "/etc/nginx/sites-enabled/stray: a site the stack does not have" in found.stdout
@@ -215,6 +218,7 @@ def test_drift_finds_a_hand_edited_site_and_a_chmoded_env_file_and_fix_restores_
     assert stats["failed"] == 0, stats["errors"][:5]
     assert first.ssh(f"sudo -n cat {site}").stdout == before
     assert first.ssh("sudo -n stat -c %a /etc/app/app.env").stdout.strip() == "600"
+    assert "PasswordAuthentication yes" not in first.ssh(f"cat {SSHD_DROPIN}").stdout
     assert ops(bed, "drift").returncode == 0
 
 

@@ -53,3 +53,74 @@ install -d -m 0755 /var/www/acme/.well-known/acme-challenge
 # Debian's welcome page would answer for every unknown name (from now on, not only
 # after the next reload).
 if [ -e /etc/nginx/sites-enabled/default ]; then rm -f /etc/nginx/sites-enabled/default; if systemctl is-active --quiet nginx; then systemctl reload nginx; fi; fi
+# sshd: public keys only, no root login, only admin (/etc/ssh/sshd_config.d/10-flask-stack.conf). The new file is
+# checked inside a copy of the host's whole sshd config (`sshd -t`, and `sshd -T` for what sshd
+# would then do) before it replaces the live one; a reload keeps open sessions, this one too.
+if [ -x /usr/sbin/sshd ] && [ -f /etc/ssh/sshd_config ]; then
+  sshd_stage=$(mktemp -d /etc/ssh/.flask-stack-stage.XXXXXX)
+  trap 'rm -rf "$sshd_stage"' EXIT
+  mkdir "$sshd_stage/sshd_config.d"
+  if [ -d /etc/ssh/sshd_config.d ]; then cp -a /etc/ssh/sshd_config.d/. "$sshd_stage/sshd_config.d/"; fi
+  cat > "$sshd_stage/sshd_config.d/"10-flask-stack.conf <<'FLASKSTACK_96A49D24041E5BA5'
+# Rendered by flask-stack for every app on this host. Do not edit here: the next deploy replaces it.
+# sshd on this host, read before the rest of sshd_config (sshd keeps the first value it reads).
+# Only admin logs in, with its key; passwords and keyboard-interactive logins are off.
+PubkeyAuthentication yes
+AuthenticationMethods publickey
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitEmptyPasswords no
+PermitRootLogin no
+AllowUsers admin
+X11Forwarding no
+# Each login's key fingerprint in the journal.
+LogLevel VERBOSE
+
+# Mozilla's modern OpenSSH guideline, as far as OpenSSH 9.2 has it.
+KexAlgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp521,ecdh-sha2-nistp384,ecdh-sha2-nistp256,diffie-hellman-group-exchange-sha256
+Ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr
+MACs hmac-sha2-512-etm@openssh.com,hmac-sha2-256-etm@openssh.com,umac-128-etm@openssh.com
+HostKey /etc/ssh/ssh_host_ed25519_key
+HostKey /etc/ssh/ssh_host_ecdsa_key
+HostKey /etc/ssh/ssh_host_rsa_key
+FLASKSTACK_96A49D24041E5BA5
+
+  staged="$sshd_stage/sshd_config.d/"10-flask-stack.conf
+  # The host's sshd_config as it is, its Include of sshd_config.d pointing at the copy.
+  sed "s#/etc/ssh/sshd_config.d/#$sshd_stage/sshd_config.d/#g" /etc/ssh/sshd_config > "$sshd_stage/sshd_config"
+  if ! grep -qF "$sshd_stage/sshd_config.d/" "$sshd_stage/sshd_config"; then
+    fail "/etc/ssh/sshd_config does not include /etc/ssh/sshd_config.d/*.conf, so /etc/ssh/sshd_config.d/10-flask-stack.conf would not apply; nothing was changed (Debian's sshd_config includes it at its top)"
+  fi
+  [ -d /run/sshd ] || install -d -m 0755 /run/sshd  # sshd -t wants its privilege separation directory
+  if ! out=$(sshd -t -f "$sshd_stage/sshd_config" 2>&1); then
+    echo "$out" >&2
+    fail "sshd -t rejected the new /etc/ssh/sshd_config.d/10-flask-stack.conf (above; $sshd_stage/sshd_config.d stands for /etc/ssh/sshd_config.d); nothing was installed, the live sshd config is unchanged"
+  fi
+  effective=$(sshd -T -f "$sshd_stage/sshd_config" -C user=admin,host=localhost,addr=127.0.0.1 2>&1) \
+    || { echo "$effective" >&2; fail "sshd -T could not read the new sshd config; nothing was installed"; }
+  # What sshd must then do (a line of `sshd -T` each): a setting that the host's sshd_config or an
+  # earlier file of sshd_config.d sets first would win over the drop-in.
+  wanted_sshd=('passwordauthentication no' 'kbdinteractiveauthentication no' 'permitrootlogin no' 'allowusers admin' 'pubkeyauthentication yes' 'kexalgorithms sntrup761x25519-sha512@openssh.com,curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp521,ecdh-sha2-nistp384,ecdh-sha2-nistp256,diffie-hellman-group-exchange-sha256' 'ciphers chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,aes192-ctr,aes128-ctr')
+  for want in "${wanted_sshd[@]}"; do
+    if ! grep -qixF "$want" <<<"$effective"; then
+      fail "with the new /etc/ssh/sshd_config.d/10-flask-stack.conf, sshd would have '$(grep -i "^${want%% *} " <<<"$effective" || echo "no ${want%% *}")', not '$want': the host's sshd config sets it before the drop-in; nothing was installed"
+    fi
+  done
+  if ! cmp -s "$staged" /etc/ssh/sshd_config.d/10-flask-stack.conf; then
+    if [ -f /etc/ssh/sshd_config.d/10-flask-stack.conf ]; then cp -a /etc/ssh/sshd_config.d/10-flask-stack.conf "$sshd_stage/previous"; fi
+    install -m 0644 -o root -g root "$staged" /etc/ssh/sshd_config.d/10-flask-stack.conf.flaskstack-new
+    mv -f /etc/ssh/sshd_config.d/10-flask-stack.conf.flaskstack-new /etc/ssh/sshd_config.d/10-flask-stack.conf
+    if systemctl is-active --quiet ssh.service; then
+      if ! systemctl reload ssh.service || ! systemctl is-active --quiet ssh.service; then
+        if [ -f "$sshd_stage/previous" ]; then cp -a "$sshd_stage/previous" /etc/ssh/sshd_config.d/10-flask-stack.conf; else rm -f /etc/ssh/sshd_config.d/10-flask-stack.conf; fi
+        systemctl reload-or-restart ssh.service || true
+        fail "sshd did not take the new /etc/ssh/sshd_config.d/10-flask-stack.conf; the previous one is back"
+      fi
+    fi
+    echo "sshd: installed /etc/ssh/sshd_config.d/10-flask-stack.conf and reloaded sshd"
+  fi
+  chown root:root /etc/ssh/sshd_config.d/10-flask-stack.conf; chmod 0644 /etc/ssh/sshd_config.d/10-flask-stack.conf
+  rm -rf "$sshd_stage"; trap - EXIT
+else
+  echo "sshd: no OpenSSH server at /usr/sbin/sshd; /etc/ssh/sshd_config.d/10-flask-stack.conf is not written"
+fi

@@ -101,7 +101,7 @@ undo_config() {
 trap 'rc=$?; if [ $rc -ne 0 ]; then undo_config; fi; rm -rf "$stage"' EXIT
 chgrp rocket-shop "$stage"; chmod 0750 "$stage"
 mkdir -p "$stage/files"/etc/nginx
-cat > "$stage/files"/etc/nginx/nginx.conf <<'FLASKSTACK_EFB0898E72CEE141'
+cat > "$stage/files"/etc/nginx/nginx.conf <<'FLASKSTACK_66F06DBD9E7839CD'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.
 # Replaces Debian's /etc/nginx/nginx.conf: process limits sized together, versions hidden,
 # compression for text, and the site files of sites-enabled.
@@ -155,6 +155,7 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_prefer_server_ciphers off;
     ssl_ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305;
+    ssl_ecdh_curve X25519:prime256v1:secp384r1;
     ssl_session_timeout 1d;
     ssl_session_cache shared:TLS:10m;
     ssl_session_tickets off;
@@ -162,7 +163,7 @@ http {
     include conf.d/*.conf;
     include sites-enabled/*;
 }
-FLASKSTACK_EFB0898E72CEE141
+FLASKSTACK_66F06DBD9E7839CD
 mkdir -p "$stage/files"/etc/nginx/sites-available
 cat > "$stage/files"/etc/nginx/sites-available/rocket-shop.conf <<'FLASKSTACK_ED9F7A5E17AA661F'
 # Rendered by flask-stack for rocket-shop. Do not edit here: the next deploy replaces it.

@@ -361,7 +361,7 @@ if [ "$restart" != no ]; then
 fi
 FLASKSTACK_2ACE87039292B802
 mkdir -p "$stage/files"/etc/haproxy
-cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_C3D85766BDCED4A3'
+cat > "$stage/files"/etc/haproxy/haproxy.cfg <<'FLASKSTACK_43F07F967A5F9432'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
 # HAProxy as the public front of app. It faces the internet itself: every forwarded header a client sends is replaced.
 global
@@ -376,6 +376,7 @@ global
     hard-stop-after 50s
     ssl-default-bind-ciphers ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305
     ssl-default-bind-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+    ssl-default-bind-curves X25519:prime256v1:secp384r1
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
 
 defaults
@@ -415,7 +416,9 @@ frontend public
     # Plain HTTP answers ACME challenges and the health path (the deploy asks it on loopback);
     # everything else goes to HTTPS, which tells browsers to stay there (HSTS).
     http-request redirect scheme https code 301 if !{ ssl_fc } !acme !health
-    http-response set-header Strict-Transport-Security "max-age=63072000" if { ssl_fc }
+    # Every answer over HTTPS, HAProxy's own too (its redirects, 429s and 503s, which
+    # http-response rules never see).
+    http-after-response set-header Strict-Transport-Security "max-age=63072000" if { ssl_fc }
     # Only HAProxy's own check of Gunicorn carries this (the app's health path ignores a drain
     # for it); a client's is removed.
     http-request del-header X-Flask-Stack-Check
@@ -442,7 +445,7 @@ backend acme
     # does not, a refused connection answers 503 at once (no retries).
     retries 0
     server acme 127.0.0.1:8402
-FLASKSTACK_C3D85766BDCED4A3
+FLASKSTACK_43F07F967A5F9432
 mkdir -p "$stage/files"/etc/systemd/system
 cat > "$stage/files"/etc/systemd/system/app.failed@.service <<'FLASKSTACK_790899F4E12C9408'
 # Rendered by flask-stack for app. Do not edit here: the next deploy replaces it.
