@@ -126,7 +126,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
                                 resources=[d.droplet_urn for d in droplets], opts=self._opts())
         url = self._url(domains, balancer, droplets[0])
 
-        self.site = Site(hosts=[Host(host, d.ipv4_address)
+        self.site = Site(hosts=[Host(host, d.ipv4_address, machine=d.id)
                                 for host, d in zip(self._hosts, droplets, strict=True)],
                          database_url=database.url, url=url, database_endpoint=database.endpoint,
                          database_admin=database.admin)
