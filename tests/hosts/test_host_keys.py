@@ -60,7 +60,7 @@ def test_a_deploy_pins_the_key_and_a_replaced_key_fails_the_next_one_with_both_f
            "the host" in message, message
     assert f"pulumi config set --path 'hosts.hostKeys[\"{host.address}\"]'" in message
     assert host_state(host) == before
-    assert "GREETING=hello" in host.ssh("sudo -n cat /etc/app/app.env").stdout
+    assert 'GREETING="hello"' in host.ssh("sudo -n cat /etc/app/app.env").stdout
 
     # The day-2 verbs pin the same key.
     config = stack.config()
@@ -77,5 +77,5 @@ def test_a_deploy_pins_the_key_and_a_replaced_key_fails_the_next_one_with_both_f
     # Pinning the new key (after checking it on the host) lets the deploy go on.
     stack.extra["hosts"] = {"hostKeys": {host.address: presented}}
     stack.deploy()
-    assert "GREETING=changed" in host.ssh("sudo -n cat /etc/app/app.env").stdout
+    assert 'GREETING="changed"' in host.ssh("sudo -n cat /etc/app/app.env").stdout
 
