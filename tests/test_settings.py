@@ -1013,12 +1013,12 @@ def test_dev_stack_loads_offline():
 
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
-    "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
+    "digitalocean": {"ssh.hostKey", "hosts.hostKeys", "expiresAt",  # a droplet's key: recorded at first contact
                      "hosts.trustedProxies", "hosts.addresses", "database.url",  # rejected here
                      "database.storageGb",
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
-    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
+    "aws": {"ssh.hostKey", "hosts.hostKeys", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
             "doProject",
             "domain.certificateArn",  # the example issues its certificate through route53Zone
             "hosts.python"},  # a cloud image's Python is known
@@ -1033,7 +1033,7 @@ NOT_IN_COMPLETE = {
 NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
                              # refused on heroku: a dyno has none of these (read to say so)
                              "front", "frontWorkers", "loadBalancer", "hosts.image", "hosts.arch",
-                             "hosts.diskGb", "hosts.addresses", "hosts.trustedProxies",
+                             "hosts.diskGb", "hosts.addresses", "hosts.trustedProxies", "hosts.hostKeys",
                              "database.url", "database.storageGb", "database.backupRetentionDays",
                              "database.name", "database.user", "domain.certificateArn",
                              "domain.route53Zone", "domain.dnsRecords", "app.listen",
@@ -1055,7 +1055,7 @@ def flat_keys(raw: dict[str, Any]) -> set[str]:
         if isinstance(value, dict):
             for sub, inner in value.items():
                 out.add(f"{key}.{sub}")
-                if isinstance(inner, dict) and sub not in ("env", "secretEnv"):
+                if isinstance(inner, dict) and sub not in ("env", "secretEnv", "hostKeys"):
                     out |= {f"{key}.{sub}.{k}" for k in inner}
     return out
 
