@@ -76,8 +76,8 @@ def fix(settings: Settings, host: str, address: str) -> str:
                 f'"$(ssh-keyscan -t ed25519{port_option(settings)} {address} | cut -d\' \' -f2-)"')
     if settings.ssh.host_key:
         return f'{check} and set it: pulumi config set --path ssh.hostKey "ssh-ed25519 AAAA..."'
-    return (f"{check}, then record it again: pulumi up --replace URN, the URN of {host}-hostkey-record "
-            "from `pulumi stack --show-urns`")
+    return (f"{check}, then record it again: pulumi up --replace URN, with the URN ending in "
+            f"{host}-hostkey-record (pulumi stack --show-urns)")
 
 
 def port_option(settings: Settings) -> str:

@@ -1013,12 +1013,14 @@ def test_dev_stack_loads_offline():
 
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
-    "digitalocean": {"ssh.hostKey", "hosts.hostKeys", "expiresAt",  # a droplet's key: recorded at first contact
+    "digitalocean": {"ssh.hostKey", "hosts.hostKeys",  # a droplet's key is recorded at first contact
+                     "expiresAt",
                      "hosts.trustedProxies", "hosts.addresses", "database.url",  # rejected here
                      "database.storageGb",
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
-    "aws": {"ssh.hostKey", "hosts.hostKeys", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
+    "aws": {"ssh.hostKey", "hosts.hostKeys", "expiresAt", "hosts.trustedProxies", "hosts.addresses",
+            "database.url",
             "doProject",
             "domain.certificateArn",  # the example issues its certificate through route53Zone
             "hosts.python"},  # a cloud image's Python is known

@@ -5,9 +5,11 @@ day-2 verbs refuse it the same way."""
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
-from stack import inventory
+from stack import hostkeys, inventory
 from stack.hostkeys import fingerprint
 from stack.ops.remote import Session, Unreachable
 from stack.ops.target import Target
@@ -16,6 +18,7 @@ from stack.settings import load
 from tests.hosts.deploying import get, host_state, new_stack
 from tests.support.mocks import plain, run_program
 from tests.support.replay import COMMAND, COPY, LOCAL
+from tests.support.stacks import REPO_ROOT as ROOT
 
 pytestmark = pytest.mark.hosts
 
@@ -79,3 +82,32 @@ def test_a_deploy_pins_the_key_and_a_replaced_key_fails_the_next_one_with_both_f
     stack.deploy()
     assert 'GREETING="changed"' in host.ssh("sudo -n cat /etc/app/app.env").stdout
 
+
+
+def test_through_a_bastion_a_new_machines_key_is_recorded_and_a_wrong_one_refused(testbed):
+    """The host key steps' script as `pulumi up` runs it (a local command), reaching one test
+    host through another as ssh.bastion: the first contact prints the key the host presents
+    (recorded as its stdout), a check against another key fails naming both fingerprints."""
+    bastion, target = testbed.boot(2, prefix="k")
+    try:
+        raw = {"platform": "existing", "hosts": {"addresses": [target.address]},
+               "ssh": {"user": "deploy", "hostKey": testbed.host_key(bastion),
+                       "bastion": {"host": bastion.address}}}
+        config = load(raw, stack="hosts", project_dir=ROOT, offline=True)
+
+        def run(pinned):
+            line = hostkeys.script(config, "web-0", target.address, pinned).text()
+            return subprocess.run(["/bin/bash", "-c", line], input=testbed.private_key,
+                                  capture_output=True, text=True, timeout=120, check=False)
+
+        recorded = run(None)
+        assert recorded.returncode == 0, recorded.stderr
+        assert recorded.stdout.strip() == testbed.host_key(target)
+        assert run(testbed.host_key(target)).returncode == 0
+        wrong = run(testbed.host_key(bastion))
+        assert wrong.returncode == 1 and wrong.stdout == ""
+        assert f"host web-0 ({target.address}): presented the SSH host key " \
+               f"{fingerprint(testbed.host_key(target))} (ssh-ed25519), but the pinned key (ssh.hostKey) " \
+               f"is {fingerprint(testbed.host_key(bastion))}" in wrong.stderr, wrong.stderr
+    finally:
+        testbed.destroy(bastion, target)
