@@ -184,7 +184,8 @@ def ensure_single_host_without_balancer(top: Reader, p: Platform, load_balancer:
 def ensure_host_keys(r: Reader, p: Platform, hosts: Hosts, ssh: Ssh) -> None:
     """Every server of platform existing has a pinned host key (hosts.hostKeys, or ssh.hostKey
     for all): the deploy never logs in to a server it cannot tell from an impostor."""
-    if p.name != "existing" or ssh.host_key or r.reported("hostKeys"):
+    if (p.name != "existing" or ssh.host_key or r.reported("hostKeys")
+            or r.errors.about(f"{PROJECT}:ssh.hostKey")):
         return
     missing = [a for a in hosts.addresses if hosts.host_key(a) is None]
     if not missing:
