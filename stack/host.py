@@ -202,12 +202,13 @@ class AppHost(pulumi.ComponentResource):
         if configured is not None:
             key: pulumi.Output[str] = pulumi.Output.from_input(configured)
         else:
-            # Once per machine: a replaced machine (a new id) is a new first contact. Later
-            # changes to the script or the bastion's key never record again.
+            # Once per machine: a new machine id replaces the step, a new first contact. Any
+            # other change (its address, the script, the bastion's key) runs `update`, which
+            # only prints the key recorded before: it never records again.
             record = run("hostkey-record", address.apply(
                 lambda where: hostkeys.script(s, host.name, str(where or ""), None)),
-                triggers=[host.machine, address],
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["create", "stdin"]))
+                update=hostkeys.KEEP_RECORD, triggers=[host.machine],
+                opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["triggers"]))
             key = record.stdout
         script = pulumi.Output.all(address, key).apply(
             lambda both: hostkeys.script(s, host.name, str(both[0] or ""), str(both[1] or "")))

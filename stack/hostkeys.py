@@ -30,9 +30,15 @@ from stack.scripts.shell import render
 from stack.scripts.steps import Script
 from stack.settings import Settings
 
-FIRST_CONTACT_WAIT = 600  # s: a new machine may take minutes to start sshd
-CHECK_WAIT = 30  # s: a host that answered before is given a few tries
+# A host that is still booting (a new machine, a resized one) refuses SSH for a while: as long as
+# the steps themselves keep dialling (stack.host: 60 x 10 s).
+WAIT = 600
 RECORD_TYPE = "ssh-ed25519"  # every image the program boots makes one at first boot
+# The record step's update: the key recorded at first contact, as pulumi-command hands the
+# previous stdout to the next run (add_previous_output_in_env, on by default).
+KEEP_RECORD = ('case "${PULUMI_COMMAND_STDOUT:-}" in "ssh-"*|"ecdsa-"*) ;; *) echo "flask-stack: host key '
+               'record: no key was recorded at first contact; replace this step to record one" >&2; '
+               'exit 1 ;; esac; printf \'%s\\n\' "$PULUMI_COMMAND_STDOUT"')
 
 
 def fingerprint(key: str) -> str:
@@ -104,7 +110,7 @@ def script(settings: Settings, host: str, address: str, pinned: str | None) -> S
     tail = bastion_tail(settings)
     body = render("hostkey.sh.j2", bastion=tail,
                   algorithms=algorithms(key_type), port=settings.ssh.port, user=settings.ssh.user,
-                  address=address, wait=CHECK_WAIT if pinned else FIRST_CONTACT_WAIT,
+                  address=address, wait=WAIT,
                   pinned=pinned or "", fingerprint=fingerprint(pinned) if pinned else "",
                   source=source(settings, address), fix=fix(settings, host, address))
     return Script("host key check" if pinned else "host key record", host, body, address)

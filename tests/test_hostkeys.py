@@ -67,8 +67,9 @@ def test_every_remote_step_on_a_cloud_host_is_pinned_to_the_key_recorded_at_its_
         keys.append(recorded)
         triggers = plain(record.inputs["triggers"])
         assert triggers[0] in machines, f"{record.urn}: not triggered by its machine's id: {triggers}"
-        assert set(record.ignore_changes) == {"create", "stdin"}, record.urn  # never recorded again
-        assert "update" not in record.inputs, record.urn
+        # A new machine replaces the record; any other change only prints the key kept before.
+        assert "triggers" in record.replace_on_changes, record.urn
+        assert plain(record.inputs["update"]) == hostkeys.KEEP_RECORD, record.urn
         check = check_of(run, host)
         assert f'if [ "$got" != {shlex.quote(recorded)} ]; then' in plain(check.inputs["create"])
         assert plain(check.inputs["update"]) == plain(check.inputs["create"])
@@ -128,6 +129,18 @@ def test_the_check_runs_exactly_when_one_of_its_hosts_steps_would():
     for host in hosts_of(base):
         check, steps = inputs(changed, host)
         assert steps != inputs(base, host)[1] and check != inputs(base, host)[0]
+
+
+def test_the_records_update_prints_the_key_kept_before_and_refuses_when_there_is_none():
+    def update(previous: str | None) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", **({"PULUMI_COMMAND_STDOUT": previous} if previous else {})}
+        return subprocess.run(["/bin/bash", "-c", hostkeys.KEEP_RECORD], env=env, capture_output=True,
+                              text=True, check=False)
+
+    assert update(HOST_KEY).stdout == HOST_KEY + "\n"
+    for nothing in (None, "", "garbage"):
+        done = update(nothing)
+        assert done.returncode == 1 and done.stdout == "" and "no key was recorded" in done.stderr
 
 
 def test_fingerprint_is_what_ssh_keygen_prints(tmp_path):

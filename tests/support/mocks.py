@@ -73,6 +73,7 @@ class Registered:
     retain_on_delete: bool = False
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()
     provider: str = ""  # "<provider URN>::<id>" when given explicitly (or by the parent)
 
 
@@ -90,7 +91,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 unwrap(dict(inputs)), protect=request.protect,
                 retain_on_delete=request.retainOnDelete,
                 ignore_changes=tuple(request.ignoreChanges),
-                delete_before_replace=request.deleteBeforeReplace, provider=request.provider))
+                delete_before_replace=request.deleteBeforeReplace, provider=request.provider,
+                replace_on_changes=tuple(request.replaceOnChanges)))
         return super().RegisterResource(request)
 
     def by_type(self, type_: str) -> list[Registered]:

@@ -22,15 +22,15 @@ presented() {
   [ -n "$key" ] || return 1
   echo "$type $key"
 }
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 600))
 until got=$(presented); do
   if [ $SECONDS -ge $deadline ]; then
-    fail "SSH did not show its host key within 30 s: $(tail -n 1 "$dir/err")"
+    fail "SSH did not show its host key within 600 s: $(tail -n 1 "$dir/err")"
   fi
   sleep 5
 done
 if [ "$got" != 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkqXN6mLzuD2Pg0Nb1R9UTpQe0cjAIdKdYqPRWs8Ilh' ]; then
   shown=$(printf '%s\n' "$got" | ssh-keygen -lf - | cut -d' ' -f2)
-  fail "presented the SSH host key $shown (${got%% *}), but the pinned key (recorded at the machine's first contact, in the stack's state) is SHA256:pp1sKBCt+cwt4kaEuHpNuTH44HlEU+pRTh66Ek62sQs; nothing was done on the host. If the host was rebuilt, check the new key on its console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then record it again: pulumi up --replace URN, the URN of web-0-hostkey-record from \`pulumi stack --show-urns\`; if not, someone may be in the middle: do not deploy to it"
+  fail "presented the SSH host key $shown (${got%% *}), but the pinned key (recorded at the machine's first contact, in the stack's state) is SHA256:pp1sKBCt+cwt4kaEuHpNuTH44HlEU+pRTh66Ek62sQs; nothing was done on the host. If the host was rebuilt, check the new key on its console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then record it again: pulumi up --replace URN, with the URN ending in web-0-hostkey-record (pulumi stack --show-urns); if not, someone may be in the middle: do not deploy to it"
 fi
 echo "$got"
