@@ -10,6 +10,7 @@ no step has a delete action and destroying a stack never needs the hosts to be r
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,12 +122,14 @@ class AppHost(pulumi.ComponentResource):
             # host (new size, same machine) runs it again so the count follows the new CPUs.
             configure_triggers.append(f"size {s.hosts.size}")
         # Whenever any step of this host would run, its key is checked first: the check's
-        # triggers are everything the steps' inputs are made of.
+        # triggers are what the steps' inputs are made of. The secrets count as the config
+        # gives them: a cloud database's URL (and its admin login) exists only once the
+        # database does, and the check, with bootstrap after it, must not wait for that.
+        given = [s.database.url.value if s.database.url else None,
+                 *(value.value for _, value in s.app.secret_env)]
         check_triggers: list[Any] = [*(text_sha(made) for made in step_scripts.values()),
-                                     args.release.sha256, args.secret_env.apply(sha),
-                                     *configure_triggers]
-        if admin is not None:
-            check_triggers.append(admin.env.apply(sha))
+                                     args.release.sha256, *configure_triggers,
+                                     pulumi.Output.secret(sha(json.dumps(given)))]
         self.host_key, check = self._host_key(name, s, args.host, address, check_triggers)
         conn = connection(s, args.host.address, self.host_key)
 
