@@ -5,6 +5,8 @@ inputs are the script itself and a content hash, so an unchanged `pulumi up` run
 a change runs exactly the steps whose content changed. Each step also has `update` set to its
 script: pulumi-command then re-runs it in place when its inputs change, never replaces it, so
 no step has a delete action and destroying a stack never needs the hosts to be reachable.
+Every step's connection is pinned to the host's SSH key and waits for the host key check, a
+local command that runs whenever one of the steps does (stack.hostkeys).
 """
 
 from __future__ import annotations
