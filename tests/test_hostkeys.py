@@ -151,3 +151,12 @@ def test_fingerprint_is_what_ssh_keygen_prints(tmp_path):
     assert hostkeys.fingerprint((tmp_path / "k.pub").read_text()) == printed
     assert hostkeys.fingerprint("ssh-ed25519 !!!") == "(not a public key)"
     assert hostkeys.algorithms("ssh-rsa") == "rsa-sha2-512,rsa-sha2-256"
+
+
+def test_a_deploy_to_servers_without_pinned_keys_stops_before_anything_is_declared():
+    config = existing_config()
+    config["hosts"] = {k: v for k, v in config["hosts"].items() if k != "hostKeys"}
+    with pytest.raises(Exception, match=r"hosts\.hostKeys: has no SSH host key for 203\.0\.113\.10, "
+                                        r"203\.0\.113\.11") as caught:
+        run_program(config, stack="ops", secret_keys=("ssh", "database", "app"), pin_hosts=False)
+    assert "ssh-keyscan -t ed25519 203.0.113.11" in str(caught.value)
