@@ -30,9 +30,11 @@ from stack.scripts.shell import render
 from stack.scripts.steps import Script
 from stack.settings import Settings
 
-# A host that is still booting (a new machine, a resized one) refuses SSH for a while: as long as
-# the steps themselves keep dialling (stack.host: 60 x 10 s).
+# A cloud machine still booting (a new one, a resized one) refuses SSH for a while: as long as
+# the steps themselves keep dialling (stack.host: 60 x 10 s). A server of yours that does not
+# answer within 90 s fails the check, naming it, instead of holding the deploy for 10 minutes.
 WAIT = 600
+EXISTING_WAIT = 90
 RECORD_TYPE = "ssh-ed25519"  # every image the program boots makes one at first boot
 # The record step's update: the key recorded at first contact, as pulumi-command hands the
 # previous stdout to the next run (add_previous_output_in_env, on by default).
@@ -110,7 +112,7 @@ def script(settings: Settings, host: str, address: str, pinned: str | None) -> S
     tail = bastion_tail(settings)
     body = render("hostkey.sh.j2", bastion=tail,
                   algorithms=algorithms(key_type), port=settings.ssh.port, user=settings.ssh.user,
-                  address=address, wait=WAIT,
+                  address=address, wait=EXISTING_WAIT if settings.platform == "existing" else WAIT,
                   pinned=pinned or "", fingerprint=fingerprint(pinned) if pinned else "",
                   source=source(settings, address), fix=fix(settings, host, address))
     return Script("host key check" if pinned else "host key record", host, body, address)

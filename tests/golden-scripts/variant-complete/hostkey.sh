@@ -18,10 +18,10 @@ presented() {
   [ -n "$key" ] || return 1
   echo "$type $key"
 }
-deadline=$((SECONDS + 600))
+deadline=$((SECONDS + 90))
 until got=$(presented); do
   if [ $SECONDS -ge $deadline ]; then
-    fail "SSH did not show its host key within 600 s: $(tail -n 1 "$dir/err")"
+    fail "SSH did not show its host key within 90 s: $(tail -n 1 "$dir/err")"
   fi
   sleep 5
 done
