@@ -113,7 +113,8 @@ class AwsSite(pulumi.ComponentResource):
 
         self._alarms(instances, database.instance)
 
-        hosts = [Host(host, address) for host, address in zip(self._hosts, addresses, strict=True)]
+        hosts = [Host(host, address, machine=inst.id)
+                 for host, address, inst in zip(self._hosts, addresses, instances, strict=True)]
         self.site = Site(hosts=hosts, database_url=database.url,
                          url=url, database_endpoint=database.endpoint)
         self.register_outputs({"url": url, "hosts": addresses,

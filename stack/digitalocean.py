@@ -135,7 +135,7 @@ class DigitalOceanSite(pulumi.ComponentResource):
         url = self._url(domains, balancer, droplets[0])
         self._alerts(tags.web, balancer, database.cluster, url)
 
-        self.site = Site(hosts=[Host(host, d.ipv4_address)
+        self.site = Site(hosts=[Host(host, d.ipv4_address, machine=d.id)
                                 for host, d in zip(self._hosts, droplets, strict=True)],
                          database_url=database.url, url=url, database_endpoint=database.endpoint,
                          database_admin=database.admin)

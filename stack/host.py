@@ -5,19 +5,22 @@ inputs are the script itself and a content hash, so an unchanged `pulumi up` run
 a change runs exactly the steps whose content changed. Each step also has `update` set to its
 script: pulumi-command then re-runs it in place when its inputs change, never replaces it, so
 no step has a delete action and destroying a stack never needs the hosts to be reachable.
+Every step's connection is pinned to the host's SSH key and waits for the host key check, a
+local command that runs whenever one of the steps does (stack.hostkeys).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi_command import remote
+from pulumi_command import local, remote
 
-from stack import render, scripts
+from stack import hostkeys, render, scripts
 from stack.inventory import Host
 from stack.paths import Paths
 from stack.release import Release
@@ -50,7 +53,9 @@ class AppHostArgs:
     release_after: list[pulumi.Resource] = field(default_factory=list)  # e.g. that grant step
 
 
-def connection(settings: Settings, address: pulumi.Input[str]) -> remote.ConnectionArgs:
+def connection(settings: Settings, address: pulumi.Input[str],
+               host_key: pulumi.Input[str] | None = None) -> remote.ConnectionArgs:
+    """How the steps log in to a host, pinned to `host_key` (stack.hostkeys)."""
     ssh = settings.ssh
     key = ssh.private_key.value if ssh.private_key and ssh.private_key.known else None
     proxy = None
@@ -62,7 +67,7 @@ def connection(settings: Settings, address: pulumi.Input[str]) -> remote.Connect
     return remote.ConnectionArgs(
         host=address, user=ssh.user, port=ssh.port,
         private_key=pulumi.Output.secret(key) if key else None,
-        host_key=ssh.host_key, proxy=proxy,
+        host_key=host_key, proxy=proxy,
         dial_error_limit=DIAL_ERROR_LIMIT, per_dial_timeout=PER_DIAL_TIMEOUT)
 
 
@@ -77,7 +82,6 @@ class AppHost(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppHostArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("flask-stack:hosts:AppHost", name, None, opts)
         s, host = args.settings, args.host.name
-        conn = connection(s, args.host.address)
         # Messages name the host with its address, which on a cloud is known only once the
         # machine exists: the scripts that report are made when it is.
         address = pulumi.Output.from_input(args.host.address)
@@ -85,16 +89,6 @@ class AppHost(pulumi.ComponentResource):
 
         def at(make: Callable[[str], scripts.Script]) -> pulumi.Output[scripts.Script]:
             return address.apply(lambda where: make(str(where or "")))
-
-        def step(suffix: str, script: scripts.Script | pulumi.Output[scripts.Script],
-                 depends: list[pulumi.Resource], triggers: list[Any],
-                 stdin: pulumi.Input[str] | None = None) -> remote.Command:
-            line = (script.apply(lambda made: scripts.as_root(s, made))
-                    if isinstance(script, pulumi.Output) else scripts.as_root(s, script))
-            return remote.Command(
-                f"{name}-{suffix}", connection=conn, create=line, update=line, stdin=stdin,
-                triggers=triggers, logging="stdoutAndStderr",
-                opts=pulumi.ResourceOptions(parent=self, depends_on=depends))
 
         app_env = args.files[paths.env_file]
         admin = args.database_admin
@@ -121,30 +115,7 @@ class AppHost(pulumi.ComponentResource):
         except scripts.CommandTooLong as exc:
             raise pulumi.RunError(str(exc)) from None
 
-        bootstrap_script = at(makers["bootstrap"])
-        # Bootstrap and upload touch nothing that serves, so every host does them at once;
-        # the steps that change what a host serves wait for the previous batch (args.after).
-        bootstrap = step("bootstrap", bootstrap_script, [], [text_sha(bootstrap_script)])
-
-        env_script = at(makers["env"])
-        env = step("env", env_script, [bootstrap, *args.after],
-                   [text_sha(env_script), args.secret_env.apply(sha)], stdin=args.secret_env)
-
-        upload = remote.CopyToRemote(
-            f"{name}-upload", connection=conn, source=pulumi.FileAsset(str(args.release.archive)),
-            remote_path=paths.archive(args.release), triggers=[args.release.sha256],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[bootstrap]))
-
-        release_waits = [upload, env, *args.after, *args.release_after]
-        if admin is not None:
-            database_script = at(makers["database"])
-            self.database = step("database", database_script, [bootstrap],
-                                 [text_sha(database_script), admin.env.apply(sha)], stdin=admin.env)
-            release_waits.append(self.database)
-        release_script = at(makers["release"])
-        release = step("release", release_script, release_waits, [args.release.sha256])
-        self.release = release
-
+        step_scripts = {step: at(make) for step, make in makers.items()}
         config_files = {f.path: args.files[f.path] for f in scripts.config_files(s, args.files)}
         config_hash = render.content_hash(config_files)
         configure_triggers: list[Any] = [config_hash]
@@ -152,7 +123,53 @@ class AppHost(pulumi.ComponentResource):
             # Nginx's worker count comes from the host's CPUs when configure runs; a resized
             # host (new size, same machine) runs it again so the count follows the new CPUs.
             configure_triggers.append(f"size {s.hosts.size}")
-        configure = step("configure", at(makers["configure"]),
+        # Whenever any step of this host would run, its key is checked first: the check's
+        # triggers are what the steps' inputs are made of. The secrets count as the config
+        # gives them: a cloud database's URL (and its admin login) exists only once the
+        # database does, and the check, with bootstrap after it, must not wait for that.
+        given = [s.database.url.value if s.database.url else None,
+                 *(value.value for _, value in s.app.secret_env)]
+        check_triggers: list[Any] = [*(text_sha(made) for made in step_scripts.values()),
+                                     args.release.sha256, *configure_triggers,
+                                     pulumi.Output.secret(sha(json.dumps(given)))]
+        self.host_key, check = self._host_key(name, s, args.host, address, check_triggers)
+        conn = connection(s, args.host.address, self.host_key)
+
+        def step(suffix: str, script: scripts.Script | pulumi.Output[scripts.Script],
+                 depends: list[pulumi.Resource], triggers: list[Any],
+                 stdin: pulumi.Input[str] | None = None) -> remote.Command:
+            line = (script.apply(lambda made: scripts.as_root(s, made))
+                    if isinstance(script, pulumi.Output) else scripts.as_root(s, script))
+            return remote.Command(
+                f"{name}-{suffix}", connection=conn, create=line, update=line, stdin=stdin,
+                triggers=triggers, logging="stdoutAndStderr",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[check, *depends]))
+
+        bootstrap_script = step_scripts["bootstrap"]
+        # Bootstrap and upload touch nothing that serves, so every host does them at once;
+        # the steps that change what a host serves wait for the previous batch (args.after).
+        bootstrap = step("bootstrap", bootstrap_script, [], [text_sha(bootstrap_script)])
+
+        env_script = step_scripts["env"]
+        env = step("env", env_script, [bootstrap, *args.after],
+                   [text_sha(env_script), args.secret_env.apply(sha)], stdin=args.secret_env)
+
+        upload = remote.CopyToRemote(
+            f"{name}-upload", connection=conn, source=pulumi.FileAsset(str(args.release.archive)),
+            remote_path=paths.archive(args.release), triggers=[args.release.sha256],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[check, bootstrap]))
+
+        release_waits = [upload, env, *args.after, *args.release_after]
+        if admin is not None:
+            database_script = step_scripts["database"]
+            self.database = step("database", database_script, [bootstrap],
+                                 [text_sha(database_script), admin.env.apply(sha)], stdin=admin.env)
+            release_waits.append(self.database)
+        release_script = step_scripts["release"]
+        release = step("release", release_script, release_waits, [args.release.sha256])
+        self.release = release
+
+        configure = step("configure", step_scripts["configure"],
                          [release, env, *args.after], configure_triggers)
 
         served = [configure]
@@ -160,14 +177,46 @@ class AppHost(pulumi.ComponentResource):
         if s.tls.enabled:
             # After configure: the front answers the ACME challenges by then. certbot.timer
             # renews afterwards, so this runs again only when the domain or ACME settings change.
-            certificate_script = at(makers["certificate"])
+            certificate_script = step_scripts["certificate"]
             certificate = step("certificate", certificate_script, [configure],
                                [text_sha(certificate_script)])
             self.certificate = certificate
             served.append(certificate)
             gate_triggers.append(certificate.triggers)
 
-        gate_script = at(makers["gate"])
+        gate_script = step_scripts["gate"]
         self.gate = step("gate", gate_script, [*served, release, env], gate_triggers)
         self.release_id = args.release.id
-        self.register_outputs({"release": args.release.id, "config": config_hash})
+        self.register_outputs({"release": args.release.id, "config": config_hash,
+                               "hostKey": self.host_key})
+
+    def _host_key(self, name: str, s: Settings, host: Host, address: pulumi.Output[str],
+                  triggers: list[Any]) -> tuple[pulumi.Output[str], local.Command]:
+        """The key this host's connections are pinned to (the config's, or recorded at a cloud
+        machine's first contact), and the step that checks it before every other (stack.hostkeys)."""
+        bastion_key = (pulumi.Output.secret(s.ssh.private_key.value)
+                       if s.ssh.bastion and s.ssh.private_key and s.ssh.private_key.known else None)
+
+        def run(suffix: str, script: pulumi.Output[scripts.Script], **more: Any) -> local.Command:
+            line = script.apply(lambda made: made.text())
+            return local.Command(f"{name}-{suffix}", create=line, interpreter=["/bin/bash", "-c"],
+                                 stdin=bastion_key, logging="stdoutAndStderr",
+                                 **more)
+
+        configured = hostkeys.configured(s, host.address)
+        if configured is not None:
+            key: pulumi.Output[str] = pulumi.Output.from_input(configured)
+        else:
+            # Once per machine: a new machine id replaces the step, a new first contact. Any
+            # other change (its address, the script, the bastion's key) runs `update`, which
+            # only prints the key recorded before: it never records again.
+            record = run("hostkey-record", address.apply(
+                lambda where: hostkeys.script(s, host.name, str(where or ""), None)),
+                update=hostkeys.KEEP_RECORD, triggers=[host.machine],
+                opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["triggers"]))
+            key = record.stdout
+        script = pulumi.Output.all(address, key).apply(
+            lambda both: hostkeys.script(s, host.name, str(both[0] or ""), str(both[1] or "")))
+        check = run("hostkey", script, update=script.apply(lambda made: made.text()),
+                    triggers=triggers, opts=pulumi.ResourceOptions(parent=self))
+        return key, check

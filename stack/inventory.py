@@ -22,6 +22,12 @@ class Host:
 
     name: str  # e.g. "web-0"
     address: Any = None  # str | pulumi.Output[str] | None
+    # A cloud host's machine id (pulumi.Output[str]): a new one is a new machine, whose SSH key
+    # is recorded again at first contact (stack.hostkeys). None for servers the user has.
+    machine: Any = None
+    # The SSH host key the day-2 verbs pin it to, from the stack's outputs (`hostKeys`); None:
+    # the config's (stack.hostkeys.configured), if any.
+    key: str | None = None
 
 
 def host_names(settings: Settings) -> list[str]:

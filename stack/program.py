@@ -36,6 +36,8 @@ def run() -> dict[str, object]:
         "hosts": [host.address for host in the_site.hosts],
         "release": built.id,
         "gates": [h.gate.stdout for h in rollout.hosts],
+        # Each host's pinned SSH key, in the order of `hosts`: the day-2 verbs pin it too.
+        "hostKeys": [h.host_key for h in rollout.hosts],
     }
     if the_site.database_endpoint is not None:
         outputs["databaseEndpoint"] = the_site.database_endpoint

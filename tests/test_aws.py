@@ -1057,7 +1057,8 @@ def test_a_second_run_declares_identical_inputs(g, variant):
 
 
 def test_each_extra_host_adds_fewer_than_twelve_resources():
-    """The instance, its target, its steps, and its two alarms (status check, CPU)."""
+    """The instance, its target, its steps, its two alarms (status check, CPU) and its two host
+    key steps (record and check)."""
     def run(count: int) -> Run:
         return program(with_changes(COMPLETE, hosts={**COMPLETE["hosts"], "count": count}),
                        COMPLETE_KEYS).run

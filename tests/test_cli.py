@@ -77,12 +77,16 @@ def test_check_lists_what_a_deploy_still_needs():
 APPS = Path(__file__).resolve().parent / "apps"
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEyR6E6TISzLkMABixy6N+k0E449lzgYW4KdaRZsjbn9"
+
+
 def existing_stack(directory: Path, shape: str, hosts: int, app: str) -> None:
     shutil.copytree(APPS / shape, directory / shape)
     addresses = "".join(f"      - 203.0.113.{10 + i}\n" for i in range(hosts))
     (directory / "Pulumi.shop.yaml").write_text(
         "config:\n  flask-stack:platform: existing\n  flask-stack:hosts:\n    addresses:\n"
-        f"{addresses}  flask-stack:ssh:\n    user: deploy\n    privateKey:\n      secure: AAABAx\n"
+        f"{addresses}  flask-stack:ssh:\n    user: deploy\n    hostKey: {HOST_KEY}\n"
+        "    privateKey:\n      secure: AAABAx\n"
         f"  flask-stack:app:\n    path: {shape}\n{app}")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from stack.hostkeys import fingerprint
 from stack.inventory import Host
 from stack.ops import console, drift, logs, rollback, status
 from stack.ops.remote import Session
@@ -22,6 +23,7 @@ from stack.ops.target import OpsError, Target, config_from_cli, resolve
 from stack.settings import load
 from tests.support import stacks
 from tests.support.fake_pulumi import FakePulumi
+from tests.support.mocks import mock_host_key, with_host_keys
 from tests.test_scripts import shellcheck_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +40,7 @@ def existing(**extra) -> dict:
               "schedules": {"digest": {"command": "flask digest", "onCalendar": "daily"}}}
     for key, value in extra.items():
         config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    return config
+    return with_host_keys(config)
 
 
 def target_of(config: dict, **kwargs) -> Target:
@@ -134,15 +136,62 @@ def test_session_pins_a_host_key_and_keeps_the_private_key_in_a_private_file(tmp
         assert stat.S_IMODE(key.stat().st_mode) == 0o600 and key.read_text() == KEY
         assert "StrictHostKeyChecking=yes" in argv and argv[argv.index("-p"):][:2] == ["-p", "2222"]
         known = Path(next(o for o in argv if o.startswith("UserKnownHostsFile=")).split("=", 1)[1])
-        assert known.read_text() == (f"[203.0.113.10]:2222 {HOST_KEY}\n[203.0.113.11]:2222 {HOST_KEY}\n")
+        assert known.read_text() == f"[203.0.113.10]:2222 {HOST_KEY}\n"
         assert argv[-2:] == ["203.0.113.10", "true"]
     assert not key.exists()
 
 
+def test_session_pins_each_host_to_its_own_key_and_names_both_fingerprints_when_one_changed(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    target = target_of(existing(), identity=KEY)
+    first, second = target.hosts
+    with Session(target) as ssh:
+        for host in target.hosts:
+            argv = ssh.argv(host, "true")
+            assert "StrictHostKeyChecking=yes" in argv
+            known = Path(next(o for o in argv if o.startswith("UserKnownHostsFile=")).split("=", 1)[1])
+            assert known.read_text() == f"{host.address} {mock_host_key(host.address)}\n"
+        presented = "SHA256:" + "A" * 43
+        stderr = ("@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\nThe fingerprint for the "
+                  f"ED25519 key sent by the remote host is\n{presented}.\nHost key verification failed.\n")
+        why = ssh.explain(second, stderr)
+    assert f"presented the SSH host key {presented}" in why
+    expected = fingerprint(mock_host_key("203.0.113.11"))
+    assert f'pinned key (hosts.hostKeys["203.0.113.11"]) is {expected}' in why
+    assert "pulumi config set --path 'hosts.hostKeys[\"203.0.113.11\"]'" in why
+
+
+def test_a_cloud_hosts_recorded_key_comes_from_the_outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    config = {"platform": "digitalocean", "region": "fra1",
+              "ssh": {"privateKey": KEY, "publicKey": HOST_KEY, "adminCidrs": ["203.0.113.7/32"]},
+              "hosts": {"count": 2}}
+    fake = FakePulumi(tmp_path, "ops")
+    fake.set_config(config, ("ssh",))
+    fake.set_outputs({"hosts": ["198.51.100.1", "198.51.100.2"],
+                      "hostKeys": [mock_host_key("a"), mock_host_key("b")]})
+    monkeypatch.setenv("PATH", f"{fake.bin}:{os.environ['PATH']}")
+    target = resolve("ops", ROOT)
+    assert [h.key for h in target.hosts] == [mock_host_key("a"), mock_host_key("b")]
+    with Session(target) as ssh:
+        argv = ssh.argv(target.hosts[1], "true")
+        known = Path(next(o for o in argv if o.startswith("UserKnownHostsFile=")).split("=", 1)[1])
+        assert known.read_text() == f"198.51.100.2 {mock_host_key('b')}\n"
+        assert "recorded at the machine's first contact" in ssh.explain(
+            target.hosts[1], "Host key verification failed.")
+
+
 def test_session_without_a_host_key_keeps_the_first_one_seen_and_reaches_through_a_bastion(tmp_path,
                                                                                           monkeypatch):
+    """A cloud stack last deployed before keys were recorded has none in its outputs."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    target = target_of(existing(ssh={"bastion": {"host": "198.51.100.5", "user": "jump"}}), identity=KEY)
+    cloud = load({"platform": "digitalocean", "region": "fra1", "hosts": {"count": 1},
+                  "ssh": {"privateKey": KEY, "publicKey": HOST_KEY, "bastion": {"host": "198.51.100.5",
+                                                                                "user": "jump"}}},
+                 stack="ops", project_dir=ROOT, secret_keys=frozenset({"ssh"}))
+    target = Target(settings=cloud, hosts=(Host("web-0", "10.0.0.5"),), release=None, identity=KEY,
+                    secrets_known=True)
     with Session(target) as ssh:
         argv = ssh.argv(target.hosts[0], "true")
     assert "StrictHostKeyChecking=accept-new" in argv

@@ -21,7 +21,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from stack import inventory, render, scripts, settings
+from stack import hostkeys, inventory, render, scripts, settings
 from stack.paths import Paths
 from stack.release import Release
 from stack.scripts import shell
@@ -30,6 +30,7 @@ from tests.support import stacks
 GOLDEN = Path(__file__).resolve().parent / "golden-scripts"
 UPDATE = os.environ.get("UPDATE_GOLDEN", "") not in ("", "0")
 ADDRESS = "203.0.113.10"
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkqXN6mLzuD2Pg0Nb1R9UTpQe0cjAIdKdYqPRWs8Ilh"
 RELEASE = Release(
     id="0123456789abcdef0123", sha256="0123456789abcdef0123" + "4" * 44,
     archive=Path("/nonexistent/release.tar.gz"), files=("app.py",),
@@ -65,6 +66,12 @@ def step_scripts(case: stacks.Case, host_name: str = "web-0", address: str = ADD
     }
     if config.tls.enabled:
         made["certificate"] = scripts.certificate(config, host_name, files, address)
+    # The host key steps, which run where `pulumi up` runs: the check, and on a cloud the record
+    # of a new machine's key that the check then compares with.
+    pinned = hostkeys.configured(config, address)
+    if pinned is None:
+        made["hostkey-record"] = hostkeys.script(config, host_name, address, None)
+    made["hostkey"] = hostkeys.script(config, host_name, address, pinned or HOST_KEY)
     return {step: script.text() for step, script in made.items()}
 
 

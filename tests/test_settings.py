@@ -104,7 +104,8 @@ def minimal(platform: str) -> dict[str, Any]:
     if platform == "heroku":
         return {"platform": "heroku"}
     if platform == "existing":
-        return {"platform": "existing", "hosts": {"addresses": ["203.0.113.10"]},
+        return {"platform": "existing",
+                "hosts": {"addresses": ["203.0.113.10"], "hostKeys": {"203.0.113.10": PUBLIC_KEY}},
                 "ssh": {"user": "deploy", "privateKey": Secret(PRIVATE_KEY)}}
     return {"platform": platform, "region": "fra1" if platform == "digitalocean" else "eu-west-1",
             "ssh": {"publicKey": PUBLIC_KEY, "privateKey": Secret(PRIVATE_KEY),
@@ -393,6 +394,22 @@ INVALID = [
     case("admin-cidrs-not-a-list", DO, "ssh.adminCidrs", {"ssh.adminCidrs": "203.0.113.7/32"},
          "must be a list"),
     case("host-key-garbage", EXISTING, "ssh.hostKey", {"ssh.hostKey": "AAAA"}, "OpenSSH public key"),
+    case("host-keys-missing", EXISTING, "hosts.hostKeys", {"ssh.hostKey": DELETE},
+         "has no SSH host key for 203.0.113.10, 203.0.113.11, so the deploy could not tell the server "
+         "from an impostor"),
+    case("host-keys-one-missing", EXISTING, "hosts.hostKeys",
+         {"ssh.hostKey": DELETE, "hosts.hostKeys": {"203.0.113.10": PUBLIC_KEY}},
+         "has no SSH host key for 203.0.113.11,"),
+    case("host-keys-unlisted", EXISTING, 'hosts.hostKeys["203.0.113.12"]',
+         {"hosts.hostKeys": {"203.0.113.12": PUBLIC_KEY}}, "is not in hosts.addresses"),
+    case("host-keys-garbage", EXISTING, 'hosts.hostKeys["203.0.113.10"]',
+         {"hosts.hostKeys": {"203.0.113.10": "AAAA"}}, "OpenSSH public key"),
+    case("host-keys-not-a-string", EXISTING, 'hosts.hostKeys["203.0.113.10"]',
+         {"hosts.hostKeys": {"203.0.113.10": 7}}, "public host key"),
+    case("host-keys-private", EXISTING, 'hosts.hostKeys["203.0.113.10"]',
+         {"hosts.hostKeys": {"203.0.113.10": PRIVATE_KEY}}, "is a private key"),
+    case("host-keys-not-an-object", EXISTING, "hosts.hostKeys", {"hosts.hostKeys": ["x"]},
+         "must be an object"),
     case("bastion-host-word", EXISTING, "ssh.bastion.host", {"ssh.bastion.host": "bad"}, "IP address"),
     case("bastion-host-missing", EXISTING, "ssh.bastion.host", {"ssh.bastion.host": DELETE}, "is required"),
     case("bastion-port-zero", EXISTING, "ssh.bastion.port", {"ssh.bastion.port": 0}, "from 1 to 65535"),
@@ -934,6 +951,8 @@ config:
   flask-stack:platform: existing
   flask-stack:hosts:
     addresses: ["203.0.113.10"]
+    hostKeys:
+      "203.0.113.10": ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEyR6E6TISzLkMABixy6N+k0E449lzgYW4KdaRZsjbn9
   flask-stack:database:
     url:
       secure: v1:abc:def
@@ -1006,6 +1025,23 @@ def test_examples_also_load_as_other_stacks(stack):
         assert loaded.ephemeral is (stack == "pr-7" and "complete" not in name)
 
 
+def test_a_server_without_a_host_key_gets_the_lines_to_run_and_is_deferred_offline():
+    raw = changed(good(EXISTING), {"ssh.hostKey": DELETE, "ssh.port": 2222, "ssh.bastion": DELETE,
+                                    "hosts.hostKeys": {"203.0.113.10": PUBLIC_KEY}})
+    with pytest.raises(SettingsError) as caught:
+        load(raw)
+    (message,) = caught.value.errors
+    assert message.startswith(f"{PREFIX}hosts.hostKeys: has no SSH host key for 203.0.113.11, ")
+    assert "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub" in message
+    assert ("pulumi config set --path 'hosts.hostKeys[\"203.0.113.11\"]' "
+            "\"$(ssh-keyscan -t ed25519 -p 2222 203.0.113.11 | cut -d' ' -f2-)\"") in message
+    assert message.endswith("or set ssh.hostKey, one key for every server")
+    offline = load(raw, offline=True)
+    assert offline.deferred == (message,)
+    assert offline.hosts.host_keys == (("203.0.113.10", " ".join(PUBLIC_KEY.split()[:2])),)
+    assert load(changed(raw, {"ssh.hostKey": PUBLIC_KEY})).ssh.host_key == PUBLIC_KEY
+
+
 def test_dev_stack_loads_offline():
     loaded = settings.from_stack_file("dev", REPO_ROOT)
     assert loaded.platform == "digitalocean" and loaded.hosts.count == 1
@@ -1014,12 +1050,14 @@ def test_dev_stack_loads_offline():
 
 # Keys the loader reads that a complete example may leave out, and why.
 NOT_IN_COMPLETE = {
-    "digitalocean": {"ssh.hostKey", "expiresAt",  # new droplets make their own host keys at first boot
+    "digitalocean": {"ssh.hostKey", "hosts.hostKeys",  # a droplet's key is recorded at first contact
+                     "expiresAt",
                      "hosts.trustedProxies", "hosts.addresses", "database.url",  # rejected here
                      "database.storageGb",
                      "database.backupRetentionDays", "domain.certificateArn", "domain.route53Zone",
                      "hosts.diskGb", "network.zones", "hosts.python"},  # the image's Python
-    "aws": {"ssh.hostKey", "expiresAt", "hosts.trustedProxies", "hosts.addresses", "database.url",
+    "aws": {"ssh.hostKey", "hosts.hostKeys", "expiresAt", "hosts.trustedProxies", "hosts.addresses",
+            "database.url",
             "doProject",
             "domain.certificateArn",  # the example issues its certificate through route53Zone
             "hosts.python"},  # a cloud image's Python is known
@@ -1034,7 +1072,7 @@ NOT_IN_COMPLETE = {
 NOT_IN_COMPLETE["heroku"] = {"expiresAt", "doProject",
                              # refused on heroku: a dyno has none of these (read to say so)
                              "front", "frontWorkers", "loadBalancer", "hosts.image", "hosts.arch",
-                             "hosts.diskGb", "hosts.addresses", "hosts.trustedProxies",
+                             "hosts.diskGb", "hosts.addresses", "hosts.trustedProxies", "hosts.hostKeys",
                              "database.url", "database.storageGb", "database.backupRetentionDays",
                              "database.name", "database.user", "domain.certificateArn",
                              "domain.route53Zone", "domain.dnsRecords", "app.listen",
@@ -1066,7 +1104,7 @@ def flat_keys(raw: dict[str, Any]) -> set[str]:
         if isinstance(value, dict):
             for sub, inner in value.items():
                 out.add(f"{key}.{sub}")
-                if isinstance(inner, dict) and sub not in ("env", "secretEnv"):
+                if isinstance(inner, dict) and sub not in ("env", "secretEnv", "hostKeys"):
                     out |= {f"{key}.{sub}.{k}" for k in inner}
     return out
 
@@ -1101,7 +1139,7 @@ def test_examples_use_documentation_addresses_and_domains(name):
 RESTRICTED_VALUES: dict[str, Any] = {
     "region": "fra1", "loadBalancer": True, "doProject": True,
     "hosts.size": "s-1vcpu-1gb", "hosts.diskGb": 30, "hosts.addresses": ["203.0.113.10"],
-    "hosts.trustedProxies": ["198.51.100.0/28"],
+    "hosts.trustedProxies": ["198.51.100.0/28"], "hosts.hostKeys": {"203.0.113.10": PUBLIC_KEY},
     "database.url": Secret(DATABASE_URL), "database.size": "db-s-1vcpu-1gb",
     "database.storageGb": 50, "database.backupRetentionDays": 14,
     "domain.certificateArn":

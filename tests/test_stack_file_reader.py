@@ -27,6 +27,7 @@ config:
       secure: AAABAx
 """
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEyR6E6TISzLkMABixy6N+k0E449lzgYW4KdaRZsjbn9"
 LOL = '["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'
 BOMB = ("config:\n  flask-stack:app:\n    a: &a " + LOL + "\n"
         + "".join(f"    {n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n"
@@ -150,7 +151,8 @@ def test_every_typo_of_a_file_is_reported_together(tmp_path):
 def test_a_minimal_file_with_other_namespaces_beside_it_loads(tmp_path, capsys):
     (tmp_path / "app").symlink_to(REPO_ROOT / "app")
     (tmp_path / "Pulumi.t.yaml").write_text(
-        "secretsprovider: passphrase\nencryptionsalt: v1:abc\n" + MINIMAL
+        "secretsprovider: passphrase\nencryptionsalt: v1:abc\n"
+        + MINIMAL.replace("    user: deploy\n", f"    user: deploy\n    hostKey: {HOST_KEY}\n")
         + "  aws:region: eu-west-1\n  pulumi:template: flask-stack\n  digitalocean:token:\n"
         + "    secure: AAABAx\n  command:something: {a: [1, 2]}\n  flask:debug: true\n")
     assert cli.main(["check", "t", "--dir", str(tmp_path)]) == 0

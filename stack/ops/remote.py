@@ -2,10 +2,12 @@
 
 The verbs use the `ssh` client of the machine they run on (the deploy uses pulumi-command's):
 the stack's user and port, its key (written to a file only this user can read, in a directory
-removed afterwards), its bastion through ProxyCommand, and its host key. With `ssh.hostKey`
-set, a host must present exactly that key. Without it, the first key a host presents is kept
-in ~/.cache/flask-stack/known_hosts and every later connection must see the same one (OpenSSH's
-accept-new); a key that changed stops the verb with the host, the file and how to forget it.
+removed afterwards), its bastion through ProxyCommand, and each host's pinned key: the config's
+(hosts.hostKeys, ssh.hostKey) or the one recorded at a cloud machine's first contact (the stack's
+`hostKeys` output), as the deploy pins them (stack.hostkeys). A host that presents another key
+stops the verb with both fingerprints. Only a host with no pinned key (a cloud stack last
+deployed before keys were recorded) falls back to the first key seen, kept in
+~/.cache/flask-stack/known_hosts (OpenSSH's accept-new).
 
 Scripts run as root like the deploy's steps (`sudo -n bash -c SCRIPT`, the script one argument,
 never a secret in it); connections to one host share one master connection while the verb runs.
@@ -13,6 +15,7 @@ never a secret in it); connections to one host share one master connection while
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,7 +23,7 @@ import tempfile
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from stack import scripts
+from stack import hostkeys, scripts
 from stack.inventory import Host
 from stack.ops.target import OpsError, Target, cache_dir
 from stack.scripts.steps import named as named_host
@@ -59,19 +62,21 @@ class Session(AbstractContextManager):
             common += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
         self.known_hosts = cache_dir() / "known_hosts"
         self.options = [*common, "-o", "ControlMaster=auto", "-o", f"ControlPath={self.dir}/c-%C",
-                        "-o", "ControlPersist=30", "-p", str(ssh.port), "-l", ssh.user,
-                        *self._host_keys()]
+                        "-o", "ControlPersist=30", "-p", str(ssh.port), "-l", ssh.user]
         if ssh.bastion:
             # The bastion's own key is kept like an unpinned host's: the first one seen.
             jump = ["ssh", *common, *self._first_seen(), "-p", str(ssh.bastion.port),
                     "-l", ssh.bastion.user, "-W", "%h:%p", ssh.bastion.host]
             self.options += ["-o", "ProxyCommand=" + shlex.join(jump)]
 
-    def _host_keys(self) -> list[str]:
-        key = self.target.settings.ssh.host_key
+    def pinned(self, host: Host) -> str | None:
+        return host.key or hostkeys.configured(self.target.settings, host.address)
+
+    def _host_keys(self, host: Host) -> list[str]:
+        key = self.pinned(host)
         if key:
-            known = self.dir / "known_hosts"
-            known.write_text("".join(f"{self._known_name(h)} {key}\n" for h in self.target.hosts))
+            known = self.dir / f"known_hosts-{host.name}"
+            known.write_text(f"{self._known_name(host)} {key}\n")
             return ["-o", f"UserKnownHostsFile={known}", "-o", "StrictHostKeyChecking=yes"]
         return self._first_seen()
 
@@ -90,7 +95,8 @@ class Session(AbstractContextManager):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def argv(self, host: Host, command: str, *, tty: bool = False) -> list[str]:
-        return ["ssh", *self.options, *(["-tt"] if tty else ["-T"]), str(host.address), command]
+        return ["ssh", *self.options, *self._host_keys(host), *(["-tt"] if tty else ["-T"]),
+                str(host.address), command]
 
     def line(self, script: scripts.Script) -> str:
         return scripts.as_root(self.target.settings, script)
@@ -121,9 +127,15 @@ class Session(AbstractContextManager):
         lines = [line.strip() for line in stderr.splitlines() if line.strip()]
         text = "\n".join(lines)
         if "REMOTE HOST IDENTIFICATION HAS CHANGED" in text or "Host key verification failed" in text:
-            if self.target.settings.ssh.host_key:
-                return ("its host key is not the one in ssh.hostKey; if the host was rebuilt, set "
-                        f"the new key (ssh-keyscan -p {self.target.settings.ssh.port} {host.address})")
+            key = self.pinned(host)
+            if key:
+                shown = re.findall(r"SHA256:[A-Za-z0-9+/]{43}", text)
+                address = str(host.address)
+                return (f"it presented the SSH host key {shown[-1] if shown else '(not shown)'}, but "
+                        f"the pinned key ({hostkeys.source(self.target.settings, address)}) is "
+                        f"{hostkeys.fingerprint(key)}. If the host was rebuilt, "
+                        f"{hostkeys.fix(self.target.settings, host.name, address)}; if not, someone "
+                        "may be in the middle, so do not go on")
             return ("its host key changed since it was first seen. If the host was rebuilt, forget the "
                     f"old key: ssh-keygen -f {self.known_hosts} -R {self._known_name(host)!r}; if "
                     "not, someone may be in the middle, so do not go on")

@@ -96,8 +96,12 @@ def hosts_of(config: Settings, outputs: dict[str, Any], cli: str | None) -> tupl
                            "backend (pulumi login), so that `pulumi stack output` can list them")
         raise OpsError(f"stack {config.stack!r} has no hosts in its outputs yet: run pulumi up first")
     # As many as the last `pulumi up` made (the config may already ask for another count), named
-    # as the inventory names them.
-    return tuple(Host(f"web-{i}", str(address)) for i, address in enumerate(addresses))
+    # as the inventory names them, each with the key its first contact recorded (none in the
+    # outputs of a stack last deployed before keys were recorded).
+    keys = outputs.get("hostKeys")
+    keys = keys if isinstance(keys, list) and len(keys) == len(addresses) else [None] * len(addresses)
+    return tuple(Host(f"web-{i}", str(address), key=str(key) if key else None)
+                 for i, (address, key) in enumerate(zip(addresses, keys, strict=True)))
 
 
 def identity(config: Settings, identity_file: Path | None) -> str | None:

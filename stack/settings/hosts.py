@@ -5,7 +5,13 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from stack.settings.checks import address_item, cidr_item, ensure_not_the_internet, exact_choice
+from stack.settings.checks import (
+    address_item,
+    check_public_key,
+    cidr_item,
+    ensure_not_the_internet,
+    exact_choice,
+)
 from stack.settings.heroku import read_python
 from stack.settings.platforms import DEFAULT_VPC, Platform
 from stack.settings.reader import Reader, as_int, describe
@@ -57,9 +63,38 @@ def read_hosts(r: Reader, p: Platform) -> Hosts:
                                 "any client among them could forge X-Forwarded-For; a load balancer "
                                 "has few addresses, list only those (a private range such as "
                                 "10.0.0.0/8 is fine)")
+    host_keys = read_host_keys(r, addresses) if p.takes(r, "hostKeys") else ()
     r.finish()
     return Hosts(count=count, size=size, image=image, arch=arch or "x86_64", python=python,
-                 addresses=addresses, trusted_proxies=proxies, disk_gb=disk or 0)
+                 addresses=addresses, trusted_proxies=proxies, disk_gb=disk or 0,
+                 host_keys=host_keys)
+
+
+def read_host_keys(r: Reader, addresses: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """hostKeys: each listed server's SSH host public key by its address, in the order of
+    hosts.addresses (ensure_host_keys, once ssh is read, says which are missing)."""
+    given = r.mapping("hostKeys")
+    normal = address_item(r)
+    keys: dict[str, str] = {}
+    for name, value in given.items():
+        path = f'{r.key("hostKeys")}["{name}"]'
+        address = normal(path, name)
+        if address is None:
+            continue
+        if address not in addresses:
+            r.error_at(path, "is not in hosts.addresses; give each listed server's key under the "
+                             "address it is listed by")
+            continue
+        if not isinstance(value, str):
+            r.error_at(path, f'expected the server\'s public host key like "ssh-ed25519 AAAA...", '
+                             f"got {describe(value)}")
+            continue
+        problem = check_public_key(value)
+        if problem:
+            r.error_at(path, problem)
+            continue
+        keys[address] = " ".join(value.split()[:2])  # the type and the key; a comment is dropped
+    return tuple((address, keys[address]) for address in addresses if address in keys)
 
 
 def ensure_addresses_listed_once(r: Reader, addresses: tuple[str, ...]) -> None:

@@ -80,6 +80,7 @@ def load(
         tls = read_tls(section("tls"), domain, p, load_balancer)
         rate_limit = read_rate_limit(section("rateLimit"))
         ssh = read_ssh(section("ssh"), p, hosts.image)
+        ensure_host_keys(hosts_reader, p, hosts, ssh)
         network = read_network(section("network"), p)
     else:  # Heroku: none of these exist on a dyno; each key set in them is refused
         refuse_host_sections(top)
@@ -197,6 +198,32 @@ def ensure_single_host_without_balancer(top: Reader, p: Platform, load_balancer:
         top.error_at(f"{PROJECT}:hosts.count",
                      f"must be 1 when loadBalancer is false (single-host mode), got {hosts.count}; "
                      "set loadBalancer: true to spread traffic over hosts")
+
+
+def ensure_host_keys(r: Reader, p: Platform, hosts: Hosts, ssh: Ssh) -> None:
+    """Every server of platform existing has a pinned host key (hosts.hostKeys, or ssh.hostKey
+    for all): the deploy never logs in to a server it cannot tell from an impostor."""
+    if (p.name != "existing" or ssh.host_key or r.reported("hostKeys")
+            or r.errors.about(f"{PROJECT}:ssh.hostKey")):
+        return
+    missing = [a for a in hosts.addresses if hosts.host_key(a) is None]
+    if not missing:
+        return
+    lines = "; ".join(f"pulumi config set --path {key_path(a)} \"$(ssh-keyscan -t ed25519"
+                      f"{'' if ssh.port == 22 else f' -p {ssh.port}'} {a} | cut -d' ' -f2-)\""
+                      for a in missing)
+    where = " and run ssh-keyscan where the servers are reachable, e.g. on the bastion" if ssh.bastion else ""
+    r.needed_to_deploy("hostKeys", f"has no SSH host key for {', '.join(missing)}, so the deploy "
+                                   "could not tell the server from an impostor. Pin each one "
+                                   f"(compare the fingerprint that `ssh-keygen -lf "
+                                   "/etc/ssh/ssh_host_ed25519_key.pub` shows on the server's own "
+                                   f"console){where}: "
+                                   f"{lines}; or set ssh.hostKey, one key for every server")
+
+
+def key_path(address: str) -> str:
+    """The `pulumi config set --path` argument of one server's host key, quoted for a shell."""
+    return f"'hosts.hostKeys[\"{address}\"]'"
 
 
 def warnings(p: Platform, hosts: Hosts, database: Database, app_name: str) -> list[str]:

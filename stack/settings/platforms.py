@@ -66,6 +66,10 @@ RULES: dict[str, Rule] = {
     "hosts.addresses": Rule((EXISTING,), why="a cloud platform creates the hosts; set hosts.count",
                             refusals={HEROKU: "is only for platform existing; on platform heroku "
                                               "set hosts.count, the number of web dynos"}),
+    "hosts.hostKeys": Rule((EXISTING,), why="a cloud host's key is recorded at its first contact "
+                                            "and pinned from then on",
+                           refusals={HEROKU: "has no meaning on platform heroku: there are no "
+                                             "hosts to log in to; remove it"}),
     "hosts.trustedProxies": Rule((EXISTING,), why="on a cloud platform the load balancer's network "
                                                   "is trusted automatically", refusals={
         HEROKU: "has no meaning on platform heroku: the one hop the app trusts is Heroku's "

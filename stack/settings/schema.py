@@ -43,6 +43,11 @@ class Hosts:
     addresses: tuple[str, ...]  # platform existing only
     trusted_proxies: tuple[str, ...]  # platform existing: CIDRs of a load balancer of the user's
     disk_gb: int  # aws: the root volume (DigitalOcean sizes fix the disk)
+    # platform existing: (address, SSH host public key) pairs, in the order of hosts.addresses
+    host_keys: tuple[tuple[str, str], ...] = ()
+
+    def host_key(self, address: str) -> str | None:
+        return dict(self.host_keys).get(address)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,8 @@ class Stack:
         cfg = {
             "platform": "existing",
             "front": self.front,
-            "hosts": {"addresses": [h.address for h in self.hosts]},
+            "hosts": {"addresses": [h.address for h in self.hosts],
+                      "hostKeys": {h.address: self.testbed.host_key(h) for h in self.hosts}},
             "ssh": {"user": "deploy", "privateKey": self.testbed.private_key},
             "database": {"url": self.database_url},
             "app": {"path": str(self.app), "secretEnv": {"SECRET_KEY": APP_SECRET},

@@ -24,6 +24,7 @@ import pytest
 from stack.paths import SSHD_DROPIN
 from tests.hosts.deploying import APP_SECRET, ROOT, get, load, new_stack, wait_for
 from tests.support.fake_pulumi import FakePulumi
+from tests.support.mocks import mock_host_key
 
 pytestmark = pytest.mark.hosts
 STACK = "hosts"
@@ -321,9 +322,10 @@ def test_the_next_deploy_brings_the_stack_to_its_new_release(bed):
 
 
 def test_an_unreachable_host_is_named_with_its_address(bed, tmp_path):
-    addresses = [h.address for h in bed["hosts"]]
-    bed["fake"].set_config(cli_config(bed["stack"], hosts={"addresses": [*addresses, "198.51.100.77"]}),
-                           SECRET_KEYS)
+    hosts = bed["stack"].config()["hosts"]
+    nowhere = {"addresses": [*hosts["addresses"], "198.51.100.77"],
+               "hostKeys": {**hosts["hostKeys"], "198.51.100.77": mock_host_key("198.51.100.77")}}
+    bed["fake"].set_config(cli_config(bed["stack"], hosts=nowhere), SECRET_KEYS)
     try:
         done = ops(bed, "status")
     finally:
@@ -331,4 +333,5 @@ def test_an_unreachable_host_is_named_with_its_address(bed, tmp_path):
     assert done.returncode == 1
     assert "web-2 (198.51.100.77): UNREACHABLE" in done.stdout, done.stdout
     assert "Traceback" not in done.stderr
-    assert Path(bed["work"] / "cache" / "flask-stack" / "known_hosts").is_file()
+    # Every host is pinned to its key (hosts.hostKeys): none is kept as the first one seen.
+    assert not Path(bed["work"] / "cache" / "flask-stack" / "known_hosts").exists()

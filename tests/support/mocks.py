@@ -8,7 +8,9 @@ inputs) so tests can walk the whole resource graph; `run_program` sets config an
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -71,6 +73,7 @@ class Registered:
     retain_on_delete: bool = False
     ignore_changes: tuple[str, ...] = ()
     delete_before_replace: bool = False
+    replace_on_changes: tuple[str, ...] = ()
     provider: str = ""  # "<provider URN>::<id>" when given explicitly (or by the parent)
 
 
@@ -88,7 +91,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 unwrap(dict(inputs)), protect=request.protect,
                 retain_on_delete=request.retainOnDelete,
                 ignore_changes=tuple(request.ignoreChanges),
-                delete_before_replace=request.deleteBeforeReplace, provider=request.provider))
+                delete_before_replace=request.deleteBeforeReplace, provider=request.provider,
+                replace_on_changes=tuple(request.replaceOnChanges)))
         return super().RegisterResource(request)
 
     def by_type(self, type_: str) -> list[Registered]:
@@ -113,6 +117,8 @@ class StrictMocks(pulumi_mocks.Mocks):
 
     def new_resource(self, args: pulumi_mocks.MockResourceArgs):
         state = dict(args.inputs)
+        if args.typ == "command:local:Command":  # what a host key step prints: the key it saw
+            state["stdout"] = mock_host_key(args.name)
         if args.typ in self.outputs:
             state.update(self.outputs[args.typ](args))
         return f"{args.name}-id", state
@@ -122,6 +128,13 @@ class StrictMocks(pulumi_mocks.Mocks):
             raise AssertionError(f"unexpected invoke {args.token}({args.args})")
         answer = self.calls[args.token]
         return (answer(args.args) if callable(answer) else answer), []
+
+
+def mock_host_key(name: str) -> str:
+    """A well-formed ed25519 public key line made from `name` (the mocks' recorded host keys)."""
+    blob = (len(b"ssh-ed25519").to_bytes(4, "big") + b"ssh-ed25519" + (32).to_bytes(4, "big")
+            + hashlib.sha256(name.encode()).digest())
+    return "ssh-ed25519 " + base64.b64encode(blob).decode()
 
 
 @dataclass
@@ -141,9 +154,11 @@ def set_config(config: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> Non
 
 
 def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tuple[str, ...] = (),
-                mocks: pulumi_mocks.Mocks | None = None) -> Run:
+                mocks: pulumi_mocks.Mocks | None = None, pin_hosts: bool = True) -> Run:
     if re.fullmatch(r"pr-[0-9]+", stack) and "expiresAt" not in config:
         config = {**config, "expiresAt": REVIEW_EXPIRY}  # as the review-stack workflow sets it
+    if pin_hosts:
+        config = with_host_keys(config)
     config, project = beside_the_app(config)
     monitor = RecordingMonitor(mocks or StrictMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False,
@@ -168,6 +183,20 @@ def run_program(config: dict[str, Any], *, stack: str = "test", secret_keys: tup
     with project:
         pulumi_mocks.test(program_body)()
     return run
+
+
+def with_host_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """Servers of platform existing pinned as their user pins them before a first deploy
+    (hosts.hostKeys, a mock key per address), unless the config pins any key itself."""
+    hosts, ssh = config.get("hosts"), config.get("ssh")
+    if (config.get("platform") != "existing" or not isinstance(hosts, dict)
+            or "hostKeys" in hosts or (isinstance(ssh, dict) and "hostKey" in ssh)):
+        return config
+    addresses = hosts.get("addresses")
+    if not isinstance(addresses, list):
+        return config
+    keys = {a: mock_host_key(a) for a in addresses if isinstance(a, str)}
+    return {**config, "hosts": {**hosts, "hostKeys": keys}}
 
 
 def beside_the_app(config: dict[str, Any]) -> tuple[dict[str, Any], contextlib.AbstractContextManager]:

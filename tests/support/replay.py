@@ -3,7 +3,8 @@
 The program runs under Pulumi's mocks (tests/support/mocks.py) and declares its
 `remote.Command` and `remote.CopyToRemote` resources; the replayer takes exactly those payloads
 (the create/update command lines, stdin, the archive and its remote path, the connection) and
-executes them over real SSH/SFTP in dependency order. Like a `pulumi up`, it keeps the inputs of
+executes them over real SSH/SFTP in dependency order (a `local.Command`, the host key check, on
+this machine). Like a `pulumi up`, it keeps the inputs of
 every step that succeeded and, on the next replay, runs only the steps whose inputs changed
 (`update` if the step has one, else `create`); a failed step leaves its old state, and nothing
 that depends on it runs.
@@ -24,6 +25,7 @@ from tests.support.mocks import Registered, Run, plain
 
 COMMAND = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
+LOCAL = "command:local:Command"  # the host key steps: run on this machine
 
 
 class StepFailed(Exception):
@@ -112,8 +114,15 @@ class Replayer:
                 str(source), target]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
+    def run_local(self, step: Registered, first_time: bool, timeout: float) -> subprocess.CompletedProcess:
+        inputs = plain(step.inputs)
+        line = inputs["create"] if first_time or not inputs.get("update") else inputs["update"]
+        argv = [*(inputs.get("interpreter") or ["/bin/sh", "-c"]), line]
+        return subprocess.run(argv, input=inputs.get("stdin") or "", capture_output=True, text=True,
+                              timeout=timeout, check=False)
+
     def replay(self, run: Run, *, timeout: float = 600, stop_on_failure: bool = True) -> Outcome:
-        steps = [r for r in run.monitor.registered if r.type in (COMMAND, COPY)]
+        steps = [r for r in run.monitor.registered if r.type in (COMMAND, COPY, LOCAL)]
         outcome = Outcome()
         blocked: set[str] = set()
         for step in order(steps):
@@ -126,6 +135,8 @@ class Replayer:
             started = time.monotonic()
             if step.type == COPY:
                 result = self.run_copy(step, timeout)
+            elif step.type == LOCAL:
+                result = self.run_local(step, step.urn not in self.state, timeout)
             else:
                 result = self.run_command(step, step.urn not in self.state, timeout)
             outcome.seconds[step.name] = time.monotonic() - started
