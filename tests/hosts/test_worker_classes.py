@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_worker_class_serves_the_app(testbed, host, database_url, tmp_path, worker_class):
     app = tmp_path / "app"
     shutil.copytree(ROOT / "app", app, ignore=shutil.ignore_patterns("__pycache__"))
-    config = {"platform": "existing", "hosts": {"addresses": [host.address]},
+    config = {"platform": "existing",
+              "hosts": {"addresses": [host.address], "hostKeys": {host.address: testbed.host_key(host)}},
               "ssh": {"user": "deploy", "privateKey": testbed.private_key},
               "database": {"url": database_url},
               "app": {"path": str(app), "workerClass": worker_class}}
