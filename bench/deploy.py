@@ -38,7 +38,8 @@ class Stack:
     def __init__(self, testbed, hosts, app: Path, batch_size: int, database: str | None):
         self.testbed, self.hosts, self.app = testbed, hosts, app
         self.config = {
-            "platform": "existing", "hosts": {"addresses": [h.address for h in hosts]},
+            "platform": "existing", "hosts": {"addresses": [h.address for h in hosts],
+                                              "hostKeys": {h.address: testbed.host_key(h) for h in hosts}},
             "ssh": {"user": "deploy", "privateKey": testbed.private_key},
             "app": {"path": str(app)}, "deploy": {"batchSize": batch_size},
         }

@@ -107,7 +107,8 @@ def bench_app(into: Path) -> Path:
 
 def config(testbed, host, app: Path, extra_app: dict, extra: dict | None = None) -> dict:
     return {
-        "platform": "existing", "hosts": {"addresses": [host.address]},
+        "platform": "existing",
+        "hosts": {"addresses": [host.address], "hostKeys": {host.address: testbed.host_key(host)}},
         "ssh": {"user": "deploy", "privateKey": testbed.private_key},
         "app": {"path": str(app), "entry": "bench_app:app", **extra_app}, **(extra or {}),
     }
