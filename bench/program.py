@@ -30,7 +30,10 @@ def config_for(platform: str, hosts: int) -> tuple[dict, tuple[str, ...]]:
     if platform == "existing":
         config, keys = example_config("existing-minimal")
         addresses = [f"10.{i // 250}.{i % 250}.10" for i in range(hosts)]
-        return with_changes(config, hosts={"addresses": addresses}), keys
+        from tests.support.mocks import mock_host_key
+
+        pinned = {a: mock_host_key(a) for a in addresses}
+        return with_changes(config, hosts={"addresses": addresses, "hostKeys": pinned}), keys
     config, keys = example_config(f"{platform}-minimal")
     return with_changes(config, hosts={"count": hosts}), keys
 
